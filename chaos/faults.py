@@ -1,0 +1,125 @@
+"""Fault injection: each fault is a real change in the (emulated) AWS account.
+
+The workload's next run fails the way it would on AWS: AccessDenied from a revoked or
+denied permission, throttling at zero concurrency, a connect timeout with no egress, a
+wrong environment, a timeout. `restore` puts the baseline back (chaos/workload/baseline).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+from chaos.workload.baseline import restore_all, security_group_id
+from chaos.workload.spec import (
+    BASELINE_POLICY_NAME,
+    PERMISSION_ACTIONS,
+    STATEMENT_IDS,
+    FunctionSpec,
+    PermissionTarget,
+)
+from fleet.aws import Clients
+from fleet.errors import UsageError
+
+DENY_POLICY_NAME = "chaos-explicit-deny"
+ALL = "all"
+
+
+class FaultKind(StrEnum):
+    REVOKE = "revoke"
+    DENY = "deny"
+    THROTTLE = "throttle"
+    NETWORK_BLOCK = "network-block"
+    ENV_DRIFT = "env-drift"
+    TIMEOUT = "timeout"
+
+
+def parse_targets(target: str) -> list[PermissionTarget]:
+    if target == ALL:
+        return list(PermissionTarget)
+    try:
+        return [PermissionTarget(target)]
+    except ValueError:
+        choices = ", ".join([*(t.value for t in PermissionTarget), ALL])
+        raise UsageError(f"unknown target {target!r}; choose one of: {choices}") from None
+
+
+def revoke(clients: Clients, spec: FunctionSpec, targets: list[PermissionTarget]) -> str:
+    """Remove the targets' statements from the role's baseline policy."""
+    iam = clients("iam")
+    drop = {STATEMENT_IDS[t] for t in targets}
+    policy = spec.baseline_policy()
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] not in drop]
+    if policy["Statement"]:
+        iam.put_role_policy(
+            RoleName=spec.role_name,
+            PolicyName=BASELINE_POLICY_NAME,
+            PolicyDocument=json.dumps(policy),
+        )
+    else:
+        iam.delete_role_policy(RoleName=spec.role_name, PolicyName=BASELINE_POLICY_NAME)
+    names = ", ".join(t.value for t in targets)
+    return f"{spec.role_name}: revoked {names} permissions"
+
+
+def deny(clients: Clients, spec: FunctionSpec, targets: list[PermissionTarget]) -> str:
+    """Add an explicit Deny for the targets' actions; the Allow stays in place."""
+    actions = sorted(a for t in targets for a in PERMISSION_ACTIONS[t])
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ChaosDeny", "Effect": "Deny", "Action": actions, "Resource": "*"}
+        ],
+    }
+    clients("iam").put_role_policy(
+        RoleName=spec.role_name, PolicyName=DENY_POLICY_NAME, PolicyDocument=json.dumps(policy)
+    )
+    return f"{spec.role_name}: explicit deny of {', '.join(actions)}"
+
+
+def throttle(clients: Clients, spec: FunctionSpec, concurrency: int) -> str:
+    if concurrency < 0:
+        raise UsageError(f"--concurrency must be 0 or more, not {concurrency}")
+    clients("lambda").put_function_concurrency(
+        FunctionName=spec.name, ReservedConcurrentExecutions=concurrency
+    )
+    return f"{spec.name}: reserved concurrency set to {concurrency}"
+
+
+def network_block(clients: Clients, spec: FunctionSpec) -> str:
+    """Remove every egress rule of the function's security group."""
+    ec2 = clients("ec2")
+    group_id = security_group_id(ec2, spec)
+    if group_id is None:
+        raise UsageError(f"{spec.name} has no security group {spec.security_group_name}")
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    egress = group.get("IpPermissionsEgress", [])
+    if egress:
+        ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=egress)
+    return f"{spec.security_group_name} ({group_id}): removed {len(egress)} egress rule(s)"
+
+
+def env_drift(clients: Clients, spec: FunctionSpec, name: str, value: str) -> str:
+    lam = clients("lambda")
+    variables = dict(
+        lam.get_function_configuration(FunctionName=spec.name)
+        .get("Environment", {})
+        .get("Variables", {})
+    )
+    variables[name] = value
+    lam.update_function_configuration(FunctionName=spec.name, Environment={"Variables": variables})
+    return f"{spec.name}: environment {name}={value!r}"
+
+
+def timeout(clients: Clients, spec: FunctionSpec, seconds: int) -> str:
+    if not 1 <= seconds <= 900:
+        raise UsageError(f"--seconds must be between 1 and 900, not {seconds}")
+    clients("lambda").update_function_configuration(FunctionName=spec.name, Timeout=seconds)
+    return f"{spec.name}: timeout set to {seconds}s"
+
+
+def restore(clients: Clients, spec: FunctionSpec) -> str:
+    changes = restore_all(clients, spec)
+    if not changes:
+        return f"{spec.name}: already at baseline"
+    return f"{spec.name}: " + "; ".join(changes)

@@ -1,0 +1,153 @@
+"""What a healthy `data-processor` looks like: names, role policy, network, configuration.
+
+This is the known-good definition the world deploys and `fleet chaos restore` puts back.
+Each copy (`--targets N`) gets its own role, bucket prefix, log group and alarms.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel
+
+from fleet.settings import Settings
+
+ACCOUNT_ID = "123456789012"
+FUNCTION_BASE_NAME = "data-processor"
+HANDLER = "data_processor.handler"
+RUNTIME = "python3.12"
+MEMORY_MB = 256
+BASELINE_POLICY_NAME = "data-processor-baseline"
+HTTPS_PORT = 443
+
+
+class PermissionTarget(StrEnum):
+    """The groups of permissions chaos can revoke or deny, each one baseline statement."""
+
+    S3 = "s3"
+    LOGS = "logs"
+    METRICS = "metrics"
+    SNS = "sns"
+
+
+# The statement id of each group in the baseline policy, and its actions.
+PERMISSION_ACTIONS: dict[PermissionTarget, tuple[str, ...]] = {
+    PermissionTarget.S3: ("s3:GetObject", "s3:PutObject"),
+    PermissionTarget.LOGS: ("logs:CreateLogStream", "logs:PutLogEvents"),
+    PermissionTarget.METRICS: ("cloudwatch:PutMetricData",),
+    PermissionTarget.SNS: ("sns:Publish",),
+}
+STATEMENT_IDS: dict[PermissionTarget, str] = {
+    PermissionTarget.S3: "ReadInputWriteOutput",
+    PermissionTarget.LOGS: "WriteOwnLogs",
+    PermissionTarget.METRICS: "PutCustomMetrics",
+    PermissionTarget.SNS: "ReportFailures",
+}
+
+
+class FunctionSpec(BaseModel, frozen=True):
+    """One protected function and everything its baseline fixes."""
+
+    name: str
+    bucket: str
+    prefix: str
+    region: str
+    alerts_topic_arn: str
+    work_seconds: float
+    timeout_s: int
+
+    @property
+    def role_name(self) -> str:
+        return f"{self.name}-role"
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{ACCOUNT_ID}:role/{self.role_name}"
+
+    @property
+    def function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.name}"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.name}"
+
+    @property
+    def security_group_name(self) -> str:
+        return f"{self.name}-sg"
+
+    @property
+    def alarm_names(self) -> tuple[str, str]:
+        return (f"{self.name}-errors", f"{self.name}-throttles")
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "DATA_BUCKET": self.bucket,
+            "DATA_PREFIX": self.prefix,
+            "ALERTS_TOPIC_ARN": self.alerts_topic_arn,
+            "WORK_SECONDS": f"{self.work_seconds:g}",
+        }
+
+    def baseline_policy(self) -> dict[str, Any]:
+        """Exactly what the handler needs, on exactly its own resources."""
+        resources = {
+            PermissionTarget.S3: [f"arn:aws:s3:::{self.bucket}/{self.prefix}*"],
+            PermissionTarget.LOGS: [
+                f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{self.log_group}:*"
+            ],
+            # PutMetricData has no resource-level permissions on AWS.
+            PermissionTarget.METRICS: ["*"],
+            PermissionTarget.SNS: [self.alerts_topic_arn],
+        }
+        return {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": STATEMENT_IDS[t],
+                    "Effect": "Allow",
+                    "Action": list(PERMISSION_ACTIONS[t]),
+                    "Resource": resources[t],
+                }
+                for t in PermissionTarget
+            ],
+        }
+
+    def trust_policy(self, extra_principal_arns: list[str]) -> dict[str, Any]:
+        """Lambda may assume the role; in the embedded world, so may the local runtime."""
+        principal: dict[str, Any] = {"Service": "lambda.amazonaws.com"}
+        if extra_principal_arns:
+            principal["AWS"] = extra_principal_arns
+        return {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+        }
+
+
+def function_name(index: int) -> str:
+    return FUNCTION_BASE_NAME if index == 1 else f"{FUNCTION_BASE_NAME}-{index}"
+
+
+def data_bucket() -> str:
+    return f"{FUNCTION_BASE_NAME}-data-{ACCOUNT_ID}"
+
+
+def alerts_topic_arn(region: str) -> str:
+    return f"arn:aws:sns:{region}:{ACCOUNT_ID}:incident-alerts"
+
+
+def spec_for(name: str, settings: Settings) -> FunctionSpec:
+    return FunctionSpec(
+        name=name,
+        bucket=data_bucket(),
+        prefix=f"{name}/",
+        region=settings.region,
+        alerts_topic_arn=alerts_topic_arn(settings.region),
+        work_seconds=settings.workload_work_s,
+        timeout_s=settings.workload_timeout_s,
+    )
+
+
+def function_specs(settings: Settings, count: int | None = None) -> list[FunctionSpec]:
+    n = count if count is not None else settings.target_count
+    return [spec_for(function_name(i), settings) for i in range(1, n + 1)]

@@ -1,0 +1,264 @@
+"""`fleet`: one command with subcommands; every Make target is a thin wrapper over it.
+
+Exit codes: 0 success, 1 a failure the message explains, 2 bad usage (unknown target,
+function or option; the message names the valid choices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fleet.errors import FleetError, UsageError
+from fleet.settings import Settings, get_settings
+
+
+def _emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------- world
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet import structured_logging
+    from fleet.world import run_world
+
+    structured_logging.configure("world")
+    if args.port:
+        settings = settings.model_copy(update={"emulator_port": args.port})
+    return run_world(settings, args.targets or settings.target_count)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.world import stop_world
+
+    pid = stop_world(settings)
+    print(f"world (pid {pid}) stopped")
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.provisioning import ProvisionReport
+    from fleet.world import provision, read_world
+
+    world = read_world(settings)
+    if world is None:
+        raise FleetError("no world is running: start one with `fleet up`")
+    report = ProvisionReport()
+    provision(settings, int(world["targets"]), report)
+    if args.json:
+        _emit_json({"summary": report.summary(), "changes": report.as_json()})
+    else:
+        for change in report.changed:
+            print(f"{change.action:9} {change.kind:18} {change.name}")
+        print(report.summary())
+    return 0
+
+
+# ---------------------------------------------------------------- chaos
+
+
+def _protected_functions(settings: Settings) -> list[str]:
+    from chaos.lambda_runtime import protected_functions
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+
+    return protected_functions(Clients(Principal.OPERATOR, settings)("lambda"))
+
+
+def _specs(settings: Settings, function: str | None, every: bool) -> list[Any]:
+    from chaos.workload.spec import FUNCTION_BASE_NAME, spec_for
+
+    deployed = _protected_functions(settings)
+    if function is None:
+        names = deployed if every else [FUNCTION_BASE_NAME]
+    else:
+        names = [function]
+    for name in names:
+        if name not in deployed:
+            raise UsageError(
+                f"unknown function {name!r}; protected functions: {', '.join(deployed) or 'none'}"
+            )
+    return [spec_for(name, settings) for name in names]
+
+
+def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from chaos import faults
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+
+    clients = Clients(Principal.OPERATOR, settings)
+    if args.fault == "status":
+        return _chaos_status(args, settings, clients)
+    every = args.fault == "restore" and args.function is None
+    actions: dict[str, Callable[[Any], str]] = {
+        "revoke": lambda spec: faults.revoke(clients, spec, faults.parse_targets(args.target)),
+        "deny": lambda spec: faults.deny(clients, spec, faults.parse_targets(args.target)),
+        "throttle": lambda spec: faults.throttle(clients, spec, args.concurrency),
+        "network-block": lambda spec: faults.network_block(clients, spec),
+        "env-drift": lambda spec: faults.env_drift(clients, spec, args.var, args.value),
+        "timeout": lambda spec: faults.timeout(clients, spec, args.seconds),
+        "restore": lambda spec: faults.restore(clients, spec),
+    }
+    if args.fault in ("revoke", "deny"):
+        faults.parse_targets(args.target)  # a bad target fails before anything changes
+    for spec in _specs(settings, args.function, every):
+        print(actions[args.fault](spec))
+    return 0
+
+
+def _chaos_status(args: argparse.Namespace, settings: Settings, clients: Any) -> int:
+    from chaos.status import function_status
+
+    window = args.window or max(5, int(3 * settings.target_interval_s + settings.workload_work_s))
+    statuses = [function_status(clients, spec, window) for spec in _specs(settings, args.function, True)]
+    if args.json:
+        _emit_json([s.as_json() for s in statuses])
+        return 0
+    for s in statuses:
+        r = s.runs
+        print(f"{s.function}: {s.health} (last {r.window_s}s: {r.invocations} runs, "
+              f"{r.errors} errors, {r.throttles} throttles); "
+              f"{'at baseline' if s.at_baseline else 'DRIFTED from baseline'}")
+        for d in s.drift:
+            print(f"  - {d}")
+        if r.last_error:
+            print(f"  last error: {r.last_error}")
+    return 0
+
+
+# ---------------------------------------------------------------- tail
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from queues.tail import safe_snapshot
+    from queues.topology import build_topology
+
+    clients = Clients(Principal.OPERATOR, settings)
+    topology = build_topology(settings)
+    if args.once:
+        snap = safe_snapshot(clients, topology, None)
+        if args.json:
+            _emit_json(snap.model_dump())
+        else:
+            from rich.console import Console
+
+            from queues.tail_view import render
+
+            Console().print(render(snap))
+        return 1 if snap.error else 0
+    from rich.live import Live
+
+    from queues.tail_view import render
+
+    snap = None
+    try:
+        with Live(auto_refresh=False) as live:
+            while True:
+                snap = safe_snapshot(clients, topology, snap)
+                if args.json:
+                    print(json.dumps(snap.model_dump()), flush=True)
+                else:
+                    live.update(render(snap), refresh=True)
+                time.sleep(settings.tail_refresh_s)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.demo import run_demo
+
+    return run_demo(settings)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fleet", description="Autonomous incident response for AWS Lambda.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the embedded world (emulator, workload, alarms) until Ctrl-C")
+    up.add_argument("--targets", type=int, help="copies of data-processor to run (default 1)")
+    up.add_argument("--port", type=int, help="emulator port (default FLEET_EMULATOR_PORT or 5000)")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("down", help="stop the running world").set_defaults(func=cmd_down)
+
+    prov = sub.add_parser("provision", help="apply the topology and workload spec again (idempotent)")
+    prov.add_argument("--json", action="store_true")
+    prov.set_defaults(func=cmd_provision)
+
+    chaos = sub.add_parser("chaos", help="break the workload, or restore it")
+    faults_sub = chaos.add_subparsers(dest="fault", required=True, metavar="FAULT")
+    target_choices = ["s3", "logs", "metrics", "sns", "all"]
+
+    def fault(name: str, help_text: str) -> argparse.ArgumentParser:
+        f = faults_sub.add_parser(name, help=help_text)
+        f.add_argument("--function", help="protected function (default data-processor)")
+        return f
+
+    fault("revoke", "remove permissions from the role").add_argument(
+        "--target", choices=target_choices, default="s3")
+    fault("deny", "add an explicit Deny for permissions").add_argument(
+        "--target", choices=target_choices, default="s3")
+    fault("throttle", "set reserved concurrency").add_argument("--concurrency", type=int, default=0)
+    fault("network-block", "remove the security group's egress rules")
+    drift = fault("env-drift", "change an environment variable")
+    drift.add_argument("--var", required=True)
+    drift.add_argument("--value", required=True)
+    fault("timeout", "lower the function timeout").add_argument("--seconds", type=int, default=1)
+    faults_sub.add_parser("restore", help="put the baseline back (every function by default)").add_argument(
+        "--function")
+    status = faults_sub.add_parser("status", help="each function against its baseline, and its last runs")
+    status.add_argument("--function")
+    status.add_argument("--window", type=int, help="seconds of runs to summarise")
+    status.add_argument("--json", action="store_true")
+    chaos.set_defaults(func=cmd_chaos)
+
+    tail = sub.add_parser("tail", help="live table of queue depths and incidents")
+    tail.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    tail.add_argument("--json", action="store_true")
+    tail.set_defaults(func=cmd_tail)
+
+    sub.add_parser("demo", help="start the world, break the workload, restore it, stop").set_defaults(
+        func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        return int(args.func(args, settings))
+    except UsageError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 2
+    except FleetError as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return 1
+    except EndpointConnectionError as exc:
+        print(f"fleet: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: is the world up "
+              "(`fleet up`)?", file=sys.stderr)
+        return 1
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        print(f"fleet: {exc.operation_name} refused: {err.get('Code')}: {err.get('Message')}",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

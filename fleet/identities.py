@@ -1,0 +1,213 @@
+"""One IAM identity per process kind, with least-privilege policies defined once, here.
+
+The embedded world creates an IAM user per principal with these documents; infra/ attaches
+the very same documents to the ECS task roles. The emulator enforces them (moto with IAM
+enforcement), so least privilege is tested, not assumed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from fleet.principals import Principal
+from fleet.provisioning import ProvisionReport
+from fleet.settings import Settings
+from queues.topology import Stage, Topic, TopologySpec
+from workers.tables import TABLES
+
+ACCOUNT_ID = "123456789012"
+PROTECTED_PREFIX = "data-processor"
+
+Statement = dict[str, Any]
+
+
+class Arns:
+    """ARN builders for the fleet's own resources and the protected workload's."""
+
+    def __init__(self, settings: Settings, topology: TopologySpec):
+        self.region = settings.region
+        self.topology = topology
+
+    def topic(self, topic: Topic) -> str:
+        return f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{topic.value}"
+
+    def queue(self, name: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+
+    def stage_queues(self, stage: Stage) -> list[str]:
+        q = self.topology.queue(stage)
+        return [self.queue(q.name), self.queue(q.dlq_name)]
+
+    def all_queues(self) -> list[str]:
+        return [arn for q in self.topology.queues for arn in self.stage_queues(q.stage)]
+
+    def tables(self) -> list[str]:
+        base = f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table"
+        return [arn for t in TABLES for arn in (f"{base}/{t.name}", f"{base}/{t.name}/index/*")]
+
+    # The protected workload: every copy of data-processor.
+    def functions(self) -> list[str]:
+        return [f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{PROTECTED_PREFIX}*"]
+
+    def roles(self) -> list[str]:
+        return [f"arn:aws:iam::{ACCOUNT_ID}:role/{PROTECTED_PREFIX}*"]
+
+    def log_groups(self) -> list[str]:
+        return [f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"]
+
+    def security_groups(self) -> list[str]:
+        return [f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:security-group/*"]
+
+
+def allow(actions: Iterable[str], resources: Iterable[str] | str, sid: str) -> Statement:
+    res = [resources] if isinstance(resources, str) else sorted(resources)
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": res}
+
+
+CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+           "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage")
+STATE_RW = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
+            "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:DescribeTable")
+STATE_RO = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable")
+QUEUE_READ = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueues",
+              "sqs:ListDeadLetterSourceQueues")
+FUNCTION_READ = ("lambda:GetFunction", "lambda:GetFunctionConfiguration",
+                 "lambda:GetFunctionConcurrency", "lambda:ListFunctions", "lambda:ListTags")
+ROLE_READ = ("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies",
+             "iam:ListAttachedRolePolicies", "iam:GetPolicy", "iam:GetPolicyVersion")
+NETWORK_READ = ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")
+TELEMETRY_READ = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams",
+                  "logs:DescribeLogGroups", "cloudwatch:GetMetricStatistics",
+                  "cloudwatch:GetMetricData", "cloudwatch:ListMetrics", "cloudwatch:DescribeAlarms")
+# The writes a remediation may make (the resolver's executor) and chaos may make (operator).
+REMEDIATION_WRITES = {
+    "roles": ("iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
+              "iam:DetachRolePolicy"),
+    "functions": ("lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency",
+                  "lambda:UpdateFunctionConfiguration"),
+    "security_groups": ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"),
+}
+
+
+def _diagnostic_reads(a: Arns) -> list[Statement]:
+    return [
+        allow(FUNCTION_READ, "*", "ReadProtectedFunctions"),
+        allow(ROLE_READ, a.roles(), "ReadProtectedRoles"),
+        allow(NETWORK_READ, "*", "ReadSecurityGroups"),
+        allow(TELEMETRY_READ, "*", "ReadTelemetry"),
+    ]
+
+
+def _remediation_writes(a: Arns) -> list[Statement]:
+    return [
+        allow(REMEDIATION_WRITES["roles"], a.roles(), "WriteProtectedRoles"),
+        allow(REMEDIATION_WRITES["functions"], a.functions(), "WriteProtectedFunctions"),
+        allow(REMEDIATION_WRITES["security_groups"], a.security_groups(), "WriteEgress"),
+    ]
+
+
+def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
+    events = a.topic(Topic.EVENTS)
+    match principal:
+        case Principal.ADMIN:
+            return [allow(["*"], "*", "Administrator")]
+        case Principal.SUPERVISOR | Principal.CRITIC | Principal.WATCHDOG | Principal.RESOLVER:
+            stage = Stage(principal.value)
+            statements = [
+                allow(CONSUME, a.stage_queues(stage), "ConsumeOwnQueue"),
+                allow(["sns:Publish"], [events, a.topic(Topic.APPROVALS)], "PublishEvents"),
+                allow(STATE_RW, a.tables(), "IncidentStore"),
+                allow(["bedrock:InvokeModel", "bedrock:Converse"], "*", "InvokeModel"),
+            ]
+            if principal == Principal.WATCHDOG:
+                statements.append(allow(QUEUE_READ, a.all_queues(), "WatchAllQueues"))
+            if principal == Principal.RESOLVER:
+                # Snapshots before a change, then the allowlisted writes: the executor alone.
+                statements += _diagnostic_reads(a) + _remediation_writes(a)
+            return statements
+        case Principal.MCP_SUPERVISOR | Principal.MCP_RESOLVER:
+            return [*_diagnostic_reads(a), allow(STATE_RO, a.tables(), "ReadBaselines")]
+        case Principal.CONSOLE:
+            return [
+                allow((*QUEUE_READ, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility",
+                       "sqs:SendMessage", "sqs:DeleteMessage", "sqs:PurgeQueue",
+                       "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
+                       "sqs:CancelMessageMoveTask"), a.all_queues(), "RedriveDeadLetters"),
+                allow(["sns:Publish"], [events], "PublishDecisions"),
+                allow(STATE_RW, a.tables(), "IncidentStore"),
+            ]
+        case Principal.OPERATOR:
+            return [
+                *_diagnostic_reads(a),
+                *_remediation_writes(a),
+                allow(QUEUE_READ + ("sqs:ReceiveMessage", "sqs:PurgeQueue"), a.all_queues(),
+                      "InspectQueues"),
+                allow(("sqs:ListQueues",), "*", "ListQueues"),
+                allow(STATE_RO, a.tables(), "ReadIncidents"),
+                allow(["sns:Publish"], [a.topic(Topic.ALERTS), events], "InjectAlerts"),
+            ]
+        case Principal.LAMBDA_RUNTIME:
+            return [
+                allow(FUNCTION_READ, "*", "ReadFunctions"),
+                allow(NETWORK_READ, "*", "ReadSecurityGroups"),
+                allow(["sts:AssumeRole"], a.roles(), "AssumeExecutionRoles"),
+                allow(["cloudwatch:PutMetricData"], "*", "EmitLambdaMetrics"),
+            ]
+        case Principal.ALARM_EVALUATOR:
+            return [
+                allow(["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricStatistics",
+                       "cloudwatch:SetAlarmState"], "*", "EvaluateAlarms"),
+                allow(["sns:Publish"], [a.topic(Topic.ALERTS)], "NotifyAlarms"),
+            ]
+    raise AssertionError(f"no policy for {principal}")
+
+
+def policy_document(principal: Principal, a: Arns) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": policy_statements(principal, a)}
+
+
+POLICY_NAME = "fleet-least-privilege"
+
+
+def provision_identities(
+    iam: Any, a: Arns, report: ProvisionReport, issued: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Create a user per principal with its policy; issue keys to principals that have none.
+
+    `issued` holds the keys already issued (from the credentials file); the result adds any
+    new ones. ADMIN exists from the emulator's bootstrap and is left alone.
+    """
+    keys = dict(issued)
+    for principal in Principal:
+        if principal == Principal.ADMIN:
+            continue
+        name = principal.user_name
+        try:
+            iam.get_user(UserName=name)
+            created = False
+        except iam.exceptions.NoSuchEntityException:
+            iam.create_user(UserName=name, Tags=[{"Key": "fleet-principal", "Value": principal}])
+            created = True
+        wanted = policy_document(principal, a)
+        try:
+            current = iam.get_user_policy(UserName=name, PolicyName=POLICY_NAME)["PolicyDocument"]
+            if isinstance(current, str):
+                current = json.loads(current)
+        except iam.exceptions.NoSuchEntityException:
+            current = None
+        if current != wanted:
+            iam.put_user_policy(UserName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted))
+        if principal.value not in keys:
+            k = iam.create_access_key(UserName=name)["AccessKey"]
+            keys[principal.value] = {
+                "AccessKeyId": k["AccessKeyId"], "SecretAccessKey": k["SecretAccessKey"]
+            }
+        action = "created" if created else ("updated" if current != wanted else "unchanged")
+        report.record("iam-user", name, action)
+    return keys
+
+
+def user_arn(principal: Principal) -> str:
+    return f"arn:aws:iam::{ACCOUNT_ID}:user/{principal.user_name}"

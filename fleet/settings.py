@@ -1,0 +1,78 @@
+"""Every setting of the fleet, read once from the environment.
+
+Nothing else in the code base reads ``os.environ`` for configuration: it takes a
+``Settings`` (usually from :func:`get_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Target = Literal["embedded", "aws"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    # Where the fleet runs. "embedded" (the default) is moto on 127.0.0.1 with per-process
+    # credentials issued by the world; "aws" uses the standard boto3 credential chain.
+    target: Target = "embedded"
+    region: str = Field(default="ca-central-1", validation_alias="AWS_REGION")
+    # boto3 honours AWS_ENDPOINT_URL itself; we read it here only to pass it on explicitly.
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 5000
+    emulator_start_timeout_s: float = 30.0
+    # Where a running embedded world keeps its pid file, issued credentials and logs.
+    state_dir: Path = Path(".fleet")
+
+    # The protected workload.
+    target_count: int = Field(default=1, ge=1, le=50)
+    target_interval_s: float = Field(default=1.0, gt=0)
+    # How long one run of the workload works; `chaos timeout --seconds 1` must cut it short.
+    workload_work_s: float = Field(default=1.2, ge=0)
+    workload_timeout_s: int = Field(default=10, ge=1)
+
+    # Alarms: the local evaluator's view of CloudWatch.
+    alarm_period_s: int = Field(default=10, ge=10)
+    alarm_poll_s: float = Field(default=1.0, gt=0)
+
+    # Queues.
+    queue_max_receive_count: int = Field(default=5, ge=2)
+    queue_visibility_timeout_s: int = Field(default=60, ge=1)
+    queue_retention_s: int = Field(default=4 * 24 * 3600)
+    dlq_retention_s: int = Field(default=14 * 24 * 3600)
+
+    tail_refresh_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The AWS endpoint every client uses: the emulator unless told otherwise."""
+        if self.aws_endpoint_url:
+            return self.aws_endpoint_url
+        if self.target == "embedded":
+            return f"http://{self.emulator_host}:{self.emulator_port}"
+        return None
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.state_dir / "credentials.json"
+
+    @property
+    def world_file(self) -> Path:
+        return self.state_dir / "world.json"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

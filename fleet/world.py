@@ -1,0 +1,268 @@
+"""The embedded world: start the emulator, provision everything, run the emulated services.
+
+`fleet up` runs :func:`run_world` in the foreground until Ctrl-C or SIGTERM, then stops
+every process it started (by PID) and removes its state files. `fleet down` signals it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chaos.workload.deploy import WorkloadDeployer
+from chaos.workload.spec import function_specs
+from fleet.aws import Clients, session_from_keys
+from fleet.errors import FleetError
+from fleet.identities import Arns, provision_identities, user_arn
+from fleet.principals import Principal
+from fleet.provisioning import ProvisionReport
+from fleet.settings import Settings
+from queues.provision import MessagingProvisioner
+from queues.topology import build_topology
+from workers.tables import provision_tables
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 10.0
+
+
+class WorldError(FleetError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A process the world runs, and how to start it."""
+
+    name: str
+    argv: list[str]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise WorldError(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped by its parent is a zombie: gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def read_world(settings: Settings) -> dict[str, Any] | None:
+    """The running world's record, or None if no world is running (stale files ignored)."""
+    try:
+        world: dict[str, Any] = json.loads(settings.world_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return world if pid_alive(int(world["pid"])) else None
+
+
+def write_private_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    tmp.replace(path)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """What every child needs to find the world; no AWS credentials are inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        FLEET_STATE_DIR=str(settings.state_dir.resolve()),
+        FLEET_EMULATOR_PORT=str(settings.emulator_port),
+        FLEET_EMULATOR_HOST=settings.emulator_host,
+        AWS_REGION=settings.region,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def provision(settings: Settings, targets: int, report: ProvisionReport) -> None:
+    """Everything the world holds, to spec. Idempotent: a second run changes nothing."""
+    admin = Clients(Principal.ADMIN, settings)
+    topology = build_topology(settings)
+    arns = Arns(settings, topology)
+    issued = json.loads(settings.credentials_file.read_text())
+    keys = provision_identities(admin("iam"), arns, report, issued)
+    if keys != issued:
+        write_private_json(settings.credentials_file, keys)
+    MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
+    provision_tables(admin("dynamodb"), report)
+    WorkloadDeployer(
+        admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME)]
+    ).deploy(function_specs(settings, targets))
+
+
+class World:
+    def __init__(self, settings: Settings, targets: int, echo: Callable[[str], None] = print):
+        self.settings = settings
+        self.targets = targets
+        self.echo = echo
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stop_event = threading.Event()
+
+    def _spawn(self, service: ServiceProcess) -> None:
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.settings.log_dir / f"{service.name}.log"
+        with open(log_path, "ab") as log_file:
+            self.processes[service.name] = subprocess.Popen(
+                service.argv,
+                cwd=PROJECT_ROOT,
+                env=child_environment(self.settings),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def _emulator_answers(self, admin_file: Path) -> bool:
+        proc = self.processes["emulator"]
+        if proc.poll() is not None:
+            log_tail = (self.settings.log_dir / "emulator.log").read_text()[-500:]
+            raise WorldError(f"the emulator exited with {proc.returncode}: {log_tail.strip()}")
+        if not admin_file.exists():
+            return False
+        try:
+            keys = json.loads(admin_file.read_text())
+            session = session_from_keys(keys, self.settings)
+            sts = session.client("sts", endpoint_url=self.settings.endpoint_url)
+            sts.get_caller_identity()
+        except Exception:
+            return False
+        return True
+
+    def check_can_start(self) -> None:
+        s = self.settings
+        running = read_world(s)
+        if running:
+            raise WorldError(
+                f"a world is already running (pid {running['pid']}, port {running['port']}): "
+                "stop it with `fleet down`"
+            )
+        if port_in_use(s.emulator_host, s.emulator_port):
+            raise WorldError(
+                f"port {s.emulator_port} on {s.emulator_host} is in use: free it, or choose "
+                "another with --port or FLEET_EMULATOR_PORT"
+            )
+
+    def start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        admin_file = s.state_dir / "admin-credentials.json"
+        admin_file.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        self._spawn(ServiceProcess("emulator", [
+            sys.executable, "-m", "fleet.emulator", "--host", s.emulator_host,
+            "--port", str(s.emulator_port), "--admin-credentials", str(admin_file),
+        ]))
+        wait_for(lambda: self._emulator_answers(admin_file), s.emulator_start_timeout_s,
+                 f"the emulator on {s.endpoint_url}")
+        self.echo(f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s")
+        write_private_json(s.credentials_file, {"admin": json.loads(admin_file.read_text())})
+        admin_file.unlink()
+        report = ProvisionReport()
+        provision(s, self.targets, report)
+        self.echo(f"provisioned: {report.summary()}")
+        for name, module in (("lambda-runtime", "chaos.lambda_runtime"),
+                             ("alarm-evaluator", "chaos.alarm_evaluator")):
+            self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
+        write_private_json(s.world_file, {
+            "pid": os.getpid(),
+            "port": s.emulator_port,
+            "endpoint": s.endpoint_url,
+            "region": s.region,
+            "targets": self.targets,
+            "processes": {name: p.pid for name, p in self.processes.items()},
+            "logs": str(s.log_dir.resolve()),
+            "started_at": time.time(),
+        })
+        names = ", ".join(spec.name for spec in function_specs(s, self.targets))
+        self.echo(f"world ready in {time.monotonic() - t0:.1f}s: {names} running every "
+                  f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it")
+
+    def watch(self) -> None:
+        """Until asked to stop; a child that dies is reported (the emulator's death ends all)."""
+        reported: set[str] = set()
+        while not self.stop_event.wait(0.5):
+            for name, proc in self.processes.items():
+                if proc.poll() is not None and name not in reported:
+                    reported.add(name)
+                    self.echo(f"{name} exited with {proc.returncode}; see {self.settings.log_dir}/{name}.log")
+                    if name == "emulator":
+                        return
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            proc = self.processes[name]
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for path in (self.settings.world_file, self.settings.credentials_file):
+            path.unlink(missing_ok=True)
+
+
+def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = print) -> int:
+    world = World(settings, targets, echo)
+    world.check_can_start()  # before the try: a refused start must not touch a running world
+    def request_stop(signum: int, _frame: object) -> None:
+        if world.stop_event.is_set():
+            return
+        world.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        world.start()
+        world.watch()
+    finally:
+        world.stop()
+        echo("world stopped")
+    return 0
+
+
+def stop_world(settings: Settings, timeout_s: float = 30.0) -> int:
+    world = read_world(settings)
+    if world is None:
+        raise WorldError(f"no world is running (no live world file at {settings.world_file})")
+    pid = int(world["pid"])
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), timeout_s, f"the world (pid {pid}) to stop", 0.2)
+    return pid

@@ -1,0 +1,31 @@
+"""The terminal rendering of a tail snapshot (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from queues.tail import TailSnapshot
+
+
+def render(snap: TailSnapshot) -> Group:
+    queues = Table(title=f"queues at {snap.at}", title_justify="left")
+    for column in ("stage", "visible", "in flight", "delayed", "DLQ", "oldest"):
+        queues.add_column(column, justify="left" if column == "stage" else "right")
+    for q in snap.queues:
+        age = "n/a" if q.oldest_age_s is None else f"{q.oldest_age_s:.0f}s"
+        dlq = Text(str(q.dlq_visible), style="bold red" if q.dlq_visible else "")
+        queues.add_row(q.stage, str(q.visible), str(q.in_flight), str(q.delayed), dlq, age)
+    incidents = Table(title="incidents by status", title_justify="left")
+    incidents.add_column("status")
+    incidents.add_column("count", justify="right")
+    for status, count in snap.incidents.items():
+        if count:
+            incidents.add_row(status, str(count))
+    if not any(snap.incidents.values()):
+        incidents.add_row("(none)", "0")
+    parts: list[Table | Text] = [queues, incidents]
+    if snap.error:
+        parts.append(Text(f"error: {snap.error} (showing the last good snapshot)", style="bold red"))
+    return Group(*parts)

@@ -1,0 +1,137 @@
+"""The messaging topology as data: the one source of truth for local provisioning and infra/.
+
+Stages, their queues and dead-letter queues, redrive settings, and which topic feeds which
+queue under which filter policy. :func:`build_topology` turns settings into the spec;
+``queues.provision`` applies it to the emulator and ``infra/`` to AWS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, model_validator
+
+from fleet.settings import Settings
+
+
+class Topic(StrEnum):
+    ALERTS = "incident-alerts"
+    EVENTS = "incident-events"
+    APPROVALS = "incident-approvals"
+
+
+class Stage(StrEnum):
+    SUPERVISOR = "supervisor"
+    RESOLVER = "resolver"
+    CRITIC = "critic"
+    WATCHDOG = "watchdog"
+
+
+class EventType(StrEnum):
+    """Every event published on incident-events (the `event_type` message attribute)."""
+
+    OPENED = "incident.opened"
+    DIAGNOSED = "incident.diagnosed"
+    PROPOSED = "incident.proposed"
+    APPROVED = "incident.approved"
+    AWAITING_APPROVAL = "incident.awaiting_approval"
+    REJECTED = "incident.rejected"
+    EXECUTED = "incident.executed"
+    RESOLVED = "incident.resolved"
+    ROLLED_BACK = "incident.rolled_back"
+    FAILED = "incident.failed"
+    ESCALATED = "incident.escalated"
+    WATCHDOG_TICK = "watchdog.tick"
+
+
+EVENT_TYPE_ATTRIBUTE = "event_type"
+
+
+class Subscription(BaseModel, frozen=True):
+    topic: Topic
+    # None: everything on the topic; otherwise only these event_type values.
+    event_types: tuple[EventType, ...] | None = None
+
+    def filter_policy(self) -> dict[str, list[str]] | None:
+        if self.event_types is None:
+            return None
+        return {EVENT_TYPE_ATTRIBUTE: sorted(e.value for e in self.event_types)}
+
+
+class StageQueue(BaseModel, frozen=True):
+    stage: Stage
+    name: str
+    dlq_name: str
+    visibility_timeout_s: int = Field(ge=1, le=43200)
+    max_receive_count: int = Field(ge=2)
+    retention_s: int = Field(ge=60, le=1209600)
+    dlq_retention_s: int = Field(ge=60, le=1209600)
+    subscriptions: tuple[Subscription, ...] = ()
+
+    @model_validator(mode="after")
+    def _dlq_outlives_source(self) -> StageQueue:
+        # A message's age counts from its first enqueue, even after it moves to the DLQ.
+        if self.dlq_retention_s <= self.retention_s:
+            raise ValueError(
+                f"{self.dlq_name}: DLQ retention ({self.dlq_retention_s}s) must exceed "
+                f"{self.name}'s ({self.retention_s}s)"
+            )
+        return self
+
+
+class TopologySpec(BaseModel, frozen=True):
+    topics: tuple[Topic, ...]
+    queues: tuple[StageQueue, ...]
+
+    def queue(self, stage: Stage) -> StageQueue:
+        return next(q for q in self.queues if q.stage == stage)
+
+    def routes(self, topic: Topic, event_type: EventType) -> list[Stage]:
+        """The stages whose queue receives an event of this type published on this topic."""
+        stages = []
+        for q in self.queues:
+            for sub in q.subscriptions:
+                if sub.topic == topic and (
+                    sub.event_types is None or event_type in sub.event_types
+                ):
+                    stages.append(q.stage)
+        return stages
+
+
+# Which events each stage consumes from incident-events.
+STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
+    Stage.RESOLVER: (EventType.DIAGNOSED, EventType.APPROVED),
+    Stage.CRITIC: (EventType.PROPOSED,),
+    Stage.WATCHDOG: (
+        EventType.AWAITING_APPROVAL,
+        EventType.ESCALATED,
+        EventType.FAILED,
+        EventType.ROLLED_BACK,
+        EventType.WATCHDOG_TICK,
+    ),
+}
+
+
+def build_topology(settings: Settings) -> TopologySpec:
+    def stage_queue(stage: Stage, *subscriptions: Subscription) -> StageQueue:
+        return StageQueue(
+            stage=stage,
+            name=stage.value,
+            dlq_name=f"{stage.value}-dlq",
+            visibility_timeout_s=settings.queue_visibility_timeout_s,
+            max_receive_count=settings.queue_max_receive_count,
+            retention_s=settings.queue_retention_s,
+            dlq_retention_s=settings.dlq_retention_s,
+            subscriptions=subscriptions,
+        )
+
+    return TopologySpec(
+        topics=tuple(Topic),
+        queues=(
+            stage_queue(Stage.SUPERVISOR, Subscription(topic=Topic.ALERTS)),
+            *(
+                stage_queue(stage, Subscription(topic=Topic.EVENTS, event_types=events))
+                for stage, events in STAGE_EVENTS.items()
+            ),
+        ),
+    )

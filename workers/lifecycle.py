@@ -1,0 +1,21 @@
+"""The incident lifecycle's states (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class IncidentStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    INVESTIGATING = "INVESTIGATING"
+    DIAGNOSED = "DIAGNOSED"
+    PROPOSED = "PROPOSED"
+    APPROVED = "APPROVED"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    REJECTED = "REJECTED"
+    EXECUTING = "EXECUTING"
+    VERIFYING = "VERIFYING"
+    RESOLVED = "RESOLVED"
+    ROLLED_BACK = "ROLLED_BACK"
+    FAILED = "FAILED"
+    ESCALATED = "ESCALATED"
