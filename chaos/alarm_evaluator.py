@@ -50,8 +50,9 @@ def _ts(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}+0000"
 
 
-def notification(alarm: dict[str, Any], old: str, new: str, reason: str, now: datetime,
-                 region: str) -> dict[str, Any]:
+def notification(
+    alarm: dict[str, Any], old: str, new: str, reason: str, now: datetime, region: str
+) -> dict[str, Any]:
     """The JSON CloudWatch puts in the SNS Message (shape: shared/fixtures)."""
     arn = alarm["AlarmArn"]
     updated = alarm.get("AlarmConfigurationUpdatedTimestamp", now)
@@ -143,7 +144,9 @@ class AlarmEvaluator:
                     continue
                 cw.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=new, StateReason=reason)
                 message = notification(alarm, old, new, reason, now, self.settings.region)
-                actions = alarm.get("AlarmActions", []) if new == "ALARM" else alarm.get("OKActions", [])
+                actions = (
+                    alarm.get("AlarmActions", []) if new == "ALARM" else alarm.get("OKActions", [])
+                )
                 if old == "INSUFFICIENT_DATA" and new == "OK":
                     actions = []  # CloudWatch only notifies OK on recovery from ALARM
                 region = REGION_NAMES.get(self.settings.region, self.settings.region)
@@ -153,8 +156,13 @@ class AlarmEvaluator:
                         Subject=f'{new}: "{alarm["AlarmName"]}" in {region}'[:100],
                         Message=json.dumps(message),
                     )
-                log.info("alarm state changed", alarm=alarm["AlarmName"], old=old, new=new,
-                         notified=actions)
+                log.info(
+                    "alarm state changed",
+                    alarm=alarm["AlarmName"],
+                    old=old,
+                    new=new,
+                    notified=actions,
+                )
                 transitions.append((alarm["AlarmName"], old, new))
         return transitions
 

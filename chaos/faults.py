@@ -67,9 +67,7 @@ def deny(clients: Clients, spec: FunctionSpec, targets: list[PermissionTarget]) 
     actions = sorted(a for t in targets for a in PERMISSION_ACTIONS[t])
     policy = {
         "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "ChaosDeny", "Effect": "Deny", "Action": actions, "Resource": "*"}
-        ],
+        "Statement": [{"Sid": "ChaosDeny", "Effect": "Deny", "Action": actions, "Resource": "*"}],
     }
     clients("iam").put_role_policy(
         RoleName=spec.role_name, PolicyName=DENY_POLICY_NAME, PolicyDocument=json.dumps(policy)

@@ -11,6 +11,7 @@ AWS/Lambda metrics Invocations, Errors, Throttles and Duration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -62,7 +63,9 @@ def egress_allowed(ec2: Any, group_ids: list[str]) -> bool:
                 protocol in ("tcp", "6")
                 and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535)
             )
-            if covers_https and any(r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])):
+            if covers_https and any(
+                r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
+            ):
                 return True
     return False
 
@@ -167,7 +170,11 @@ class FunctionRunner:
         group_ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
         egress = egress_allowed(self.clients("ec2"), group_ids)
         keys = self._assume(config["Role"])
-        if self.env is None or not self.env.alive or self.env.fingerprint != config_fingerprint(config):
+        if (
+            self.env is None
+            or not self.env.alive
+            or self.env.fingerprint != config_fingerprint(config)
+        ):
             if self.env is not None:
                 self.env.stop()
             self.env = ExecutionEnvironment(config, keys, self.settings)
@@ -184,7 +191,11 @@ class FunctionRunner:
         lines = [f"START RequestId: {request_id} Version: $LATEST"]
         if reply is None:
             inv = Invocation(
-                self.name, request_id, "error", duration_ms, "Task.TimedOut",
+                self.name,
+                request_id,
+                "error",
+                duration_ms,
+                "Task.TimedOut",
                 f"Task timed out after {timeout_s:.2f} seconds",
             )
             lines.append(f"{datetime.now(UTC).isoformat()} {request_id} {inv.error_message}")
@@ -195,13 +206,22 @@ class FunctionRunner:
                 inv = Invocation(self.name, request_id, "success", duration_ms)
             else:
                 inv = Invocation(
-                    self.name, request_id, "error", duration_ms,
-                    reply.get("error_type"), reply.get("error_message"),
+                    self.name,
+                    request_id,
+                    "error",
+                    duration_ms,
+                    reply.get("error_type"),
+                    reply.get("error_message"),
                 )
-                lines.append(json.dumps({
-                    "errorType": inv.error_type, "errorMessage": inv.error_message,
-                    "requestId": request_id,
-                }))
+                lines.append(
+                    json.dumps(
+                        {
+                            "errorType": inv.error_type,
+                            "errorMessage": inv.error_message,
+                            "requestId": request_id,
+                        }
+                    )
+                )
         memory = config.get("MemorySize", 128)
         lines.append(f"END RequestId: {request_id}")
         lines.append(
@@ -209,11 +229,13 @@ class FunctionRunner:
             f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {memory} MB"
         )
         self._write_logs(keys, lines, started)
-        self._metrics({
-            "Invocations": 1.0,
-            "Errors": 1.0 if inv.outcome == "error" else 0.0,
-            "Duration": duration_ms,
-        })
+        self._metrics(
+            {
+                "Invocations": 1.0,
+                "Errors": 1.0 if inv.outcome == "error" else 0.0,
+                "Duration": duration_ms,
+            }
+        )
         return inv
 
     def _write_logs(self, keys: dict[str, str], lines: list[str], started: float) -> None:
@@ -221,16 +243,16 @@ class FunctionRunner:
         assert self.env is not None
         key = keys["AccessKeyId"]
         if key not in self._log_clients:
-            self._log_clients[key] = client(session_from_keys(keys, self.settings), "logs", self.settings)
+            self._log_clients[key] = client(
+                session_from_keys(keys, self.settings), "logs", self.settings
+            )
         logs = self._log_clients[key]
         group = f"/aws/lambda/{self.name}"
         stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{self.env.id}"
         ts = int(started * 1000)
         try:
-            try:
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_stream(logGroupName=group, logStreamName=stream)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
             logs.put_log_events(
                 logGroupName=group,
                 logStreamName=stream,
@@ -280,7 +302,9 @@ class LambdaRuntime:
     def run(self) -> None:
         clients = Clients(Principal.LAMBDA_RUNTIME, self.settings)
         names = protected_functions(clients("lambda"))
-        log.info("lambda runtime started", functions=names, interval_s=self.settings.target_interval_s)
+        log.info(
+            "lambda runtime started", functions=names, interval_s=self.settings.target_interval_s
+        )
         for name in names:
             t = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
             t.start()
@@ -291,7 +315,9 @@ class LambdaRuntime:
 
     def _loop(self, name: str) -> None:
         # Each function gets its own clients: boto3 clients are thread-safe, sessions aren't.
-        runner = FunctionRunner(name, Clients(Principal.LAMBDA_RUNTIME, self.settings), self.settings)
+        runner = FunctionRunner(
+            name, Clients(Principal.LAMBDA_RUNTIME, self.settings), self.settings
+        )
         last_outcome = None
         try:
             while not self.stop_event.is_set():
@@ -299,8 +325,13 @@ class LambdaRuntime:
                 try:
                     inv = runner.tick()
                     if inv.outcome != last_outcome:
-                        log.info("invocation outcome changed", function=name, outcome=inv.outcome,
-                                 error_type=inv.error_type, error=inv.error_message)
+                        log.info(
+                            "invocation outcome changed",
+                            function=name,
+                            outcome=inv.outcome,
+                            error_type=inv.error_type,
+                            error=inv.error_message,
+                        )
                         last_outcome = inv.outcome
                 except Exception as exc:  # the emulator may be away; keep the schedule
                     log.warning("invocation failed to run", function=name, error=str(exc)[:300])

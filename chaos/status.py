@@ -84,7 +84,9 @@ def baseline_drift(clients: Clients, spec: FunctionSpec) -> list[str]:
         drift.append("network: security group missing")
     else:
         group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-        if egress_signature(group.get("IpPermissionsEgress", [])) != egress_signature(BASELINE_EGRESS):
+        if egress_signature(group.get("IpPermissionsEgress", [])) != egress_signature(
+            BASELINE_EGRESS
+        ):
             drift.append("network: egress differs from baseline (HTTPS out)")
     return drift
 
@@ -145,6 +147,8 @@ def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRu
 def function_status(clients: Clients, spec: FunctionSpec, window_s: int) -> FunctionStatus:
     drift = baseline_drift(clients, spec)
     return FunctionStatus(
-        function=spec.name, at_baseline=not drift, drift=drift,
+        function=spec.name,
+        at_baseline=not drift,
+        drift=drift,
         runs=recent_runs(clients, spec, window_s),
     )

@@ -65,13 +65,18 @@ def session_from_keys(keys: dict[str, str], settings: Settings) -> boto3.Session
 
 
 def client(session: boto3.Session, service: str, settings: Settings) -> Any:
-    return session.client(service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG)
+    # The service is named at run time, so the stubs' per-service overloads cannot apply.
+    return session.client(  # type: ignore[call-overload]
+        service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG
+    )
 
 
 class Clients:
     """Lazily created clients of one principal, one per service."""
 
-    def __init__(self, principal: Principal, settings: Settings, session: boto3.Session | None = None):
+    def __init__(
+        self, principal: Principal, settings: Settings, session: boto3.Session | None = None
+    ):
         self.principal = principal
         self.settings = settings
         self._session = session

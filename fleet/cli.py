@@ -75,10 +75,7 @@ def _specs(settings: Settings, function: str | None, every: bool) -> list[Any]:
     from chaos.workload.spec import FUNCTION_BASE_NAME, spec_for
 
     deployed = _protected_functions(settings)
-    if function is None:
-        names = deployed if every else [FUNCTION_BASE_NAME]
-    else:
-        names = [function]
+    names = (deployed if every else [FUNCTION_BASE_NAME]) if function is None else [function]
     for name in names:
         if name not in deployed:
             raise UsageError(
@@ -116,15 +113,19 @@ def _chaos_status(args: argparse.Namespace, settings: Settings, clients: Any) ->
     from chaos.status import function_status
 
     window = args.window or max(5, int(3 * settings.target_interval_s + settings.workload_work_s))
-    statuses = [function_status(clients, spec, window) for spec in _specs(settings, args.function, True)]
+    statuses = [
+        function_status(clients, spec, window) for spec in _specs(settings, args.function, True)
+    ]
     if args.json:
         _emit_json([s.as_json() for s in statuses])
         return 0
     for s in statuses:
         r = s.runs
-        print(f"{s.function}: {s.health} (last {r.window_s}s: {r.invocations} runs, "
-              f"{r.errors} errors, {r.throttles} throttles); "
-              f"{'at baseline' if s.at_baseline else 'DRIFTED from baseline'}")
+        print(
+            f"{s.function}: {s.health} (last {r.window_s}s: {r.invocations} runs, "
+            f"{r.errors} errors, {r.throttles} throttles); "
+            f"{'at baseline' if s.at_baseline else 'DRIFTED from baseline'}"
+        )
         for d in s.drift:
             print(f"  - {d}")
         if r.last_error:
@@ -138,29 +139,27 @@ def _chaos_status(args: argparse.Namespace, settings: Settings, clients: Any) ->
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.aws import Clients
     from fleet.principals import Principal
-    from queues.tail import safe_snapshot
+    from queues.tail import TailSnapshot, safe_snapshot
     from queues.topology import build_topology
 
     clients = Clients(Principal.OPERATOR, settings)
     topology = build_topology(settings)
-    if args.once:
-        snap = safe_snapshot(clients, topology, None)
-        if args.json:
-            _emit_json(snap.model_dump())
-        else:
-            from rich.console import Console
-
-            from queues.tail_view import render
-
-            Console().print(render(snap))
-        return 1 if snap.error else 0
+    from rich.console import Console
     from rich.live import Live
 
     from queues.tail_view import render
 
-    snap = None
+    if args.once:
+        once = safe_snapshot(clients, topology, None)
+        if args.json:
+            _emit_json(once.model_dump())
+        else:
+            Console().print(render(once))
+        return 1 if once.error else 0
+    snap: TailSnapshot | None = None
     try:
-        with Live(auto_refresh=False) as live:
+        # --json streams one snapshot per line (for scripts); otherwise a live table.
+        with Live(auto_refresh=False, console=Console(quiet=args.json)) as live:
             while True:
                 snap = safe_snapshot(clients, topology, snap)
                 if args.json:
@@ -185,17 +184,23 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fleet", description="Autonomous incident response for AWS Lambda.")
+    p = argparse.ArgumentParser(
+        prog="fleet", description="Autonomous incident response for AWS Lambda."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start the embedded world (emulator, workload, alarms) until Ctrl-C")
+    up = sub.add_parser(
+        "up", help="start the embedded world (emulator, workload, alarms) until Ctrl-C"
+    )
     up.add_argument("--targets", type=int, help="copies of data-processor to run (default 1)")
     up.add_argument("--port", type=int, help="emulator port (default FLEET_EMULATOR_PORT or 5000)")
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("down", help="stop the running world").set_defaults(func=cmd_down)
 
-    prov = sub.add_parser("provision", help="apply the topology and workload spec again (idempotent)")
+    prov = sub.add_parser(
+        "provision", help="apply the topology and workload spec again (idempotent)"
+    )
     prov.add_argument("--json", action="store_true")
     prov.set_defaults(func=cmd_provision)
 
@@ -209,18 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
         return f
 
     fault("revoke", "remove permissions from the role").add_argument(
-        "--target", choices=target_choices, default="s3")
+        "--target", choices=target_choices, default="s3"
+    )
     fault("deny", "add an explicit Deny for permissions").add_argument(
-        "--target", choices=target_choices, default="s3")
+        "--target", choices=target_choices, default="s3"
+    )
     fault("throttle", "set reserved concurrency").add_argument("--concurrency", type=int, default=0)
     fault("network-block", "remove the security group's egress rules")
     drift = fault("env-drift", "change an environment variable")
     drift.add_argument("--var", required=True)
     drift.add_argument("--value", required=True)
     fault("timeout", "lower the function timeout").add_argument("--seconds", type=int, default=1)
-    faults_sub.add_parser("restore", help="put the baseline back (every function by default)").add_argument(
-        "--function")
-    status = faults_sub.add_parser("status", help="each function against its baseline, and its last runs")
+    faults_sub.add_parser(
+        "restore", help="put the baseline back (every function by default)"
+    ).add_argument("--function")
+    status = faults_sub.add_parser(
+        "status", help="each function against its baseline, and its last runs"
+    )
     status.add_argument("--function")
     status.add_argument("--window", type=int, help="seconds of runs to summarise")
     status.add_argument("--json", action="store_true")
@@ -231,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_tail)
 
-    sub.add_parser("demo", help="start the world, break the workload, restore it, stop").set_defaults(
-        func=cmd_demo)
+    sub.add_parser(
+        "demo", help="start the world, break the workload, restore it, stop"
+    ).set_defaults(func=cmd_demo)
     return p
 
 
@@ -250,13 +261,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fleet: {exc}", file=sys.stderr)
         return 1
     except EndpointConnectionError as exc:
-        print(f"fleet: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: is the world up "
-              "(`fleet up`)?", file=sys.stderr)
+        print(
+            f"fleet: cannot reach AWS at {exc.kwargs.get('endpoint_url')}: is the world up "
+            "(`fleet up`)?",
+            file=sys.stderr,
+        )
         return 1
     except ClientError as exc:
-        err = exc.response.get("Error", {})
-        print(f"fleet: {exc.operation_name} refused: {err.get('Code')}: {err.get('Message')}",
-              file=sys.stderr)
+        from fleet.aws_errors import error_code, error_message
+
+        print(
+            f"fleet: {exc.operation_name} refused: {error_code(exc)}: {error_message(exc)}",
+            file=sys.stderr,
+        )
         return 1
 
 

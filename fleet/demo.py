@@ -30,8 +30,11 @@ def _say(text: str) -> None:
 
 def _show(status: FunctionStatus) -> None:
     r = status.runs
-    print(f"    {status.function}: {status.health}; last {r.window_s}s: {r.invocations} runs, "
-          f"{r.errors} errors; {'at baseline' if status.at_baseline else 'drifted: ' + '; '.join(status.drift)}")
+    baseline = "at baseline" if status.at_baseline else "drifted: " + "; ".join(status.drift)
+    print(
+        f"    {status.function}: {status.health}; last {r.window_s}s: {r.invocations} runs, "
+        f"{r.errors} errors; {baseline}"
+    )
     if r.last_error:
         print(f"    last error: {r.last_error}")
 
@@ -40,8 +43,13 @@ def run_demo(settings: Settings) -> int:
     world = subprocess.Popen([sys.executable, "-m", "fleet.cli", "up"], cwd=PROJECT_ROOT)
     try:
         _say("starting the embedded world")
-        wait_for(lambda: (read_world(settings) or {}).get("pid") == world.pid or world.poll() is not None,
-                 STEP_TIMEOUT_S, "the world to come up")
+        wait_for(
+            lambda: (
+                (read_world(settings) or {}).get("pid") == world.pid or world.poll() is not None
+            ),
+            STEP_TIMEOUT_S,
+            "the world to come up",
+        )
         if world.poll() is not None:
             print("the world failed to start", file=sys.stderr)
             return 1
@@ -68,26 +76,47 @@ def run_demo(settings: Settings) -> int:
 
         _say("chaos: revoke the role's S3 permissions")
         print("    " + faults.revoke(clients, spec, [PermissionTarget.S3]))
-        wait_for(lambda: (s := status()).health == "failing"
-                 and "AccessDenied" in (s.runs.last_error or ""),
-                 STEP_TIMEOUT_S, "the workload to fail with AccessDenied", 0.5)
+        wait_for(
+            lambda: (
+                (s := status()).health == "failing" and "AccessDenied" in (s.runs.last_error or "")
+            ),
+            STEP_TIMEOUT_S,
+            "the workload to fail with AccessDenied",
+            0.5,
+        )
         _show(status())
         wait_for(lambda: errors_alarm() == "ALARM", STEP_TIMEOUT_S, "the Errors alarm", 0.5)
-        wait_for(lambda: supervisor_depth() >= alerts_before + 2, STEP_TIMEOUT_S,
-                 "the alarm notification and the failure report on the supervisor queue", 0.5)
-        print(f"    alarm {spec.alarm_names[0]}: ALARM; supervisor queue: {supervisor_depth()} "
-              "message(s) (the alarm notification and the function's own failure report)")
+        wait_for(
+            lambda: supervisor_depth() >= alerts_before + 2,
+            STEP_TIMEOUT_S,
+            "the alarm notification and the failure report on the supervisor queue",
+            0.5,
+        )
+        print(
+            f"    alarm {spec.alarm_names[0]}: ALARM; supervisor queue: {supervisor_depth()} "
+            "message(s) (the alarm notification and the function's own failure report)"
+        )
 
         _say("chaos: restore the baseline")
         print("    " + faults.restore(clients, spec))
-        wait_for(lambda: (s := status()).health == "healthy" and s.at_baseline,
-                 STEP_TIMEOUT_S, "the workload to recover", 0.5)
+        wait_for(
+            lambda: (s := status()).health == "healthy" and s.at_baseline,
+            STEP_TIMEOUT_S,
+            "the workload to recover",
+            0.5,
+        )
         _show(status())
         depth = supervisor_depth()
-        wait_for(lambda: errors_alarm() == "OK" and supervisor_depth() > depth,
-                 STEP_TIMEOUT_S + settings.alarm_period_s, "the alarm's OK notification", 0.5)
-        print(f"    alarm {spec.alarm_names[0]}: OK; supervisor queue: {supervisor_depth()} "
-              "message(s) (the OK notification arrived)")
+        wait_for(
+            lambda: errors_alarm() == "OK" and supervisor_depth() > depth,
+            STEP_TIMEOUT_S + settings.alarm_period_s,
+            "the alarm's OK notification",
+            0.5,
+        )
+        print(
+            f"    alarm {spec.alarm_names[0]}: OK; supervisor queue: {supervisor_depth()} "
+            "message(s) (the OK notification arrived)"
+        )
         _say("demo complete: broken, seen failing, restored, seen healthy")
         return 0
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fleet.principals import Principal
-from fleet.provisioning import ProvisionReport
+from fleet.provisioning import ProvisionReport, outcome
 from fleet.settings import Settings
 from queues.topology import Stage, Topic, TopologySpec
 from workers.tables import TABLES
@@ -55,7 +55,9 @@ class Arns:
         return [f"arn:aws:iam::{ACCOUNT_ID}:role/{PROTECTED_PREFIX}*"]
 
     def log_groups(self) -> list[str]:
-        return [f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"]
+        return [
+            f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"
+        ]
 
     def security_groups(self) -> list[str]:
         return [f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:security-group/*"]
@@ -66,27 +68,69 @@ def allow(actions: Iterable[str], resources: Iterable[str] | str, sid: str) -> S
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": res}
 
 
-CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-           "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage")
-STATE_RW = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
-            "dynamodb:ConditionCheckItem", "dynamodb:TransactWriteItems", "dynamodb:DescribeTable")
+CONSUME = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:SendMessage",
+)
+STATE_RW = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:DescribeTable",
+)
 STATE_RO = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable")
-QUEUE_READ = ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueues",
-              "sqs:ListDeadLetterSourceQueues")
-FUNCTION_READ = ("lambda:GetFunction", "lambda:GetFunctionConfiguration",
-                 "lambda:GetFunctionConcurrency", "lambda:ListFunctions", "lambda:ListTags")
-ROLE_READ = ("iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies",
-             "iam:ListAttachedRolePolicies", "iam:GetPolicy", "iam:GetPolicyVersion")
+QUEUE_READ = (
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ListQueues",
+    "sqs:ListDeadLetterSourceQueues",
+)
+FUNCTION_READ = (
+    "lambda:GetFunction",
+    "lambda:GetFunctionConfiguration",
+    "lambda:GetFunctionConcurrency",
+    "lambda:ListFunctions",
+    "lambda:ListTags",
+)
+ROLE_READ = (
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:ListAttachedRolePolicies",
+    "iam:GetPolicy",
+    "iam:GetPolicyVersion",
+)
 NETWORK_READ = ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")
-TELEMETRY_READ = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams",
-                  "logs:DescribeLogGroups", "cloudwatch:GetMetricStatistics",
-                  "cloudwatch:GetMetricData", "cloudwatch:ListMetrics", "cloudwatch:DescribeAlarms")
+TELEMETRY_READ = (
+    "logs:FilterLogEvents",
+    "logs:GetLogEvents",
+    "logs:DescribeLogStreams",
+    "logs:DescribeLogGroups",
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
+    "cloudwatch:DescribeAlarms",
+)
 # The writes a remediation may make (the resolver's executor) and chaos may make (operator).
 REMEDIATION_WRITES = {
-    "roles": ("iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy",
-              "iam:DetachRolePolicy"),
-    "functions": ("lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency",
-                  "lambda:UpdateFunctionConfiguration"),
+    "roles": (
+        "iam:PutRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+    ),
+    "functions": (
+        "lambda:PutFunctionConcurrency",
+        "lambda:DeleteFunctionConcurrency",
+        "lambda:UpdateFunctionConfiguration",
+    ),
     "security_groups": ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"),
 }
 
@@ -131,10 +175,21 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             return [*_diagnostic_reads(a), allow(STATE_RO, a.tables(), "ReadBaselines")]
         case Principal.CONSOLE:
             return [
-                allow((*QUEUE_READ, "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility",
-                       "sqs:SendMessage", "sqs:DeleteMessage", "sqs:PurgeQueue",
-                       "sqs:StartMessageMoveTask", "sqs:ListMessageMoveTasks",
-                       "sqs:CancelMessageMoveTask"), a.all_queues(), "RedriveDeadLetters"),
+                allow(
+                    (
+                        *QUEUE_READ,
+                        "sqs:ReceiveMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:SendMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:PurgeQueue",
+                        "sqs:StartMessageMoveTask",
+                        "sqs:ListMessageMoveTasks",
+                        "sqs:CancelMessageMoveTask",
+                    ),
+                    a.all_queues(),
+                    "RedriveDeadLetters",
+                ),
                 allow(["sns:Publish"], [events], "PublishDecisions"),
                 allow(STATE_RW, a.tables(), "IncidentStore"),
             ]
@@ -142,8 +197,11 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             return [
                 *_diagnostic_reads(a),
                 *_remediation_writes(a),
-                allow(QUEUE_READ + ("sqs:ReceiveMessage", "sqs:PurgeQueue"), a.all_queues(),
-                      "InspectQueues"),
+                allow(
+                    (*QUEUE_READ, "sqs:ReceiveMessage", "sqs:PurgeQueue"),
+                    a.all_queues(),
+                    "InspectQueues",
+                ),
                 allow(("sqs:ListQueues",), "*", "ListQueues"),
                 allow(STATE_RO, a.tables(), "ReadIncidents"),
                 allow(["sns:Publish"], [a.topic(Topic.ALERTS), events], "InjectAlerts"),
@@ -157,8 +215,15 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             ]
         case Principal.ALARM_EVALUATOR:
             return [
-                allow(["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricStatistics",
-                       "cloudwatch:SetAlarmState"], "*", "EvaluateAlarms"),
+                allow(
+                    [
+                        "cloudwatch:DescribeAlarms",
+                        "cloudwatch:GetMetricStatistics",
+                        "cloudwatch:SetAlarmState",
+                    ],
+                    "*",
+                    "EvaluateAlarms",
+                ),
                 allow(["sns:Publish"], [a.topic(Topic.ALERTS)], "NotifyAlarms"),
             ]
     raise AssertionError(f"no policy for {principal}")
@@ -198,14 +263,16 @@ def provision_identities(
         except iam.exceptions.NoSuchEntityException:
             current = None
         if current != wanted:
-            iam.put_user_policy(UserName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted))
+            iam.put_user_policy(
+                UserName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted)
+            )
         if principal.value not in keys:
             k = iam.create_access_key(UserName=name)["AccessKey"]
             keys[principal.value] = {
-                "AccessKeyId": k["AccessKeyId"], "SecretAccessKey": k["SecretAccessKey"]
+                "AccessKeyId": k["AccessKeyId"],
+                "SecretAccessKey": k["SecretAccessKey"],
             }
-        action = "created" if created else ("updated" if current != wanted else "unchanged")
-        report.record("iam-user", name, action)
+        report.record("iam-user", name, outcome(created, current != wanted))
     return keys
 
 

@@ -1,4 +1,4 @@
-"""Three narrow fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
+"""Four narrow fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -20,6 +20,11 @@
    credential scope's service, which for CloudWatch is ``monitoring``; IAM policies (and
    AWS) say ``cloudwatch:GetMetricStatistics``. The action prefix is mapped back.
 
+4. SQS SetQueueAttributes semantics. moto drops a queue's Policy whenever another
+   attribute is set without it, and stores RedriveAllowPolicy without ever returning it.
+   On AWS, SetQueueAttributes changes only what it names, and GetQueueAttributes returns
+   RedriveAllowPolicy; provisioning relies on both to be idempotent.
+
 All patches check the moto version, so an upgrade fails loudly instead of silently.
 """
 
@@ -30,6 +35,7 @@ from typing import Any
 import moto
 from botocore.awsrequest import AWSRequest
 from moto.iam import access_control
+from moto.sqs.models import Queue
 
 PATCHED_MOTO_VERSION = "5.2.5"
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
@@ -82,6 +88,24 @@ def _request_init(self: Any, *args: Any, **kwargs: Any) -> None:
         self._action = f"{IAM_PREFIX_BY_SIGNING_NAME[prefix]}:{name}"
 
 
+_original_set_attributes = Queue._set_attributes
+_original_attributes = Queue.attributes
+
+
+def _set_attributes(self: Any, attributes: dict[str, Any], now: float | None = None) -> None:
+    kept_policy = getattr(self, "policy", None)
+    _original_set_attributes(self, attributes, now)
+    if "Policy" not in attributes:
+        self.policy = kept_policy
+
+
+def _attributes(self: Any) -> dict[str, Any]:
+    result: dict[str, Any] = _original_attributes.fget(self)  # type: ignore[attr-defined]
+    if getattr(self, "redrive_allow_policy", None):
+        result["RedriveAllowPolicy"] = self.redrive_allow_policy
+    return result
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -94,4 +118,6 @@ def apply() -> None:
     access_control.IAMRequestBase._create_aws_request = _create_aws_request  # type: ignore[method-assign]
     access_control.IAMPolicyStatement.is_action_permitted = _is_action_permitted  # type: ignore[method-assign]
     access_control.IAMRequestBase.__init__ = _request_init  # type: ignore[method-assign]
+    Queue._set_attributes = _set_attributes  # type: ignore[method-assign]
+    Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
     _applied = True

@@ -8,6 +8,12 @@ from typing import Literal
 Action = Literal["created", "updated", "unchanged"]
 
 
+def outcome(created: bool, changed: bool) -> Action:
+    if created:
+        return "created"
+    return "updated" if changed else "unchanged"
+
+
 @dataclass(frozen=True)
 class Change:
     kind: str

@@ -47,7 +47,9 @@ class ServiceProcess:
     argv: list[str]
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
@@ -183,34 +185,58 @@ class World:
         admin_file = s.state_dir / "admin-credentials.json"
         admin_file.unlink(missing_ok=True)
         t0 = time.monotonic()
-        self._spawn(ServiceProcess("emulator", [
-            sys.executable, "-m", "fleet.emulator", "--host", s.emulator_host,
-            "--port", str(s.emulator_port), "--admin-credentials", str(admin_file),
-        ]))
-        wait_for(lambda: self._emulator_answers(admin_file), s.emulator_start_timeout_s,
-                 f"the emulator on {s.endpoint_url}")
-        self.echo(f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s")
+        self._spawn(
+            ServiceProcess(
+                "emulator",
+                [
+                    sys.executable,
+                    "-m",
+                    "fleet.emulator",
+                    "--host",
+                    s.emulator_host,
+                    "--port",
+                    str(s.emulator_port),
+                    "--admin-credentials",
+                    str(admin_file),
+                ],
+            )
+        )
+        wait_for(
+            lambda: self._emulator_answers(admin_file),
+            s.emulator_start_timeout_s,
+            f"the emulator on {s.endpoint_url}",
+        )
+        self.echo(
+            f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s"
+        )
         write_private_json(s.credentials_file, {"admin": json.loads(admin_file.read_text())})
         admin_file.unlink()
         report = ProvisionReport()
         provision(s, self.targets, report)
         self.echo(f"provisioned: {report.summary()}")
-        for name, module in (("lambda-runtime", "chaos.lambda_runtime"),
-                             ("alarm-evaluator", "chaos.alarm_evaluator")):
+        for name, module in (
+            ("lambda-runtime", "chaos.lambda_runtime"),
+            ("alarm-evaluator", "chaos.alarm_evaluator"),
+        ):
             self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
-        write_private_json(s.world_file, {
-            "pid": os.getpid(),
-            "port": s.emulator_port,
-            "endpoint": s.endpoint_url,
-            "region": s.region,
-            "targets": self.targets,
-            "processes": {name: p.pid for name, p in self.processes.items()},
-            "logs": str(s.log_dir.resolve()),
-            "started_at": time.time(),
-        })
+        write_private_json(
+            s.world_file,
+            {
+                "pid": os.getpid(),
+                "port": s.emulator_port,
+                "endpoint": s.endpoint_url,
+                "region": s.region,
+                "targets": self.targets,
+                "processes": {name: p.pid for name, p in self.processes.items()},
+                "logs": str(s.log_dir.resolve()),
+                "started_at": time.time(),
+            },
+        )
         names = ", ".join(spec.name for spec in function_specs(s, self.targets))
-        self.echo(f"world ready in {time.monotonic() - t0:.1f}s: {names} running every "
-                  f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it")
+        self.echo(
+            f"world ready in {time.monotonic() - t0:.1f}s: {names} running every "
+            f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
+        )
 
     def watch(self) -> None:
         """Until asked to stop; a child that dies is reported (the emulator's death ends all)."""
@@ -219,7 +245,10 @@ class World:
             for name, proc in self.processes.items():
                 if proc.poll() is not None and name not in reported:
                     reported.add(name)
-                    self.echo(f"{name} exited with {proc.returncode}; see {self.settings.log_dir}/{name}.log")
+                    self.echo(
+                        f"{name} exited with {proc.returncode}; "
+                        f"see {self.settings.log_dir}/{name}.log"
+                    )
                     if name == "emulator":
                         return
 
@@ -242,6 +271,7 @@ class World:
 def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = print) -> int:
     world = World(settings, targets, echo)
     world.check_can_start()  # before the try: a refused start must not touch a running world
+
     def request_stop(signum: int, _frame: object) -> None:
         if world.stop_event.is_set():
             return

@@ -87,9 +87,7 @@ class MessagingProvisioner:
             url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
             self.report.record("sqs-queue", name, "created")
             return url, self._arn(url)
-        current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
-            "Attributes"
-        ]
+        current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         stale = {k: v for k, v in attributes.items() if not _same(current.get(k), v)}
         if stale:
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes=stale)
@@ -109,17 +107,13 @@ class MessagingProvisioner:
         wanted = source_queue_attributes(q, dlq_arn)
         url, arn = self._ensure_queue(q.name, wanted)
         if topic_arns:
-            self._set_if_changed(
-                url, q.name, {"Policy": json.dumps(queue_policy(arn, topic_arns))}
-            )
+            self._set_if_changed(url, q.name, {"Policy": json.dumps(queue_policy(arn, topic_arns))})
         self._set_if_changed(dlq_url, q.dlq_name, dlq_attributes(q, arn))
         for sub in q.subscriptions:
             self._ensure_subscription(sub, arn)
 
     def _set_if_changed(self, url: str, name: str, attributes: dict[str, str]) -> None:
-        current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])[
-            "Attributes"
-        ]
+        current = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         stale = {k: v for k, v in attributes.items() if not _same(current.get(k), v)}
         if stale:
             self.sqs.set_queue_attributes(QueueUrl=url, Attributes=stale)
@@ -153,9 +147,11 @@ class MessagingProvisioner:
             return
         current = self.sns.get_subscription_attributes(SubscriptionArn=found)["Attributes"]
         current_filter = current.get("FilterPolicy")
-        if wanted_filter is None and not current_filter:
-            self.report.record("sns-subscription", name, "unchanged")
-        elif wanted_filter is not None and _same(current_filter, json.dumps(wanted_filter)):
+        if wanted_filter is None:
+            unchanged = not current_filter
+        else:
+            unchanged = _same(current_filter, json.dumps(wanted_filter))
+        if unchanged:
             self.report.record("sns-subscription", name, "unchanged")
         else:
             self.sns.set_subscription_attributes(

@@ -94,7 +94,9 @@ def snapshot(clients: Clients, topology: TopologySpec) -> TailSnapshot:
     )
 
 
-def safe_snapshot(clients: Clients, topology: TopologySpec, previous: TailSnapshot | None) -> TailSnapshot:
+def safe_snapshot(
+    clients: Clients, topology: TopologySpec, previous: TailSnapshot | None
+) -> TailSnapshot:
     """A snapshot, or the last one marked with the error (the emulator may be away)."""
     try:
         return snapshot(clients, topology)
@@ -103,6 +105,8 @@ def safe_snapshot(clients: Clients, topology: TopologySpec, previous: TailSnapsh
         if previous is None:
             return TailSnapshot(
                 at=datetime.now(UTC).isoformat(timespec="seconds"),
-                queues=[], incidents={}, error=message,
+                queues=[],
+                incidents={},
+                error=message,
             )
         return previous.model_copy(update={"error": message})

@@ -27,5 +27,7 @@ def render(snap: TailSnapshot) -> Group:
         incidents.add_row("(none)", "0")
     parts: list[Table | Text] = [queues, incidents]
     if snap.error:
-        parts.append(Text(f"error: {snap.error} (showing the last good snapshot)", style="bold red"))
+        parts.append(
+            Text(f"error: {snap.error} (showing the last good snapshot)", style="bold red")
+        )
     return Group(*parts)

@@ -31,7 +31,11 @@ class TableSpec(BaseModel, frozen=True):
                 attributes.setdefault(r, "S")
                 schema.append({"AttributeName": r, "KeyType": "RANGE"})
             gsis.append(
-                {"IndexName": index_name, "KeySchema": schema, "Projection": {"ProjectionType": "ALL"}}
+                {
+                    "IndexName": index_name,
+                    "KeySchema": schema,
+                    "Projection": {"ProjectionType": "ALL"},
+                }
             )
         args: dict[str, Any] = {
             "TableName": self.name,

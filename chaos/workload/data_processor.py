@@ -9,6 +9,7 @@ execution role's credentials there too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -51,10 +52,8 @@ def _process(function_name: str) -> dict[str, Any]:
         ],
     )
     log_group = f"/aws/lambda/{function_name}"
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_stream(logGroupName=log_group, logStreamName=AUDIT_STREAM)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.put_log_events(
         logGroupName=log_group,
         logStreamName=AUDIT_STREAM,

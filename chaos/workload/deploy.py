@@ -20,7 +20,7 @@ from chaos.workload.baseline import (
 )
 from chaos.workload.spec import HANDLER, MEMORY_MB, RUNTIME, FunctionSpec
 from fleet.aws import Clients
-from fleet.provisioning import ProvisionReport
+from fleet.provisioning import ProvisionReport, outcome
 
 HANDLER_SOURCE = Path(__file__).with_name("data_processor.py")
 PROTECTED_TAG = "fleet-protected"
@@ -85,13 +85,12 @@ class WorkloadDeployer:
         trust = spec.trust_policy(self.runtime_principal_arns)
         try:
             iam.get_role(RoleName=spec.role_name)
-            action = "unchanged"
+            created = False
         except iam.exceptions.NoSuchEntityException:
             iam.create_role(RoleName=spec.role_name, AssumeRolePolicyDocument=json.dumps(trust))
-            action = "created"
-        if restore_role_policies(iam, spec) and action == "unchanged":
-            action = "updated"
-        self.report.record("iam-role", spec.role_name, action)  # type: ignore[arg-type]
+            created = True
+        changed = bool(restore_role_policies(iam, spec))
+        self.report.record("iam-role", spec.role_name, outcome(created, changed))
 
     def _log_group(self, spec: FunctionSpec) -> None:
         logs = self.c("logs")
@@ -114,8 +113,7 @@ class WorkloadDeployer:
                 VpcId=vpc_id,
             )["GroupId"]
         changed = ensure_baseline_egress(ec2, group_id)
-        action = "created" if created else ("updated" if changed else "unchanged")
-        self.report.record("security-group", spec.security_group_name, action)
+        self.report.record("security-group", spec.security_group_name, outcome(created, changed))
         return group_id
 
     def _function(self, spec: FunctionSpec, group_id: str) -> None:

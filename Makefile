@@ -1,0 +1,89 @@
+# Every target is a thin wrapper over the `fleet` command (or the test tools).
+# `make demo` and `make test` work on a fresh machine: they install what they need.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV := .venv
+FLEET := $(VENV)/bin/fleet
+STAMP := $(VENV)/.synced
+
+.PHONY: help demo test test-unit test-integration lint typecheck up down provision \
+        chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
+        chaos-timeout chaos-restore chaos-status tail-queues clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+$(TOOLS)/bin/uv:
+	@# uv pins and installs everything else from uv.lock; it comes from PyPI itself.
+	$(PYTHON) -m venv $(TOOLS) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(TOOLS); }
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+deps: $(STAMP)
+
+demo: $(STAMP) ## start the world, break the workload, show it failing, restore it, show it healthy
+	$(FLEET) demo
+
+test: $(STAMP) lint typecheck ## lint, type-check, and run every test (starts its own emulator)
+	$(VENV)/bin/pytest
+
+test-unit: $(STAMP) ## unit tests only (no emulator)
+	$(VENV)/bin/pytest tests/unit
+
+test-integration: $(STAMP) ## integration tests against the moto server over HTTP
+	$(VENV)/bin/pytest tests/integration
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy
+
+up: $(STAMP) ## run the embedded world in the foreground (TARGETS=N copies of the workload)
+	$(FLEET) up $(if $(TARGETS),--targets $(TARGETS))
+
+down: $(STAMP) ## stop the running world
+	$(FLEET) down
+
+provision: $(STAMP) ## re-apply the topology and workload spec to the running world
+	$(FLEET) provision
+
+FUNCTION_ARG = $(if $(FUNCTION),--function $(FUNCTION))
+
+chaos-revoke: $(STAMP) ## revoke a permission (TARGET=s3|logs|metrics|sns|all, FUNCTION=name)
+	$(FLEET) chaos revoke --target $(or $(TARGET),s3) $(FUNCTION_ARG)
+
+chaos-deny: $(STAMP) ## add an explicit Deny (TARGET=..., FUNCTION=name)
+	$(FLEET) chaos deny --target $(or $(TARGET),s3) $(FUNCTION_ARG)
+
+chaos-throttle: $(STAMP) ## reserved concurrency to CONCURRENCY (default 0)
+	$(FLEET) chaos throttle --concurrency $(or $(CONCURRENCY),0) $(FUNCTION_ARG)
+
+chaos-network-block: $(STAMP) ## remove the security group's egress
+	$(FLEET) chaos network-block $(FUNCTION_ARG)
+
+chaos-env-drift: $(STAMP) ## set VAR=VALUE in the function's environment (default DATA_BUCKET)
+	$(FLEET) chaos env-drift --var $(or $(VAR),DATA_BUCKET) --value $(or $(VALUE),no-such-bucket) $(FUNCTION_ARG)
+
+chaos-timeout: $(STAMP) ## lower the timeout to SECONDS (default 1: runs time out)
+	$(FLEET) chaos timeout --seconds $(or $(SECONDS),1) $(FUNCTION_ARG)
+
+chaos-restore: $(STAMP) ## put every function back to its baseline
+	$(FLEET) chaos restore $(FUNCTION_ARG)
+
+chaos-status: $(STAMP) ## each function against its baseline, and its last runs
+	$(FLEET) chaos status $(FUNCTION_ARG)
+
+tail-queues: $(STAMP) ## live queue depths and incidents (Ctrl-C to leave)
+	$(FLEET) tail
+
+clean: ## remove the virtualenvs and the world's state
+	rm -rf $(VENV) $(TOOLS) .fleet .pytest_cache .mypy_cache .ruff_cache

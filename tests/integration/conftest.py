@@ -1,0 +1,175 @@
+"""One embedded world for the integration session: the real `fleet up`, over real HTTP.
+
+It runs with its own state directory and a free port, so it never touches a developer's
+world; at the end it is stopped by its PID, and every process it started is checked gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.status import FunctionStatus, function_status
+from chaos.workload.spec import spec_for
+from fleet.aws import Clients
+from fleet.principals import Principal
+from fleet.settings import Settings
+from fleet.world import PROJECT_ROOT, pid_alive, read_world, wait_for
+
+TARGETS = 2
+STATUS_WINDOW_S = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningWorld:
+    settings: Settings
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def fleet(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI against this world."""
+        return subprocess.run(
+            [sys.executable, "-m", "fleet.cli", *args],
+            cwd=PROJECT_ROOT,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def clients(self, principal: Principal) -> Clients:
+        return Clients(principal, self.settings)
+
+    def status(self, function: str) -> FunctionStatus:
+        return function_status(
+            self.clients(Principal.OPERATOR), spec_for(function, self.settings), STATUS_WINDOW_S
+        )
+
+    def wait_status(
+        self, function: str, what: str, predicate: Any, timeout_s: float = 60
+    ) -> FunctionStatus:
+        seen: list[FunctionStatus] = []
+
+        def check() -> bool:
+            seen.append(self.status(function))
+            return bool(predicate(seen[-1]))
+
+        try:
+            wait_for(check, timeout_s, f"{function}: {what}", every_s=0.5)
+        except Exception as exc:
+            raise AssertionError(
+                f"{exc}; last status: {seen[-1].as_json() if seen else None}"
+            ) from None
+        return seen[-1]
+
+    def wait_healthy(self, function: str) -> FunctionStatus:
+        return self.wait_status(
+            function, "healthy at baseline", lambda s: s.health == "healthy" and s.at_baseline
+        )
+
+
+def _leftover_processes(port: int) -> list[str]:
+    """Processes anywhere on the machine that still serve or use this world's port."""
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        uses_port = f"FLEET_EMULATOR_PORT={port}\0" in environ or f"127.0.0.1:{port}\0" in environ
+        if uses_port and pid_alive(int(proc.name)):
+            leftovers.append(f"{proc.name}: {cmdline}")
+    return leftovers
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    state_dir = tmp_path_factory.mktemp("world")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
+    env.update(
+        FLEET_STATE_DIR=str(state_dir),
+        FLEET_EMULATOR_PORT=str(port),
+        FLEET_TARGET_COUNT=str(TARGETS),
+    )
+    settings = Settings(state_dir=state_dir, emulator_port=port, target_count=TARGETS)
+    log_path = state_dir / "fleet-up.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", "up"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    running = RunningWorld(settings, env, process)
+    try:
+        wait_for(
+            lambda: (
+                (read_world(settings) or {}).get("pid") == process.pid or process.poll() is not None
+            ),
+            90,
+            "the world to come up",
+        )
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"fleet up exited with {process.returncode}: {log_path.read_text()[-2000:]}"
+            )
+        running.record = read_world(settings) or {}
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    children = running.record.get("processes", {})
+    still = {name: pid for name, pid in children.items() if pid_alive(pid)}
+    assert not still, f"the world left processes running: {still}"
+    wait_for(lambda: not _leftover_processes(port), 15, "execution environments to exit")
+    assert process.returncode == 0, log_path.read_text()[-2000:]
+    assert not settings.world_file.exists() and not settings.credentials_file.exists()
+
+
+@pytest.fixture(scope="session")
+def admin(world: RunningWorld) -> Clients:
+    """The bootstrap administrator: what the tests use to inspect the world."""
+    return world.clients(Principal.ADMIN)
+
+
+def sns_messages(sqs: Any, queue: str, max_rounds: int = 3) -> list[dict[str, Any]]:
+    """Receive (and delete) what is on a queue now: SNS envelopes, parsed."""
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    bodies = []
+    for _ in range(max_rounds):
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = answer.get("Messages", [])
+        if not messages:
+            break
+        for m in messages:
+            bodies.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return bodies

@@ -1,0 +1,112 @@
+"""`fleet tail` and the CLI's errors, as a user sees them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from fleet.world import wait_for
+from tests.integration.conftest import RunningWorld
+
+
+def _depth(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return sum(
+        int(attrs[k])
+        for k in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
+
+
+def _queue_url(sqs: Any, name: str) -> str:
+    return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def _empty(sqs: Any, url: str) -> None:
+    # Not PurgeQueue: SQS allows one purge per queue per 60 s.
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for m in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_tail_once_json_reports_the_depths_the_test_made(world: RunningWorld, admin: Any) -> None:
+    sqs = admin("sqs")
+    critic, watchdog_dlq = _queue_url(sqs, "critic"), _queue_url(sqs, "watchdog-dlq")
+    _empty(sqs, critic)
+    _empty(sqs, watchdog_dlq)
+    for i in range(3):
+        sqs.send_message(QueueUrl=critic, MessageBody=json.dumps({"n": i}))
+    for i in range(2):
+        sqs.send_message(QueueUrl=watchdog_dlq, MessageBody=json.dumps({"n": i}))
+    sqs.send_message(QueueUrl=critic, MessageBody="{}", DelaySeconds=2)
+    try:
+        done = world.fleet("tail", "--once", "--json")
+        assert done.returncode == 0, done.stderr
+        snap = json.loads(done.stdout)
+        by_stage = {q["stage"]: q for q in snap["queues"]}
+        assert set(by_stage) == {"supervisor", "resolver", "critic", "watchdog"}
+        assert by_stage["critic"]["visible"] == 3
+        assert by_stage["critic"]["delayed"] == 1
+        assert by_stage["watchdog"]["dlq_visible"] == 2
+        assert by_stage["resolver"]["visible"] == 0
+        assert snap["error"] is None
+        assert set(snap["incidents"]) >= {"RECEIVED", "RESOLVED", "ESCALATED"}
+    finally:
+        _empty(sqs, watchdog_dlq)
+        wait_for(
+            lambda: _empty(sqs, critic) is None and _depth(sqs, critic) == 0,
+            10,
+            "the delayed message to be removed",
+        )
+
+
+def test_tail_shows_the_error_when_the_emulator_is_away(world: RunningWorld) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    done = world.fleet(
+        "tail", "--once", "--json", env={**world.env, "FLEET_EMULATOR_PORT": str(dead_port)}
+    )
+    assert done.returncode == 1
+    snap = json.loads(done.stdout)
+    assert "EndpointConnectionError" in snap["error"] or "Connect" in snap["error"]
+
+
+def test_unknown_target_exits_2_naming_the_choices(world: RunningWorld) -> None:
+    done = world.fleet("chaos", "revoke", "--target", "dynamodb")
+    assert done.returncode == 2
+    for choice in ("s3", "logs", "metrics", "sns", "all"):
+        assert choice in done.stderr
+
+
+def test_unknown_function_exits_2_naming_the_functions(world: RunningWorld) -> None:
+    done = world.fleet("chaos", "throttle", "--function", "no-such-function")
+    assert done.returncode == 2
+    assert "data-processor" in done.stderr and "data-processor-2" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_world_is_refused_with_one_line(world: RunningWorld) -> None:
+    done = world.fleet("up")
+    assert done.returncode == 1
+    assert "already running" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert world.process.poll() is None  # the running world is untouched
+
+
+def test_a_port_in_use_is_refused_with_one_line(world: RunningWorld, tmp_path: Any) -> None:
+    env = {**world.env, "FLEET_STATE_DIR": str(tmp_path)}
+    done = world.fleet("up", "--port", str(world.settings.emulator_port), env=env)
+    assert done.returncode == 1
+    assert "in use" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_down_without_a_world_says_so(tmp_path: Any, world: RunningWorld) -> None:
+    done = world.fleet("down", env={**world.env, "FLEET_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 1
+    assert "no world is running" in done.stderr

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chaos.faults import parse_targets
+from chaos.lambda_runtime import egress_allowed
+from chaos.workload.spec import PermissionTarget
+from fleet.aws_errors import error_code, error_message
+from fleet.errors import UsageError
+from fleet.provisioning import ProvisionReport
+from fleet.settings import Settings
+
+
+class _Groups:
+    """A stand-in EC2 client that answers DescribeSecurityGroups with fixed rules."""
+
+    def __init__(self, egress: list[dict[str, Any]]):
+        self.egress = egress
+
+    def describe_security_groups(self, GroupIds: list[str]) -> dict[str, Any]:
+        return {"SecurityGroups": [{"GroupId": GroupIds[0], "IpPermissionsEgress": self.egress}]}
+
+
+ANYWHERE = [{"CidrIp": "0.0.0.0/0"}]
+
+
+@pytest.mark.parametrize(
+    ("egress", "allowed"),
+    [
+        ([{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": ANYWHERE}], True),
+        ([{"IpProtocol": "-1", "IpRanges": ANYWHERE}], True),
+        ([{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": ANYWHERE}], False),
+        (
+            [
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+                }
+            ],
+            False,
+        ),
+        ([], False),
+    ],
+    ids=["https", "all-traffic", "http-only", "private-only", "none"],
+)
+def test_egress_allows_https_to_the_aws_apis(egress: list[dict[str, Any]], allowed: bool) -> None:
+    assert egress_allowed(_Groups(egress), ["sg-1"]) is allowed
+
+
+def test_a_function_outside_a_vpc_has_egress() -> None:
+    assert egress_allowed(_Groups([]), []) is True
+
+
+def test_targets_parse_and_unknown_ones_name_the_choices() -> None:
+    assert parse_targets("all") == list(PermissionTarget)
+    assert parse_targets("s3") == [PermissionTarget.S3]
+    with pytest.raises(UsageError, match="s3, logs, metrics, sns, all"):
+        parse_targets("dynamodb")
+
+
+def test_the_emulator_xml_refusal_is_read_as_its_code() -> None:
+    xml = (
+        "<?xml version='1.0'?><ErrorResponse><Errors><Error><Code>AccessDenied</Code>"
+        "<Message>User: x is not authorized to perform: lambda:GetFunction</Message>"
+        "</Error></Errors></ErrorResponse>"
+    )
+    exc = ClientError({"Error": {"Code": "403", "Message": xml}}, "GetFunction")
+    assert error_code(exc) == "AccessDenied"
+    assert error_message(exc) == "User: x is not authorized to perform: lambda:GetFunction"
+    plain = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "X")
+    assert (error_code(plain), error_message(plain)) == ("ThrottlingException", "slow")
+
+
+def test_the_report_says_no_changes_only_when_nothing_changed() -> None:
+    report = ProvisionReport()
+    report.record("sqs-queue", "critic", "unchanged")
+    assert report.summary().startswith("no changes")
+    report.record("sqs-queue", "resolver", "created")
+    assert report.summary() == "1 created; 1 unchanged"
+
+
+def test_settings_point_boto3_at_the_emulator_unless_told_otherwise() -> None:
+    assert Settings(emulator_port=5123).endpoint_url == "http://127.0.0.1:5123"
+    assert Settings(aws_endpoint_url="http://elsewhere:1").endpoint_url == "http://elsewhere:1"
+    assert Settings(target="aws").endpoint_url is None
+    assert Settings().region == "ca-central-1"
