@@ -1,4 +1,4 @@
-"""The Pulumi program for AWS is not written yet (issue 7): refuse clearly rather than deploy half."""
+"""The Pulumi program for AWS lands with issue 7: refuse clearly rather than deploy half."""
 
 raise SystemExit(
     "infra/: the Pulumi program lands with issue 7; until then the fleet runs embedded "
