@@ -19,6 +19,7 @@ import structlog
 
 from fleet import structured_logging
 from fleet.aws import Clients
+from fleet.parent_watch import stop_when_orphaned
 from fleet.principals import Principal
 from fleet.settings import Settings, get_settings
 
@@ -181,6 +182,7 @@ def main() -> None:
     evaluator = AlarmEvaluator(get_settings())
     signal.signal(signal.SIGTERM, lambda *_: evaluator.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: evaluator.stop_event.set())
+    stop_when_orphaned()
     evaluator.run()
 
 

@@ -32,6 +32,7 @@ from chaos.workload.deploy import PROTECTED_TAG
 from fleet import structured_logging
 from fleet.aws import Clients, client, session_from_keys
 from fleet.lambda_concurrency import reserved_concurrency
+from fleet.parent_watch import stop_when_orphaned
 from fleet.principals import Principal
 from fleet.settings import Settings, get_settings
 
@@ -347,6 +348,7 @@ def main() -> None:
     runtime = LambdaRuntime(get_settings())
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
+    stop_when_orphaned()
     runtime.run()
 
 

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from fleet.parent_watch import stop_when_orphaned
+
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -78,6 +80,7 @@ def serve(host: str, port: int, admin_credentials: Path, admin_user: str) -> Non
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stop_when_orphaned()
     server.serve_forever()
 
 
