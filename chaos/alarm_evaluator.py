@@ -10,17 +10,15 @@ minutes, so an alarm reacts within a poll interval of the first breaching datapo
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from fleet import structured_logging
 from fleet.aws import Clients
-from fleet.parent_watch import stop_when_orphaned
 from fleet.principals import Principal
+from fleet.service_process import run_service
 from fleet.settings import Settings, get_settings
 
 log = structlog.get_logger()
@@ -178,12 +176,7 @@ class AlarmEvaluator:
 
 
 def main() -> None:
-    structured_logging.configure("alarm-evaluator")
-    evaluator = AlarmEvaluator(get_settings())
-    signal.signal(signal.SIGTERM, lambda *_: evaluator.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: evaluator.stop_event.set())
-    stop_when_orphaned()
-    evaluator.run()
+    run_service("alarm-evaluator", AlarmEvaluator(get_settings()))
 
 
 if __name__ == "__main__":

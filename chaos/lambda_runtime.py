@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -29,11 +28,10 @@ from typing import Any
 import structlog
 
 from chaos.workload.deploy import PROTECTED_TAG
-from fleet import structured_logging
 from fleet.aws import Clients, client, session_from_keys
 from fleet.lambda_concurrency import reserved_concurrency
-from fleet.parent_watch import stop_when_orphaned
 from fleet.principals import Principal
+from fleet.service_process import run_service
 from fleet.settings import Settings, get_settings
 
 log = structlog.get_logger()
@@ -344,12 +342,7 @@ class LambdaRuntime:
 
 
 def main() -> None:
-    structured_logging.configure("lambda-runtime")
-    runtime = LambdaRuntime(get_settings())
-    signal.signal(signal.SIGTERM, lambda *_: runtime.stop_event.set())
-    signal.signal(signal.SIGINT, lambda *_: runtime.stop_event.set())
-    stop_when_orphaned()
-    runtime.run()
+    run_service("lambda-runtime", LambdaRuntime(get_settings()))
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from fleet.parent_watch import stop_when_orphaned
+from fleet.service_process import stop_when_orphaned
 
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
 }
+# moto's default account: every request without another account lands here.
 ACCOUNT_ID = "123456789012"
 
 

@@ -17,7 +17,6 @@ from fleet.settings import Settings
 from queues.topology import Stage, Topic, TopologySpec
 from workers.tables import TABLES
 
-ACCOUNT_ID = "123456789012"
 PROTECTED_PREFIX = "data-processor"
 
 Statement = dict[str, Any]
@@ -28,13 +27,14 @@ class Arns:
 
     def __init__(self, settings: Settings, topology: TopologySpec):
         self.region = settings.region
+        self.account = settings.account_id
         self.topology = topology
 
     def topic(self, topic: Topic) -> str:
-        return f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{topic.value}"
+        return f"arn:aws:sns:{self.region}:{self.account}:{topic.value}"
 
     def queue(self, name: str) -> str:
-        return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+        return f"arn:aws:sqs:{self.region}:{self.account}:{name}"
 
     def stage_queues(self, stage: Stage) -> list[str]:
         q = self.topology.queue(stage)
@@ -44,23 +44,23 @@ class Arns:
         return [arn for q in self.topology.queues for arn in self.stage_queues(q.stage)]
 
     def tables(self) -> list[str]:
-        base = f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table"
+        base = f"arn:aws:dynamodb:{self.region}:{self.account}:table"
         return [arn for t in TABLES for arn in (f"{base}/{t.name}", f"{base}/{t.name}/index/*")]
 
     # The protected workload: every copy of data-processor.
     def functions(self) -> list[str]:
-        return [f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{PROTECTED_PREFIX}*"]
+        return [f"arn:aws:lambda:{self.region}:{self.account}:function:{PROTECTED_PREFIX}*"]
 
     def roles(self) -> list[str]:
-        return [f"arn:aws:iam::{ACCOUNT_ID}:role/{PROTECTED_PREFIX}*"]
+        return [f"arn:aws:iam::{self.account}:role/{PROTECTED_PREFIX}*"]
 
     def log_groups(self) -> list[str]:
         return [
-            f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"
+            f"arn:aws:logs:{self.region}:{self.account}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"
         ]
 
     def security_groups(self) -> list[str]:
-        return [f"arn:aws:ec2:{self.region}:{ACCOUNT_ID}:security-group/*"]
+        return [f"arn:aws:ec2:{self.region}:{self.account}:security-group/*"]
 
 
 def allow(actions: Iterable[str], resources: Iterable[str] | str, sid: str) -> Statement:
@@ -276,5 +276,5 @@ def provision_identities(
     return keys
 
 
-def user_arn(principal: Principal) -> str:
-    return f"arn:aws:iam::{ACCOUNT_ID}:user/{principal.user_name}"
+def user_arn(principal: Principal, settings: Settings) -> str:
+    return f"arn:aws:iam::{settings.account_id}:user/{principal.user_name}"

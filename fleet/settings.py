@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # credentials issued by the world; "aws" uses the standard boto3 credential chain.
     target: Target = "embedded"
     region: str = Field(default="ca-central-1", validation_alias="AWS_REGION")
+    # The account the fleet's ARNs name: moto's default account in the embedded world.
+    account_id: str = Field(default="123456789012", pattern=r"^\d{12}$")
     # boto3 honours AWS_ENDPOINT_URL itself; we read it here only to pass it on explicitly.
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
 

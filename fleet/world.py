@@ -124,7 +124,7 @@ def provision(settings: Settings, targets: int, report: ProvisionReport) -> None
     MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
     provision_tables(admin("dynamodb"), report)
     WorkloadDeployer(
-        admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME)]
+        admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME, settings)]
     ).deploy(function_specs(settings, targets))
 
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from fleet.settings import Settings
 
-ACCOUNT_ID = "123456789012"
 FUNCTION_BASE_NAME = "data-processor"
 HANDLER = "data_processor.handler"
 RUNTIME = "python3.12"
@@ -50,6 +49,7 @@ class FunctionSpec(BaseModel, frozen=True):
     """One protected function and everything its baseline fixes."""
 
     name: str
+    account_id: str
     bucket: str
     prefix: str
     region: str
@@ -63,11 +63,11 @@ class FunctionSpec(BaseModel, frozen=True):
 
     @property
     def role_arn(self) -> str:
-        return f"arn:aws:iam::{ACCOUNT_ID}:role/{self.role_name}"
+        return f"arn:aws:iam::{self.account_id}:role/{self.role_name}"
 
     @property
     def function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.name}"
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
 
     @property
     def log_group(self) -> str:
@@ -94,7 +94,7 @@ class FunctionSpec(BaseModel, frozen=True):
         resources = {
             PermissionTarget.S3: [f"arn:aws:s3:::{self.bucket}/{self.prefix}*"],
             PermissionTarget.LOGS: [
-                f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{self.log_group}:*"
+                f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{self.log_group}:*"
             ],
             # PutMetricData has no resource-level permissions on AWS.
             PermissionTarget.METRICS: ["*"],
@@ -128,21 +128,22 @@ def function_name(index: int) -> str:
     return FUNCTION_BASE_NAME if index == 1 else f"{FUNCTION_BASE_NAME}-{index}"
 
 
-def data_bucket() -> str:
-    return f"{FUNCTION_BASE_NAME}-data-{ACCOUNT_ID}"
+def data_bucket(settings: Settings) -> str:
+    return f"{FUNCTION_BASE_NAME}-data-{settings.account_id}"
 
 
-def alerts_topic_arn(region: str) -> str:
-    return f"arn:aws:sns:{region}:{ACCOUNT_ID}:incident-alerts"
+def alerts_topic_arn(settings: Settings) -> str:
+    return f"arn:aws:sns:{settings.region}:{settings.account_id}:incident-alerts"
 
 
 def spec_for(name: str, settings: Settings) -> FunctionSpec:
     return FunctionSpec(
         name=name,
-        bucket=data_bucket(),
+        account_id=settings.account_id,
+        bucket=data_bucket(settings),
         prefix=f"{name}/",
         region=settings.region,
-        alerts_topic_arn=alerts_topic_arn(settings.region),
+        alerts_topic_arn=alerts_topic_arn(settings),
         work_seconds=settings.workload_work_s,
         timeout_s=settings.workload_timeout_s,
     )

@@ -10,17 +10,9 @@ import pytest
 
 from fleet.world import wait_for
 from tests.integration.conftest import RunningWorld, sns_messages
+from tests.shapes import shape
 
 FUNCTION = "data-processor-2"
-
-
-def _shape(value: Any) -> Any:
-    """Keys and nesting, not values."""
-    if isinstance(value, dict):
-        return {k: _shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shape(value[0])] if value and isinstance(value[0], dict) else "list"
-    return "value"
 
 
 def _wait_for_notification(
@@ -64,7 +56,7 @@ def test_alarm_and_recovery_notifications(
     finally:
         assert world.fleet("chaos", "restore", "--function", FUNCTION).returncode == 0
 
-    assert _shape(message) == _shape(alarm_fixture)
+    assert shape(message) == shape(alarm_fixture)
     assert set(envelope) >= set(envelope_fixture)
     assert envelope["Type"] == "Notification"
     assert envelope["TopicArn"].endswith(":incident-alerts")
@@ -78,7 +70,7 @@ def test_alarm_and_recovery_notifications(
     period = world.settings.alarm_period_s
     _, ok = _wait_for_notification(world, admin, alarm, "OK", 3 * period + 30)
     assert ok["OldStateValue"] == "ALARM"
-    assert _shape(ok) == _shape(alarm_fixture)
+    assert shape(ok) == shape(alarm_fixture)
 
 
 def test_the_function_reports_its_own_failure(world: RunningWorld, admin: Any) -> None:

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from chaos.workload.spec import spec_for
 from fleet.aws import client, load_issued_credentials, session_from_keys
 from fleet.aws_errors import error_code
 from fleet.principals import Principal
@@ -137,7 +138,7 @@ def test_the_workload_runs_under_its_own_role(world: RunningWorld, admin: Any) -
     # The local runtime assumes the execution role; the session shows up in STS.
     runtime = world.clients(Principal.LAMBDA_RUNTIME)
     creds = runtime("sts").assume_role(
-        RoleArn=f"arn:aws:iam::123456789012:role/{FUNCTION}-role", RoleSessionName="probe"
+        RoleArn=spec_for(FUNCTION, world.settings).role_arn, RoleSessionName="probe"
     )["Credentials"]
     role = session_from_keys(creds, world.settings)
     assert (

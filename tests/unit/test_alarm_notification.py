@@ -4,14 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chaos.alarm_evaluator import notification
-
-
-def _shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shape(value[0])] if value and isinstance(value[0], dict) else "list"
-    return "value"
+from tests.shapes import shape
 
 
 def _alarm() -> dict[str, Any]:
@@ -38,10 +31,10 @@ def _alarm() -> dict[str, Any]:
     }
 
 
-def test_the_notification_has_cloudwatchs_shape(alarm_fixture: dict[str, Any]) -> None:
+def test_the_notification_has_the_cloudwatch_shape(alarm_fixture: dict[str, Any]) -> None:
     now = datetime(2026, 11, 25, 18, 2, 10, 412000, UTC)
     message = notification(_alarm(), "OK", "ALARM", "Threshold Crossed: ...", now, "ca-central-1")
-    assert _shape(message) == _shape(alarm_fixture)
+    assert shape(message) == shape(alarm_fixture)
     for key in (
         "AlarmName",
         "AlarmDescription",
@@ -63,4 +56,4 @@ def test_the_notification_has_cloudwatchs_shape(alarm_fixture: dict[str, Any]) -
 def test_the_ok_notification_swaps_the_states(alarm_fixture: dict[str, Any]) -> None:
     message = notification(_alarm(), "ALARM", "OK", "recovered", datetime.now(UTC), "ca-central-1")
     assert (message["OldStateValue"], message["NewStateValue"]) == ("ALARM", "OK")
-    assert _shape(message) == _shape(alarm_fixture)
+    assert shape(message) == shape(alarm_fixture)
