@@ -176,7 +176,8 @@ class AlarmEvaluator:
 
 
 def main() -> None:
-    run_service("alarm-evaluator", AlarmEvaluator(get_settings()))
+    settings = get_settings()
+    run_service("alarm-evaluator", AlarmEvaluator(settings), settings.launcher_pid)
 
 
 if __name__ == "__main__":

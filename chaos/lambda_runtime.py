@@ -342,7 +342,8 @@ class LambdaRuntime:
 
 
 def main() -> None:
-    run_service("lambda-runtime", LambdaRuntime(get_settings()))
+    settings = get_settings()
+    run_service("lambda-runtime", LambdaRuntime(settings), settings.launcher_pid)
 
 
 if __name__ == "__main__":

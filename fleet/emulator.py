@@ -45,7 +45,9 @@ def _write_private(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
-def serve(host: str, port: int, admin_credentials: Path, admin_user: str) -> None:
+def serve(
+    host: str, port: int, admin_credentials: Path, admin_user: str, launcher_pid: int | None
+) -> None:
     # Enforce IAM from the very first request (moto's default lets everything through).
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     from moto import settings as moto_settings
@@ -81,7 +83,7 @@ def serve(host: str, port: int, admin_credentials: Path, admin_user: str) -> Non
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stop_when_orphaned()
+    stop_when_orphaned(launcher_pid)
     server.serve_forever()
 
 
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--admin-credentials", type=Path, required=True)
     parser.add_argument("--admin-user", default="fleet-admin")
+    parser.add_argument("--launcher-pid", type=int, help="stop when this process is gone")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.admin_credentials, args.admin_user)
+    serve(args.host, args.port, args.admin_credentials, args.admin_user, args.launcher_pid)
 
 
 if __name__ == "__main__":

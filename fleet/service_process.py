@@ -20,8 +20,10 @@ class Service(Protocol):
     def run(self) -> None: ...
 
 
-def stop_when_orphaned() -> None:
-    parent = os.getppid()
+def stop_when_orphaned(launcher_pid: int | None) -> None:
+    # The launcher's pid comes from the launcher itself: a child that is still starting when
+    # the launcher dies would otherwise take its new parent (init) for the launcher.
+    parent = launcher_pid or os.getppid()
 
     def watch() -> None:
         while True:
@@ -33,9 +35,9 @@ def stop_when_orphaned() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def run_service(name: str, service: Service) -> None:
+def run_service(name: str, service: Service, launcher_pid: int | None) -> None:
     structured_logging.configure(name)
     signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: service.stop_event.set())
-    stop_when_orphaned()
+    stop_when_orphaned(launcher_pid)
     service.run()

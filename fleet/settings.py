@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     tail_refresh_s: float = Field(default=1.0, gt=0)
 
+    # Set by `fleet up` for its children: the process whose death means "stop too".
+    launcher_pid: int | None = None
+
     @property
     def endpoint_url(self) -> str | None:
         """The AWS endpoint every client uses: the emulator unless told otherwise."""

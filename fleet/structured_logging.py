@@ -12,6 +12,8 @@ def configure(process: str, level: int = logging.INFO) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
     structlog.configure(
         processors=[
+            # A processor, not a context variable: threads don't inherit contextvars.
+            lambda _logger, _method, event: {"process": process, **event},
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -22,4 +24,3 @@ def configure(process: str, level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(process=process)

@@ -107,6 +107,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         FLEET_EMULATOR_PORT=str(settings.emulator_port),
         FLEET_EMULATOR_HOST=settings.emulator_host,
         AWS_REGION=settings.region,
+        FLEET_LAUNCHER_PID=str(os.getpid()),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -198,6 +199,8 @@ class World:
                     str(s.emulator_port),
                     "--admin-credentials",
                     str(admin_file),
+                    "--launcher-pid",
+                    str(os.getpid()),
                 ],
             )
         )
@@ -238,8 +241,9 @@ class World:
             f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
         )
 
-    def watch(self) -> None:
-        """Until asked to stop; a child that dies is reported (the emulator's death ends all)."""
+    def watch(self) -> int:
+        """Until asked to stop (0); a child that dies is reported, the emulator's death ends
+        the world (1)."""
         reported: set[str] = set()
         while not self.stop_event.wait(0.5):
             for name, proc in self.processes.items():
@@ -250,7 +254,8 @@ class World:
                         f"see {self.settings.log_dir}/{name}.log"
                     )
                     if name == "emulator":
-                        return
+                        return 1
+        return 0
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
@@ -281,11 +286,10 @@ def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = pr
     signal.signal(signal.SIGINT, request_stop)
     try:
         world.start()
-        world.watch()
+        return world.watch()
     finally:
         world.stop()
         echo("world stopped")
-    return 0
 
 
 def stop_world(settings: Settings, timeout_s: float = 30.0) -> int:

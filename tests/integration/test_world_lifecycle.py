@@ -1,0 +1,67 @@
+"""Starting and stopping a world, as an operator would: `fleet down`, and a launcher that is
+killed without a chance to clean up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from fleet.settings import Settings
+from fleet.world import PROJECT_ROOT, pid_alive, port_in_use, read_world, wait_for
+from tests.integration.conftest import free_port
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
+    env.update(FLEET_STATE_DIR=str(tmp_path), FLEET_EMULATOR_PORT=str(port))
+    settings = Settings(state_dir=tmp_path, emulator_port=port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "up"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: (read_world(settings) or {}).get("pid") == proc.pid, 90, "the world")
+    return proc, settings, env
+
+
+def test_fleet_down_stops_the_world_and_everything_it_started(tmp_path: Path) -> None:
+    proc, settings, env = _start(tmp_path)
+    children = (read_world(settings) or {})["processes"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "fleet.cli", "down"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"pid {proc.pid}" in done.stdout
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not [pid for pid in children.values() if pid_alive(pid)]
+    assert not port_in_use("127.0.0.1", settings.emulator_port)
+    assert not settings.credentials_file.exists()
+
+
+def test_a_killed_launcher_leaves_no_process_holding_the_port(tmp_path: Path) -> None:
+    proc, settings, _ = _start(tmp_path)
+    children = (read_world(settings) or {})["processes"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for(
+        lambda: not any(pid_alive(pid) for pid in children.values()),
+        15,
+        "the orphaned children to stop themselves",
+    )
+    wait_for(lambda: not port_in_use("127.0.0.1", settings.emulator_port), 5, "the port to be free")
