@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 from chaos import faults
 from chaos.status import FunctionStatus, function_status
@@ -76,6 +77,7 @@ def run_demo(settings: Settings) -> int:
 
         _say("chaos: revoke the role's S3 permissions")
         print("    " + faults.revoke(clients, spec, [PermissionTarget.S3]))
+        broken_at = time.monotonic()
         wait_for(
             lambda: (
                 (s := status()).health == "failing" and "AccessDenied" in (s.runs.last_error or "")
@@ -84,8 +86,10 @@ def run_demo(settings: Settings) -> int:
             "the workload to fail with AccessDenied",
             0.5,
         )
+        print(f"    failing {time.monotonic() - broken_at:.1f}s after the fault:")
         _show(status())
         wait_for(lambda: errors_alarm() == "ALARM", STEP_TIMEOUT_S, "the Errors alarm", 0.5)
+        alarm_s = time.monotonic() - broken_at
         wait_for(
             lambda: supervisor_depth() >= alerts_before + 2,
             STEP_TIMEOUT_S,
@@ -93,18 +97,21 @@ def run_demo(settings: Settings) -> int:
             0.5,
         )
         print(
-            f"    alarm {spec.alarm_names[0]}: ALARM; supervisor queue: {supervisor_depth()} "
+            f"    alarm {spec.alarm_names[0]}: ALARM {alarm_s:.1f}s after the fault; "
+            f"supervisor queue: {supervisor_depth()} "
             "message(s) (the alarm notification and the function's own failure report)"
         )
 
         _say("chaos: restore the baseline")
         print("    " + faults.restore(clients, spec))
+        restored_at = time.monotonic()
         wait_for(
             lambda: (s := status()).health == "healthy" and s.at_baseline,
             STEP_TIMEOUT_S,
             "the workload to recover",
             0.5,
         )
+        print(f"    healthy {time.monotonic() - restored_at:.1f}s after the restore:")
         _show(status())
         depth = supervisor_depth()
         wait_for(
@@ -114,7 +121,8 @@ def run_demo(settings: Settings) -> int:
             0.5,
         )
         print(
-            f"    alarm {spec.alarm_names[0]}: OK; supervisor queue: {supervisor_depth()} "
+            f"    alarm {spec.alarm_names[0]}: OK {time.monotonic() - restored_at:.1f}s after the "
+            f"restore (period {settings.alarm_period_s}s); supervisor queue: {supervisor_depth()} "
             "message(s) (the OK notification arrived)"
         )
         _say("demo complete: broken, seen failing, restored, seen healthy")
