@@ -7,7 +7,6 @@ clear, then stop everything. Exit 0 only if each of those was seen.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from chaos.workload.spec import PermissionTarget, function_specs
 from fleet.aws import Clients
 from fleet.principals import Principal
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, read_world, wait_for
+from fleet.world import PROJECT_ROOT, read_world, terminate, wait_for
 from queues.tail import snapshot
 from queues.topology import Stage, build_topology
 
@@ -128,10 +127,4 @@ def run_demo(settings: Settings) -> int:
         _say("demo complete: broken, seen failing, restored, seen healthy")
         return 0
     finally:
-        if world.poll() is None:
-            world.send_signal(signal.SIGTERM)
-            try:
-                world.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                world.kill()
-                world.wait()
+        terminate([world], 30)

@@ -258,19 +258,23 @@ class World:
         return 0
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            proc = self.processes[name]
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(list(reversed(self.processes.values())), STOP_GRACE_S)
         for path in (self.settings.world_file, self.settings.credentials_file):
             path.unlink(missing_ok=True)
+
+
+def terminate(processes: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM each, in order; whatever has not exited after the grace period is killed."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = print) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from chaos.workload.spec import spec_for
 from fleet.aws import Clients
 from fleet.principals import Principal
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, pid_alive, read_world, wait_for
+from fleet.world import PROJECT_ROOT, pid_alive, read_world, terminate, wait_for
 
 TARGETS = 2
 STATUS_WINDOW_S = 5
@@ -140,12 +139,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
         running.record = read_world(settings) or {}
         yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate([process], 60)
     children = running.record.get("processes", {})
     still = {name: pid for name, pid in children.items() if pid_alive(pid)}
     assert not still, f"the world left processes running: {still}"
