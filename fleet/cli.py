@@ -171,6 +171,68 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
+# ---------------------------------------------------------------- workers
+
+
+DEFAULT_HANDLERS = {"supervisor": "workers.intake:handle_alert"}
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import importlib
+    import os
+
+    from fleet import structured_logging
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from queues.consumer import Consumer
+    from queues.topology import Stage, build_topology
+
+    stage = Stage(args.stage)
+    spec = args.handler or DEFAULT_HANDLERS.get(stage.value)
+    if spec is None:
+        raise UsageError(f"no handler for stage {stage.value} yet; pass --handler module:function")
+    module, _, attr = spec.partition(":")
+    try:
+        handler = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot load handler {spec!r}: {exc}") from None
+    if args.concurrency:
+        settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
+    structured_logging.configure(f"worker-{stage.value}")
+    consumer = Consumer(
+        build_topology(settings).queue(stage),
+        handler,
+        settings,
+        Clients(Principal(stage.value), settings),
+    )
+    consumer.install_signal_handlers()
+    code = consumer.run()
+    sys.stderr.flush()
+    # Handler threads still running past the grace period had their messages returned:
+    # leave without waiting for them.
+    os._exit(code)
+
+
+def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from queues.failures import FailureLog
+
+    records = FailureLog(Clients(Principal.OPERATOR, settings)("dynamodb")).all(args.queue)
+    if args.json:
+        _emit_json([r.model_dump() for r in records])
+        return 0
+    for r in records:
+        where = "DLQ" if r.dead_lettered else f"retrying ({r.receive_count} receives)"
+        print(
+            f"{r.last_failure_at}  {r.queue:10} {r.message_id}  {where}  {r.error_class}: "
+            f"{r.reason[:160]}"
+        )
+    if not records:
+        print("no failures recorded")
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 
 
@@ -240,6 +302,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--once", action="store_true", help="print one snapshot and exit")
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_tail)
+
+    worker = sub.add_parser("worker", help="run a stage worker on its queue until SIGTERM")
+    worker.add_argument("stage", choices=["supervisor", "resolver", "critic", "watchdog"])
+    worker.add_argument("--handler", help="module:function to run instead of the stage's own")
+    worker.add_argument("--concurrency", type=int, help="messages in flight at once")
+    worker.set_defaults(func=cmd_worker)
+
+    failures = sub.add_parser("failures", help="why messages failed, newest first")
+    failures.add_argument("--queue", help="only this source queue")
+    failures.add_argument("--json", action="store_true")
+    failures.set_defaults(func=cmd_failures)
 
     sub.add_parser(
         "demo", help="start the world, break the workload, restore it, stop"

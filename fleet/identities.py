@@ -14,8 +14,8 @@ from typing import Any
 from fleet.principals import Principal
 from fleet.provisioning import ProvisionReport, outcome
 from fleet.settings import Settings
-from queues.topology import Stage, Topic, TopologySpec
-from workers.tables import TABLES
+from queues.topology import Stage, Topic, TopologySpec, topic_arn
+from workers.tables import INCIDENT_AUDIT, TABLES, TableSpec
 
 PROTECTED_PREFIX = "data-processor"
 
@@ -26,12 +26,13 @@ class Arns:
     """ARN builders for the fleet's own resources and the protected workload's."""
 
     def __init__(self, settings: Settings, topology: TopologySpec):
+        self.settings = settings
         self.region = settings.region
         self.account = settings.account_id
         self.topology = topology
 
     def topic(self, topic: Topic) -> str:
-        return f"arn:aws:sns:{self.region}:{self.account}:{topic.value}"
+        return topic_arn(self.settings, topic)
 
     def queue(self, name: str) -> str:
         return f"arn:aws:sqs:{self.region}:{self.account}:{name}"
@@ -43,9 +44,9 @@ class Arns:
     def all_queues(self) -> list[str]:
         return [arn for q in self.topology.queues for arn in self.stage_queues(q.stage)]
 
-    def tables(self) -> list[str]:
+    def tables(self, only: tuple[TableSpec, ...] = TABLES) -> list[str]:
         base = f"arn:aws:dynamodb:{self.region}:{self.account}:table"
-        return [arn for t in TABLES for arn in (f"{base}/{t.name}", f"{base}/{t.name}/index/*")]
+        return [arn for t in only for arn in (f"{base}/{t.name}", f"{base}/{t.name}/index/*")]
 
     # The protected workload: every copy of data-processor.
     def functions(self) -> list[str]:
@@ -80,6 +81,17 @@ STATE_RW = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:DescribeTable",
+)
+# The audit trail is append-only: nobody in the fleet may update or delete an entry.
+AUDIT_APPEND = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",
     "dynamodb:TransactWriteItems",
@@ -135,6 +147,14 @@ REMEDIATION_WRITES = {
 }
 
 
+def _incident_store(a: Arns) -> list[Statement]:
+    mutable = tuple(t for t in TABLES if t != INCIDENT_AUDIT)
+    return [
+        allow(STATE_RW, a.tables(mutable), "IncidentStore"),
+        allow(AUDIT_APPEND, a.tables((INCIDENT_AUDIT,)), "AppendAudit"),
+    ]
+
+
 def _diagnostic_reads(a: Arns) -> list[Statement]:
     return [
         allow(FUNCTION_READ, "*", "ReadProtectedFunctions"),
@@ -162,8 +182,10 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             statements = [
                 allow(CONSUME, a.stage_queues(stage), "ConsumeOwnQueue"),
                 allow(["sns:Publish"], [events, a.topic(Topic.APPROVALS)], "PublishEvents"),
-                allow(STATE_RW, a.tables(), "IncidentStore"),
+                *_incident_store(a),
                 allow(["bedrock:InvokeModel", "bedrock:Converse"], "*", "InvokeModel"),
+                # The runtime's counters (no resource-level permissions exist for it).
+                allow(["cloudwatch:PutMetricData"], "*", "RuntimeMetrics"),
             ]
             if principal == Principal.WATCHDOG:
                 statements.append(allow(QUEUE_READ, a.all_queues(), "WatchAllQueues"))
@@ -191,7 +213,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     "RedriveDeadLetters",
                 ),
                 allow(["sns:Publish"], [events], "PublishDecisions"),
-                allow(STATE_RW, a.tables(), "IncidentStore"),
+                *_incident_store(a),
             ]
         case Principal.OPERATOR:
             return [

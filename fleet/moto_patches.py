@@ -16,9 +16,11 @@
    not compared: enforcement is per action there (an explicit Deny still wins), and per
    action and resource where moto knows the resource.
 
-3. IAM action names from the signing name. moto names the action after the SigV4
-   credential scope's service, which for CloudWatch is ``monitoring``; IAM policies (and
-   AWS) say ``cloudwatch:GetMetricStatistics``. The action prefix is mapped back.
+3. IAM action names. moto names the action after the SigV4 credential scope's service,
+   which for CloudWatch is ``monitoring``; IAM policies (and AWS) say
+   ``cloudwatch:GetMetricStatistics``. And it checks SQS batch operations as actions of
+   their own name, which IAM does not have: AWS authorizes DeleteMessageBatch as
+   ``sqs:DeleteMessage``, and so on. Both are mapped to what IAM names.
 
 4. SQS SetQueueAttributes semantics. moto drops a queue's Policy whenever another
    attribute is set without it, and stores RedriveAllowPolicy without ever returning it.
@@ -42,6 +44,12 @@ BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 # SigV4 signing name -> IAM action prefix, where the two differ.
 IAM_PREFIX_BY_SIGNING_NAME = {"monitoring": "cloudwatch"}
+# API operations that IAM authorizes as another action (there is no IAM action of their name).
+IAM_ACTION_BY_OPERATION = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
 
 _applied = False
 
@@ -86,6 +94,7 @@ def _request_init(self: Any, *args: Any, **kwargs: Any) -> None:
     prefix, _, name = self._action.partition(":")
     if prefix in IAM_PREFIX_BY_SIGNING_NAME:
         self._action = f"{IAM_PREFIX_BY_SIGNING_NAME[prefix]}:{name}"
+    self._action = IAM_ACTION_BY_OPERATION.get(self._action, self._action)
 
 
 _original_set_attributes = Queue._set_attributes

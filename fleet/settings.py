@@ -53,6 +53,20 @@ class Settings(BaseSettings):
 
     tail_refresh_s: float = Field(default=1.0, gt=0)
 
+    # The worker runtime (queues/consumer.py).
+    worker_wait_time_s: int = Field(default=20, ge=0, le=20)
+    worker_batch_size: int = Field(default=10, ge=1, le=10)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_grace_s: float = Field(default=25.0, ge=0)
+    # Backoff of a retried message, by its receive count: base * 2^(n-1), capped.
+    retry_backoff_base_s: float = Field(default=2.0, ge=0)
+    retry_backoff_max_s: int = Field(default=300, ge=0, le=43200)
+    runtime_metrics_flush_s: float = Field(default=10.0, gt=0)
+
+    # The incident store: alerts for one resource and fault signature within this window
+    # belong to one incident.
+    incident_window_s: int = Field(default=1800, ge=60)
+
     # Set by `fleet up` for its children: the process whose death means "stop too".
     launcher_pid: int | None = None
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fleet.aws import Clients
+from queues.runtime_metrics import read_totals
 from queues.topology import TopologySpec
 from workers.lifecycle import IncidentStatus
 from workers.tables import INCIDENT_STATE
@@ -24,6 +25,12 @@ class QueueDepth(BaseModel):
     # SQS publishes this only as the CloudWatch metric ApproximateAgeOfOldestMessage; None
     # where that metric has no datapoint (always, on the emulator).
     oldest_age_s: float | None
+    # The stage's runtime counters over the last COUNTER_WINDOW (all its workers together).
+    received: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    handler_avg_ms: float | None = None
 
 
 class TailSnapshot(BaseModel):
@@ -31,6 +38,9 @@ class TailSnapshot(BaseModel):
     queues: list[QueueDepth]
     incidents: dict[str, int]
     error: str | None = None
+
+
+COUNTER_WINDOW = timedelta(hours=1)
 
 
 def _attributes(sqs: Any, name: str) -> dict[str, str]:
@@ -75,6 +85,7 @@ def snapshot(clients: Clients, topology: TopologySpec) -> TailSnapshot:
     for q in topology.queues:
         attrs = _attributes(sqs, q.name)
         dlq_attrs = _attributes(sqs, q.dlq_name)
+        totals = read_totals(cloudwatch, q.stage.value, COUNTER_WINDOW)
         depths.append(
             QueueDepth(
                 stage=q.stage.value,
@@ -85,6 +96,11 @@ def snapshot(clients: Clients, topology: TopologySpec) -> TailSnapshot:
                 dlq=q.dlq_name,
                 dlq_visible=int(dlq_attrs["ApproximateNumberOfMessages"]),
                 oldest_age_s=_oldest_age(cloudwatch, q.name),
+                received=int(totals["received"] or 0),
+                succeeded=int(totals["succeeded"] or 0),
+                retried=int(totals["retried"] or 0),
+                dead_lettered=int(totals["dead_lettered"] or 0),
+                handler_avg_ms=totals["handler_avg_ms"],
             )
         )
     return TailSnapshot(

@@ -10,13 +10,39 @@ from queues.tail import TailSnapshot
 
 
 def render(snap: TailSnapshot) -> Group:
-    queues = Table(title=f"queues at {snap.at}", title_justify="left")
-    for column in ("stage", "visible", "in flight", "delayed", "DLQ", "oldest"):
+    queues = Table(title=f"queues at {snap.at} (counters: last hour)", title_justify="left")
+    columns = (
+        "stage",
+        "visible",
+        "in flight",
+        "delayed",
+        "DLQ",
+        "oldest",
+        "received",
+        "ok",
+        "retried",
+        "dead-lettered",
+        "avg ms",
+    )
+    for column in columns:
         queues.add_column(column, justify="left" if column == "stage" else "right")
     for q in snap.queues:
         age = "n/a" if q.oldest_age_s is None else f"{q.oldest_age_s:.0f}s"
         dlq = Text(str(q.dlq_visible), style="bold red" if q.dlq_visible else "")
-        queues.add_row(q.stage, str(q.visible), str(q.in_flight), str(q.delayed), dlq, age)
+        avg = "-" if q.handler_avg_ms is None else f"{q.handler_avg_ms:.0f}"
+        queues.add_row(
+            q.stage,
+            str(q.visible),
+            str(q.in_flight),
+            str(q.delayed),
+            dlq,
+            age,
+            str(q.received),
+            str(q.succeeded),
+            str(q.retried),
+            str(q.dead_lettered),
+            avg,
+        )
     incidents = Table(title="incidents by status", title_justify="left")
     incidents.add_column("status")
     incidents.add_column("count", justify="right")

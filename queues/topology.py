@@ -42,6 +42,9 @@ class EventType(StrEnum):
     FAILED = "incident.failed"
     ESCALATED = "incident.escalated"
     WATCHDOG_TICK = "watchdog.tick"
+    # Inbound on incident-alerts, in AWS's own formats; the runtime gives them these types.
+    ALERT_ALARM = "alert.alarm"
+    ALERT_FAILURE_REPORT = "alert.failure_report"
 
 
 EVENT_TYPE_ATTRIBUTE = "event_type"
@@ -110,6 +113,10 @@ STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
         EventType.WATCHDOG_TICK,
     ),
 }
+
+
+def topic_arn(settings: Settings, topic: Topic) -> str:
+    return f"arn:aws:sns:{settings.region}:{settings.account_id}:{topic.value}"
 
 
 def build_topology(settings: Settings) -> TopologySpec:

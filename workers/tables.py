@@ -65,7 +65,12 @@ INCIDENT_CONTEXT = TableSpec(name="incident-context", hash_key="incident_id", ra
 INCIDENT_AUDIT = TableSpec(
     name="incident-audit", hash_key="incident_id", range_key="seq", range_key_type="N"
 )
-TABLES = (INCIDENT_STATE, INCIDENT_CONTEXT, INCIDENT_AUDIT)
+# One record per (stage, event) handled: a redelivered or duplicated event does nothing twice.
+PROCESSED_EVENTS = TableSpec(name="processed-events", hash_key="event_key")
+# Why a message failed, by SQS message id (kept when SQS moves it to the DLQ), for the
+# console and `fleet failures` to show next to the dead letter.
+MESSAGE_FAILURES = TableSpec(name="message-failures", hash_key="message_id")
+TABLES = (INCIDENT_STATE, INCIDENT_CONTEXT, INCIDENT_AUDIT, PROCESSED_EVENTS, MESSAGE_FAILURES)
 
 
 def provision_tables(dynamodb: Any, report: ProvisionReport) -> None:

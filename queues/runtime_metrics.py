@@ -1,0 +1,101 @@
+"""Per-stage runtime counters: kept in memory, flushed to CloudWatch, read back by `fleet tail`.
+
+CloudWatch is where an operator already looks on AWS, and the emulator stores the same
+metrics, so the embedded world and AWS show the same numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+NAMESPACE = "IncidentFleet/Runtime"
+COUNTERS = ("Received", "Succeeded", "Retried", "DeadLettered")
+
+
+@dataclass
+class RuntimeCounters:
+    stage: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    durations_ms: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+    def handled(self, duration_ms: float) -> None:
+        with self.lock:
+            self.durations_ms.append(duration_ms)
+
+    def drain(self) -> tuple[dict[str, int], list[float]]:
+        with self.lock:
+            counts, durations = self.counts, self.durations_ms
+            self.counts, self.durations_ms = dict.fromkeys(COUNTERS, 0), []
+        return counts, durations
+
+    def flush(self, cloudwatch: Any) -> None:
+        counts, durations = self.drain()
+        dims = [{"Name": "Stage", "Value": self.stage}]
+        now = datetime.now(UTC)
+        data: list[dict[str, Any]] = [
+            {
+                "MetricName": name,
+                "Dimensions": dims,
+                "Timestamp": now,
+                "Value": float(n),
+                "Unit": "Count",
+            }
+            for name, n in counts.items()
+            if n
+        ]
+        if durations:
+            data.append(
+                {
+                    "MetricName": "HandlerDuration",
+                    "Dimensions": dims,
+                    "Timestamp": now,
+                    "Unit": "Milliseconds",
+                    "StatisticValues": {
+                        "SampleCount": float(len(durations)),
+                        "Sum": sum(durations),
+                        "Minimum": min(durations),
+                        "Maximum": max(durations),
+                    },
+                }
+            )
+        if data:
+            cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
+
+
+def read_totals(cloudwatch: Any, stage: str, window: timedelta) -> dict[str, float | None]:
+    now = datetime.now(UTC)
+    dims = [{"Name": "Stage", "Value": stage}]
+    totals: dict[str, float | None] = {}
+    for name in COUNTERS:
+        points = cloudwatch.get_metric_statistics(
+            Namespace=NAMESPACE,
+            MetricName=name,
+            Dimensions=dims,
+            StartTime=now - window,
+            EndTime=now,
+            Period=int(window.total_seconds()),
+            Statistics=["Sum"],
+        )["Datapoints"]
+        key = {"DeadLettered": "dead_lettered"}.get(name, name.lower())
+        totals[key] = float(sum(p["Sum"] for p in points))
+    points = cloudwatch.get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName="HandlerDuration",
+        Dimensions=dims,
+        StartTime=now - window,
+        EndTime=now,
+        Period=int(window.total_seconds()),
+        Statistics=["Sum", "SampleCount", "Maximum"],
+    )["Datapoints"]
+    samples = sum(p["SampleCount"] for p in points)
+    totals["handler_avg_ms"] = sum(p["Sum"] for p in points) / samples if samples else None
+    totals["handler_max_ms"] = max((p["Maximum"] for p in points), default=None)
+    return totals

@@ -1,0 +1,67 @@
+"""The supervisor's intake: an alert opens an incident, or counts on the one already open.
+
+(Diagnosis, the rest of the supervisor, builds on this.) Alerts for one function and one
+symptom within the incident window are one incident: an alarm storm opens one and counts
+the rest. An OK notification is recorded on the open incident; it opens nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from queues.consumer import HandlerContext, NonRetryableError
+from queues.events import EventEnvelope, new_event
+from queues.topology import EventType
+
+PRODUCER = "supervisor"
+
+
+def symptom(event: EventEnvelope) -> tuple[str, str, datetime, str]:
+    """(resource, fault signature, when, new alarm state) of an alert."""
+    if event.event_type == EventType.ALERT_ALARM:
+        alarm = event.alarm()
+        if alarm.function_name is None:
+            raise NonRetryableError(f"alarm {alarm.AlarmName} names no FunctionName dimension")
+        when = datetime.fromisoformat(alarm.StateChangeTime.replace("+0000", "+00:00"))
+        return alarm.function_name, alarm.Trigger.MetricName.lower(), when, alarm.NewStateValue
+    if event.event_type == EventType.ALERT_FAILURE_REPORT:
+        report = event.failure_report()
+        # A failed run is what the Errors alarm counts: the same symptom, the same incident.
+        return report.function_name, "errors", event.produced_at, "ALARM"
+    raise NonRetryableError(f"the supervisor takes alerts, not {event.event_type.value}")
+
+
+def handle_alert(event: EventEnvelope, ctx: HandlerContext) -> None:
+    resource, signature, when, state = symptom(event)
+    detail = {
+        "alert_event_id": event.event_id,
+        "alert_type": event.event_type.value,
+        "payload": event.payload,
+    }
+    if state != "ALARM":
+        from workers.store import fingerprint, incident_id_for
+
+        incident_id = incident_id_for(
+            fingerprint(resource, signature, when, ctx.settings.incident_window_s)
+        )
+        if ctx.store.get(incident_id) is not None:
+            ctx.store.append_audit(incident_id, PRODUCER, f"alarm {state}", detail)
+        return
+    ctx.store.open_or_dedupe(
+        resource,
+        signature,
+        when,
+        ctx.settings.incident_window_s,
+        PRODUCER,
+        detail,
+        announce=lambda incident_id: [
+            new_event(
+                EventType.OPENED,
+                PRODUCER,
+                {"resource": resource, "signature": signature, "first_alert": event.event_id},
+                incident_id=incident_id,
+                correlation_id=event.correlation_id,
+                event_id=f"{incident_id}:opened",
+            )
+        ],
+    )

@@ -1,0 +1,354 @@
+"""The incident store (DynamoDB): open-or-dedupe, guarded transitions, context, audit, outbox.
+
+Every state change is one conditional transaction: the incident moves only from the status
+and version the caller saw, the audit entry is put on a fresh sequence number, and the
+events that announce the change are put in the incident's outbox. The runtime publishes
+the outbox after the handler returns, so a crash between the change and its announcement
+is finished by the redelivered message (consumers dedupe by event_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from queues.events import EventEnvelope
+from workers.lifecycle import IncidentStatus
+from workers.state_machine import can_move
+from workers.tables import INCIDENT_AUDIT, INCIDENT_CONTEXT, INCIDENT_STATE
+
+log = structlog.get_logger()
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+OUTBOX_PREFIX = "outbox#"
+
+
+def _decimals(value: Any) -> Any:
+    # DynamoDB numbers are decimals; boto3 refuses floats rather than round them silently.
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serialize(_decimals(v)) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserialize(v) for k, v in item.items()}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> str:
+    """Alerts for one resource and fault signature in one time window: one incident."""
+    bucket = int(at.timestamp()) // window_s
+    return f"{resource}|{signature}|{bucket * window_s}"
+
+
+def incident_id_for(fp: str) -> str:
+    return "inc-" + hashlib.sha256(fp.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Opened:
+    incident_id: str
+    opened: bool  # False: an alert for an incident already open (its count went up)
+    alert_count: int
+
+
+class IncidentStore:
+    def __init__(self, dynamodb: Any, on_touch: Callable[[str], None] | None = None):
+        self.ddb = dynamodb
+        # Told of every incident this store changes, so the runtime flushes its outbox.
+        self.on_touch = on_touch or (lambda _incident_id: None)
+
+    def bound(self, on_touch: Callable[[str], None]) -> IncidentStore:
+        return IncidentStore(self.ddb, on_touch)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, incident_id: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(
+            TableName=INCIDENT_STATE.name,
+            Key=to_item({"incident_id": incident_id}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def audit(self, incident_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_AUDIT.name,
+            KeyConditionExpression="incident_id = :i",
+            ExpressionAttributeValues=to_item({":i": incident_id}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_CONTEXT.name,
+            KeyConditionExpression="incident_id = :i AND begins_with(#item, :p)",
+            ExpressionAttributeNames={"#item": "item"},
+            ExpressionAttributeValues=to_item({":i": incident_id, ":p": prefix}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def by_status(self, status: IncidentStatus) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_STATE.name,
+            IndexName="by-status",
+            KeyConditionExpression="#s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=to_item({":s": status.value}),
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    # ------------------------------------------------------------------ writes
+
+    def _audit_put(
+        self, incident_id: str, seq: int, actor: str, action: str, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": INCIDENT_AUDIT.name,
+                "Item": to_item(
+                    {
+                        "incident_id": incident_id,
+                        "seq": seq,
+                        "at": _now(),
+                        "actor": actor,
+                        "action": action,
+                        "detail": json.dumps(detail, default=str),
+                    }
+                ),
+                # Append-only: a sequence number is written once, never overwritten.
+                "ConditionExpression": "attribute_not_exists(seq)",
+            }
+        }
+
+    def _outbox_puts(self, incident_id: str, events: list[EventEnvelope]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Put": {
+                    "TableName": INCIDENT_CONTEXT.name,
+                    "Item": to_item(
+                        {
+                            "incident_id": incident_id,
+                            "item": OUTBOX_PREFIX + e.event_id,
+                            "event": e.model_dump_json(),
+                            "created_at": _now(),
+                        }
+                    ),
+                }
+            }
+            for e in events
+        ]
+
+    def open_or_dedupe(
+        self,
+        resource: str,
+        signature: str,
+        at: datetime,
+        window_s: int,
+        actor: str,
+        detail: dict[str, Any],
+        announce: Callable[[str], list[EventEnvelope]],
+    ) -> Opened:
+        """Open the incident for this fingerprint, or count one more alert on it.
+
+        `announce(incident_id)` gives the events that announce a newly opened incident.
+        """
+        fp = fingerprint(resource, signature, at, window_s)
+        incident_id = incident_id_for(fp)
+        self.on_touch(incident_id)
+        now = _now()
+        item = {
+            "incident_id": incident_id,
+            "fingerprint": fp,
+            "resource": resource,
+            "signature": signature,
+            "status": IncidentStatus.RECEIVED.value,
+            "version": 1,
+            "alert_count": 1,
+            "opened_at": now,
+            "updated_at": now,
+            "last_alert_at": now,
+            "audit_seq": 1,
+        }
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": INCIDENT_STATE.name,
+                            "Item": to_item(item),
+                            "ConditionExpression": "attribute_not_exists(incident_id)",
+                        }
+                    },
+                    self._audit_put(incident_id, 1, actor, "incident.opened", detail),
+                    *self._outbox_puts(incident_id, announce(incident_id)),
+                ]
+            )
+            log.info("incident opened", incident_id=incident_id, fingerprint=fp)
+            return Opened(incident_id, True, 1)
+        except self.ddb.exceptions.TransactionCanceledException:
+            pass  # already open: count the alert
+        answer = self.ddb.update_item(
+            TableName=INCIDENT_STATE.name,
+            Key=to_item({"incident_id": incident_id}),
+            UpdateExpression="ADD alert_count :one SET last_alert_at = :now",
+            ConditionExpression="attribute_exists(incident_id)",
+            ExpressionAttributeValues=to_item({":one": 1, ":now": now}),
+            ReturnValues="UPDATED_NEW",
+        )
+        count = int(from_item(answer["Attributes"])["alert_count"])
+        log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
+        return Opened(incident_id, False, count)
+
+    def transition(
+        self,
+        incident_id: str,
+        expected: IncidentStatus,
+        new: IncidentStatus,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        announce: list[EventEnvelope] | None = None,
+    ) -> bool:
+        """Move the incident from `expected` to `new`, with its audit entry and events.
+
+        False (and a log line, not an exception) when the move is illegal or stale: the
+        incident is not in `expected` any more, e.g. a duplicate or late message.
+        """
+        self.on_touch(incident_id)
+        if not can_move(expected, new):
+            log.warning(
+                "illegal transition refused",
+                incident_id=incident_id,
+                expected=expected.value,
+                new=new.value,
+            )
+            return False
+        current = self.get(incident_id)
+        if current is None or current["status"] != expected.value:
+            log.info(
+                "stale transition ignored",
+                incident_id=incident_id,
+                expected=expected.value,
+                new=new.value,
+                actual=current and current["status"],
+            )
+            return False
+        version, seq = int(current["version"]), int(current.get("audit_seq", 0)) + 1
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_STATE.name,
+                            "Key": to_item({"incident_id": incident_id}),
+                            "UpdateExpression": (
+                                "SET #s = :new, version = :next, updated_at = :now, "
+                                "audit_seq = :seq"
+                            ),
+                            "ConditionExpression": "#s = :expected AND version = :version",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": to_item(
+                                {
+                                    ":new": new.value,
+                                    ":expected": expected.value,
+                                    ":version": version,
+                                    ":next": version + 1,
+                                    ":now": _now(),
+                                    ":seq": seq,
+                                }
+                            ),
+                        }
+                    },
+                    self._audit_put(
+                        incident_id,
+                        seq,
+                        actor,
+                        f"status {expected.value} -> {new.value}",
+                        detail or {},
+                    ),
+                    *self._outbox_puts(incident_id, announce or []),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            log.info(
+                "transition lost a race; ignored",
+                incident_id=incident_id,
+                expected=expected.value,
+                new=new.value,
+            )
+            return False
+        log.info("incident moved", incident_id=incident_id, old=expected.value, new=new.value)
+        return True
+
+    def append_audit(
+        self, incident_id: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> int:
+        """An audit entry outside a transition (a tool call, a note). Returns its sequence."""
+        answer = self.ddb.update_item(
+            TableName=INCIDENT_STATE.name,
+            Key=to_item({"incident_id": incident_id}),
+            UpdateExpression="ADD audit_seq :one",
+            ConditionExpression="attribute_exists(incident_id)",
+            ExpressionAttributeValues=to_item({":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )
+        seq = int(from_item(answer["Attributes"])["audit_seq"])
+        self.ddb.transact_write_items(
+            TransactItems=[self._audit_put(incident_id, seq, actor, action, detail)]
+        )
+        return seq
+
+    def put_context(self, incident_id: str, item: str, data: dict[str, Any]) -> None:
+        if item.startswith(OUTBOX_PREFIX):
+            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
+        self.ddb.put_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Item=to_item(
+                {
+                    "incident_id": incident_id,
+                    "item": item,
+                    "at": _now(),
+                    "data": json.dumps(data, default=str),
+                }
+            ),
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending_events(self, incident_id: str) -> list[tuple[str, EventEnvelope]]:
+        return [
+            (i["item"], EventEnvelope.model_validate_json(i["event"]))
+            for i in self.context(incident_id, OUTBOX_PREFIX)
+        ]
+
+    def clear_event(self, incident_id: str, item: str) -> None:
+        self.ddb.delete_item(
+            TableName=INCIDENT_CONTEXT.name, Key=to_item({"incident_id": incident_id, "item": item})
+        )
