@@ -11,17 +11,18 @@ from queues.tail import TailSnapshot
 
 def render(snap: TailSnapshot) -> Group:
     queues = Table(title=f"queues at {snap.at} (counters: last hour)", title_justify="left")
+    # Short headers: the table must fit an 80-column terminal.
     columns = (
         "stage",
         "visible",
-        "in flight",
-        "delayed",
+        "flight",
+        "delay",
         "DLQ",
         "oldest",
-        "received",
+        "recv",
         "ok",
-        "retried",
-        "dead-lettered",
+        "retry",
+        "dead",
         "avg ms",
     )
     for column in columns:
