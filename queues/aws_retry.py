@@ -57,7 +57,7 @@ def is_connection_lost(exc: BaseException) -> bool:
 # botocore already retries a few times; this adds a longer, bounded patience on top.
 aws_retry: Callable[[Callable[..., T]], Callable[..., T]] = retry(
     retry=retry_if_exception(is_transient),
-    wait=wait_exponential_jitter(initial=0.2, max=5.0),
+    wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
     stop=stop_after_attempt(4),
     reraise=True,
 )

@@ -122,9 +122,10 @@ class Consumer:
             self.sqs.get_queue_attributes, QueueUrl=self.url, AttributeNames=["VisibilityTimeout"]
         )["Attributes"]
         self.visibility_s = int(attrs["VisibilityTimeout"])
-        # Three missed heartbeats and a crashed owner's claim is free again.
+        # Two missed heartbeats and a crashed owner's claim is free again: sooner than its
+        # message reappears (three beats), so the redelivery never finds it busy.
         self.idempotency = IdempotencyRecords(
-            self.store.ddb, self.stage, self.owner, in_progress_s=max(3.0, self.heartbeat_s * 3)
+            self.store.ddb, self.stage, self.owner, in_progress_s=self.heartbeat_s * 2
         )
 
     @property
@@ -168,7 +169,11 @@ class Consumer:
         poller = threading.Thread(target=self._poll_loop, args=(pool,), name="poller", daemon=True)
         poller.start()
         self.stopping.wait()
-        self._drain()
+        deadline = time.monotonic() + self.settings.worker_grace_s
+        self._drain(deadline)
+        # A receive still in flight would hide what it gets until the visibility timeout:
+        # let it finish (it hands anything it got straight back) if the grace period allows.
+        poller.join(timeout=max(0.0, deadline - time.monotonic()))
         pool.shutdown(wait=False, cancel_futures=True)
         self.stopped.set()
         self._flush_deletes()
@@ -176,8 +181,7 @@ class Consumer:
         log.info("stopped", stage=self.stage)
         return 0
 
-    def _drain(self) -> None:
-        deadline = time.monotonic() + self.settings.worker_grace_s
+    def _drain(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             with self.lock:
                 busy = [m for m in self.inflight.values() if not m.done]

@@ -27,6 +27,16 @@ from fleet.world import PROJECT_ROOT, pid_alive, read_world, terminate, wait_for
 
 TARGETS = 2
 STATUS_WINDOW_S = 5
+# Queue and runtime timings short enough that redelivery, heartbeats and the DLQ can be
+# watched within a test (production keeps the defaults).
+FAST_QUEUES: dict[str, Any] = {
+    "queue_visibility_timeout_s": 4,
+    "queue_max_receive_count": 3,
+    "worker_wait_time_s": 1,
+    "worker_grace_s": 8,
+    "retry_backoff_base_s": 0.5,
+    "runtime_metrics_flush_s": 1,
+}
 
 
 def free_port() -> int:
@@ -107,13 +117,15 @@ def _leftover_processes(port: int) -> list[str]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
     state_dir = tmp_path_factory.mktemp("world")
     port = free_port()
+    overrides: dict[str, Any] = {
+        "state_dir": state_dir,
+        "emulator_port": port,
+        "target_count": TARGETS,
+        **FAST_QUEUES,
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
-    env.update(
-        FLEET_STATE_DIR=str(state_dir),
-        FLEET_EMULATOR_PORT=str(port),
-        FLEET_TARGET_COUNT=str(TARGETS),
-    )
-    settings = Settings(state_dir=state_dir, emulator_port=port, target_count=TARGETS)
+    env.update({f"FLEET_{name.upper()}": str(value) for name, value in overrides.items()})
+    settings = Settings(**overrides)
     log_path = state_dir / "fleet-up.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

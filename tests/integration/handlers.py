@@ -1,0 +1,64 @@
+"""Handlers the runtime tests run inside real worker processes (`fleet worker --handler`).
+
+Each leaves a trace a test can count: a context item per run under the payload's `probe`
+id, so "ran once" is a query, not a guess.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from queues.consumer import HandlerContext
+from queues.events import EventEnvelope, new_event
+from queues.topology import EventType
+from workers.lifecycle import IncidentStatus
+
+
+def noop(event: EventEnvelope, ctx: HandlerContext) -> None:
+    return None
+
+
+def always_fails(event: EventEnvelope, ctx: HandlerContext) -> None:
+    raise RuntimeError(f"always fails: {event.event_id}")
+
+
+def slow(event: EventEnvelope, ctx: HandlerContext) -> None:
+    """Marks its start, works `sleep_s`, then records one run."""
+    probe = event.payload["probe"]
+    ctx.store.put_context(probe, f"start#{uuid.uuid4()}", {"pid": os.getpid()})
+    time.sleep(float(event.payload.get("sleep_s", 0)))
+    ctx.store.put_context(
+        probe,
+        f"run#{uuid.uuid4()}",
+        {
+            "event_id": event.event_id,
+            "pid": os.getpid(),
+            "receive_count": ctx.receive_count,
+        },
+    )
+
+
+def commit_then_sleep(event: EventEnvelope, ctx: HandlerContext) -> None:
+    """Moves the incident and announces it, then lingers: a crash here is after the commit
+    and before the announcement is published or the message deleted."""
+    incident_id = event.payload["incident_id"]
+    moved = ctx.store.transition(
+        incident_id,
+        IncidentStatus.RECEIVED,
+        IncidentStatus.INVESTIGATING,
+        "test",
+        announce=[
+            new_event(
+                EventType.DIAGNOSED,
+                "test",
+                {"probe": incident_id},
+                incident_id=incident_id,
+                event_id=f"{incident_id}:investigating",
+            )
+        ],
+    )
+    if moved:  # a redelivery finds the move made, and just returns
+        ctx.store.put_context(incident_id, f"start#{uuid.uuid4()}", {"pid": os.getpid()})
+        time.sleep(float(event.payload.get("sleep_s", 0)))

@@ -1,0 +1,394 @@
+"""The worker runtime with real worker processes (`fleet worker`) against the emulator:
+at-least-once in, exactly-once effects out."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.world import PROJECT_ROOT, terminate, wait_for
+from queues.events import new_event
+from queues.failures import FailureLog
+from queues.topology import EventType
+from tests.integration.conftest import RunningWorld
+from workers.lifecycle import IncidentStatus
+from workers.store import IncidentStore
+
+HANDLERS = "tests.integration.handlers"
+
+
+@dataclass
+class Workers:
+    world: RunningWorld
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, stage: str, handler: str | None = None) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "fleet.cli", "worker", stage]
+        if handler:
+            argv += ["--handler", f"{HANDLERS}:{handler}"]
+        log = self.log_dir / f"{stage}-{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                argv, cwd=PROJECT_ROOT, env=self.world.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        wait_for(
+            lambda: b'"consuming"' in log.read_bytes() or proc.poll() is not None,
+            30,
+            f"the {stage} worker to start",
+        )
+        assert proc.poll() is None, log.read_text()
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return "\n".join(
+            p.read_text()
+            for p in sorted(self.log_dir.glob("*.log"))
+            if p.name.endswith(f"-{self.procs.index(proc)}.log")
+        )
+
+
+@pytest.fixture
+def workers(world: RunningWorld, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(world, tmp_path)
+    yield w
+    terminate(w.procs, 15)
+
+
+def _url(sqs: Any, queue: str) -> str:
+    return str(sqs.get_queue_url(QueueName=queue)["QueueUrl"])
+
+
+def _depth(sqs: Any, queue: str) -> tuple[int, int, int]:
+    a = sqs.get_queue_attributes(QueueUrl=_url(sqs, queue), AttributeNames=["All"])["Attributes"]
+    return (
+        int(a["ApproximateNumberOfMessages"]),
+        int(a["ApproximateNumberOfMessagesNotVisible"]),
+        int(a["ApproximateNumberOfMessagesDelayed"]),
+    )
+
+
+def _empty(sqs: Any, queue: str) -> bool:
+    return _depth(sqs, queue) == (0, 0, 0)
+
+
+def _drain(sqs: Any, queue: str) -> list[dict[str, Any]]:
+    url, seen = _url(sqs, queue), []
+    while messages := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        for m in messages:
+            seen.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return seen
+
+
+def _send(
+    sqs: Any,
+    queue: str,
+    payload: dict[str, Any],
+    event_type: EventType,
+    incident_id: str | None = None,
+) -> str:
+    event = new_event(event_type, "test", payload, incident_id=incident_id)
+    return str(
+        sqs.send_message(QueueUrl=_url(sqs, queue), MessageBody=event.model_dump_json())[
+            "MessageId"
+        ]
+    )
+
+
+def _runs(store: IncidentStore, probe: str, kind: str = "run#") -> list[dict[str, Any]]:
+    return [json.loads(i["data"]) for i in store.context(probe, kind)]
+
+
+@pytest.fixture
+def clean(admin: Any) -> Any:
+    """Every stage queue and DLQ empty before the test: earlier tests leave alerts behind."""
+    for stage in ("supervisor", "resolver", "critic", "watchdog"):
+        _drain(admin("sqs"), stage)
+        _drain(admin("sqs"), f"{stage}-dlq")
+    return admin
+
+
+@pytest.fixture
+def observer(admin: Any) -> Iterator[str]:
+    """A queue subscribed to everything on incident-events: what was published, and how often."""
+    sqs, sns = admin("sqs"), admin("sns")
+    name = f"observer-{uuid.uuid4().hex[:8]}"
+    arn = sqs.get_queue_attributes(
+        QueueUrl=sqs.create_queue(QueueName=name)["QueueUrl"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    topic = next(
+        t["TopicArn"]
+        for t in sns.list_topics()["Topics"]
+        if t["TopicArn"].endswith(":incident-events")
+    )
+    sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)[
+        "SubscriptionArn"
+    ]
+    yield name
+    sns.unsubscribe(SubscriptionArn=sub)
+    sqs.delete_queue(QueueUrl=_url(sqs, name))
+
+
+def _published(sqs: Any, observer: str) -> list[dict[str, Any]]:
+    return [json.loads(json.loads(m["Body"])["Message"]) for m in _drain(sqs, observer)]
+
+
+def _alarm_body(alarm_fixture: dict[str, Any], function: str, sns_message_id: str) -> str:
+    alarm = {
+        **alarm_fixture,
+        "StateChangeTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+    }
+    alarm["Trigger"] = {
+        **alarm["Trigger"],
+        "Dimensions": [{"value": function, "name": "FunctionName"}],
+    }
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": sns_message_id,
+            "TopicArn": "arn:aws:sns:ca-central-1:123456789012:incident-alerts",
+            "Subject": "ALARM",
+            "Message": json.dumps(alarm),
+            "Timestamp": datetime.now(UTC).isoformat(),
+        }
+    )
+
+
+def _incidents_for(store: IncidentStore, resource: str) -> list[dict[str, Any]]:
+    return [i for i in store.by_status(IncidentStatus.RECEIVED) if i["resource"] == resource]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_duplicate_delivery_makes_one_incident_one_event_one_audit_entry(
+    world: RunningWorld,
+    clean: Any,
+    workers: Workers,
+    observer: str,
+    alarm_fixture: dict[str, Any],
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    function = f"dup-{uuid.uuid4().hex[:6]}"
+    body = _alarm_body(alarm_fixture, function, str(uuid.uuid4()))
+    for _ in range(3):  # SNS delivered the same notification three times
+        sqs.send_message(QueueUrl=_url(sqs, "supervisor"), MessageBody=body)
+    workers.start("supervisor")
+    wait_for(lambda: _empty(sqs, "supervisor"), 60, "the supervisor queue to empty")
+
+    (incident,) = _incidents_for(store, function)
+    assert int(incident["alert_count"]) == 1
+    assert [a["action"] for a in store.audit(incident["incident_id"])] == ["incident.opened"]
+    opened = [
+        e for e in _published(sqs, observer) if e.get("incident_id") == incident["incident_id"]
+    ]
+    assert [e["event_type"] for e in opened] == ["incident.opened"]
+
+    sqs.send_message(QueueUrl=_url(sqs, "supervisor"), MessageBody=body)  # a late duplicate
+    wait_for(lambda: _empty(sqs, "supervisor"), 60, "the late duplicate to be acknowledged")
+    assert int(store.get(incident["incident_id"])["alert_count"]) == 1  # type: ignore[index]
+    assert _published(sqs, observer) == []
+
+
+def test_alert_storm_opens_one_incident_with_the_right_count(
+    world: RunningWorld, clean: Any, workers: Workers, alarm_fixture: dict[str, Any]
+) -> None:
+    sqs, sns, store = clean("sqs"), clean("sns"), IncidentStore(clean("dynamodb"))
+    function = f"storm-{uuid.uuid4().hex[:6]}"
+    alerts = 150
+    topic = next(
+        t["TopicArn"]
+        for t in sns.list_topics()["Topics"]
+        if t["TopicArn"].endswith(":incident-alerts")
+    )
+    alarm = json.loads(json.loads(_alarm_body(alarm_fixture, function, "x"))["Message"])
+    for _ in range(alerts):  # distinct notifications, as a flapping alarm sends them
+        sns.publish(TopicArn=topic, Message=json.dumps(alarm))
+    workers.start("supervisor")
+    workers.start("supervisor")
+    wait_for(lambda: _empty(sqs, "supervisor"), 120, "the storm to drain")
+
+    (incident,) = _incidents_for(store, function)
+    assert int(incident["alert_count"]) == alerts
+    assert _depth(sqs, "supervisor-dlq") == (0, 0, 0)
+
+
+def test_a_handler_that_always_fails_reaches_the_dlq_with_its_reason(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs = clean("sqs")
+    message_id = _send(sqs, "critic", {"n": 1}, EventType.PROPOSED)
+    workers.start("critic", "always_fails")
+    max_receives = world.settings.queue_max_receive_count
+    wait_for(lambda: _depth(sqs, "critic-dlq")[0] == 1, 60, "the message in critic-dlq")
+
+    (dead,) = _drain(sqs, "critic-dlq")
+    assert dead["MessageId"] == message_id  # SQS's redrive keeps the id: the record finds it
+    shown = world.fleet("failures", "--queue", "critic", "--json")
+    assert shown.returncode == 0, shown.stderr
+    record = next(r for r in json.loads(shown.stdout) if r["message_id"] == message_id)
+    assert record["error_class"] == "RuntimeError"
+    assert "always fails" in record["reason"]
+    assert record["receive_count"] == max_receives and record["failures"] == max_receives
+    assert record["dead_lettered"] is True and record["stage"] == "critic"
+
+
+BAD_BODIES = {
+    "not JSON": ("{this is not json", "not JSON"),
+    "wrong schema": (
+        json.dumps({"event_type": "incident.proposed", "event_id": "x"}),
+        "not a valid event envelope",
+    ),
+    "unknown event_type": (
+        json.dumps({"event_type": "incident.exploded", "event_id": "x"}),
+        "unknown event_type 'incident.exploded'",
+    ),
+    "garbage SNS Message": (
+        json.dumps({"Type": "Notification", "MessageId": "m-1", "Message": "<<garbage>>"}),
+        "SNS Message is not JSON",
+    ),
+    "too big": (json.dumps({"pad": "x" * 70_000}), "the limit is"),
+}
+
+
+def test_bad_input_goes_to_the_dlq_with_a_readable_reason_and_the_worker_goes_on(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs = clean("sqs")
+    for body, _ in BAD_BODIES.values():
+        sqs.send_message(QueueUrl=_url(sqs, "critic"), MessageBody=body)
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    worker = workers.start("critic", "slow")
+    _send(sqs, "critic", {"probe": probe}, EventType.PROPOSED)
+    store = IncidentStore(clean("dynamodb"))
+    wait_for(lambda: len(_runs(store, probe)) == 1, 60, "the good message to be handled")
+    wait_for(lambda: _depth(sqs, "critic-dlq")[0] == len(BAD_BODIES), 30, "the dead letters")
+
+    dead = _drain(sqs, "critic-dlq")
+    reasons = {m["MessageAttributes"]["fleet.failure_reason"]["StringValue"] for m in dead}
+    for case, (_, expected) in BAD_BODIES.items():
+        assert any(expected in r for r in reasons), (case, reasons)
+    failures = FailureLog(clean("dynamodb"))
+    for m in dead:  # dead-lettered the first time it was handled: no receives wasted on it
+        record = failures.get(m["MessageId"])
+        assert record is not None and record.error_class == "BadMessage"
+        assert record.failures == 1 and record.dead_lettered
+    assert worker.poll() is None
+
+
+def test_kill_9_mid_handler_loses_nothing_and_does_nothing_twice(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    first = workers.start("critic", "slow")
+    _send(sqs, "critic", {"probe": probe, "sleep_s": 3}, EventType.PROPOSED)
+    wait_for(lambda: len(_runs(store, probe, "start#")) == 1, 30, "the handler to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    workers.start("critic", "slow")
+    wait_for(lambda: len(_runs(store, probe)) == 1, 60, "another worker to finish the job")
+    wait_for(lambda: _empty(sqs, "critic"), 30, "the message to be deleted")
+    (run,) = _runs(store, probe)
+    assert run["receive_count"] >= 2  # the killed worker's receive counted
+    assert _depth(sqs, "critic-dlq") == (0, 0, 0)
+
+
+def test_kill_9_between_the_commit_and_its_announcement_publishes_it_once(
+    world: RunningWorld, clean: Any, workers: Workers, observer: str, admin: Any
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    opened = store.open_or_dedupe(
+        f"crash-{uuid.uuid4().hex[:6]}",
+        "errors",
+        datetime.now(UTC),
+        world.settings.incident_window_s,
+        "test",
+        {},
+        announce=lambda _i: [],
+    )
+    first = workers.start("critic", "commit_then_sleep")
+    _send(
+        sqs,
+        "critic",
+        {"incident_id": opened.incident_id, "sleep_s": 30},
+        EventType.PROPOSED,
+        incident_id=opened.incident_id,
+    )
+    wait_for(lambda: len(_runs(store, opened.incident_id, "start#")) == 1, 30, "the commit")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert store.get(opened.incident_id)["status"] == "INVESTIGATING"  # type: ignore[index]
+    assert store.pending_events(opened.incident_id)  # committed, not yet announced
+
+    workers.start("critic", "commit_then_sleep")
+    wait_for(lambda: not store.pending_events(opened.incident_id), 60, "the announcement")
+    wait_for(lambda: _empty(sqs, "critic"), 30, "the message to be deleted")
+    announced = [e for e in _published(sqs, observer) if e.get("incident_id") == opened.incident_id]
+    assert [e["event_id"] for e in announced] == [f"{opened.incident_id}:investigating"]
+    transitions = [a for a in store.audit(opened.incident_id) if a["action"].startswith("status")]
+    assert len(transitions) == 1
+    _drain(sqs, "resolver")  # where the announcement was routed
+
+
+def test_sigterm_lets_a_short_handler_finish_and_exits_0(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    worker = workers.start("critic", "slow")
+    _send(sqs, "critic", {"probe": probe, "sleep_s": 2}, EventType.PROPOSED)
+    wait_for(lambda: len(_runs(store, probe, "start#")) == 1, 30, "the handler to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=world.settings.worker_grace_s + 5) == 0
+    assert len(_runs(store, probe)) == 1
+    assert _empty(sqs, "critic")
+
+
+def test_sigterm_returns_a_handler_that_outlasts_the_grace_period(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs = clean("sqs")
+    store = IncidentStore(clean("dynamodb"))
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    worker = workers.start("critic", "slow")
+    _send(sqs, "critic", {"probe": probe, "sleep_s": 60}, EventType.PROPOSED)
+    wait_for(lambda: len(_runs(store, probe, "start#")) == 1, 30, "the handler to start")
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=world.settings.worker_grace_s + 5) == 0
+    assert time.monotonic() - signalled < world.settings.worker_grace_s + 5
+    # Returned, not lost: visible again at once, not after the visibility timeout.
+    wait_for(lambda: _depth(sqs, "critic")[0] == 1, 3, "the message back on the queue")
+    _drain(sqs, "critic")
+
+
+def test_a_handler_three_times_longer_than_the_visibility_timeout_runs_once(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    sleep_s = 3 * world.settings.queue_visibility_timeout_s
+    workers.start("watchdog", "slow")
+    workers.start("watchdog", "slow")  # a second consumer, ready to take it if it reappears
+    _send(sqs, "watchdog", {"probe": probe, "sleep_s": sleep_s}, EventType.WATCHDOG_TICK)
+    wait_for(lambda: len(_runs(store, probe)) >= 1, sleep_s + 30, "the long handler")
+    wait_for(lambda: _empty(sqs, "watchdog"), 30, "the message to be deleted")
+    assert len(_runs(store, probe, "start#")) == 1  # never delivered to anyone else
+    (run,) = _runs(store, probe)
+    assert run["receive_count"] == 1
