@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced
 
 .PHONY: help demo test test-unit test-integration lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
-        chaos-timeout chaos-restore chaos-status tail-queues clean
+        chaos-timeout chaos-restore chaos-status tail-queues bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ chaos-status: $(STAMP) ## each function against its baseline, and its last runs
 
 tail-queues: $(STAMP) ## live queue depths and incidents (Ctrl-C to leave)
 	$(FLEET) tail
+
+bench: $(STAMP) ## measure runtime overhead and an alert storm; writes bench/results.json
+	$(FLEET) bench
 
 clean: ## remove the virtualenvs and the world's state
 	rm -rf $(VENV) $(TOOLS) .fleet .pytest_cache .mypy_cache .ruff_cache

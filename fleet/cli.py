@@ -236,6 +236,12 @@ def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- demo
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.run import run
+
+    return run(messages=args.messages, rounds=args.rounds, alerts=args.alerts)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.demo import run_demo
 
@@ -302,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--once", action="store_true", help="print one snapshot and exit")
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_tail)
+
+    bench = sub.add_parser("bench", help="measure the runtime and an alert storm (own world)")
+    bench.add_argument("--messages", type=int, default=300)
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--alerts", type=int, default=500)
+    bench.set_defaults(func=cmd_bench)
 
     worker = sub.add_parser("worker", help="run a stage worker on its queue until SIGTERM")
     worker.add_argument("stage", choices=["supervisor", "resolver", "critic", "watchdog"])
