@@ -33,7 +33,7 @@ from queues.events import BadMessage, EventEnvelope, parse_body
 from queues.failures import FailureLog
 from queues.publisher import Publisher
 from queues.runtime_metrics import RuntimeCounters
-from queues.topology import StageQueue
+from queues.topology import StageQueue, Topic, topic_arn
 from workers.idempotency import Claim, IdempotencyRecords
 from workers.store import IncidentStore
 
@@ -94,8 +94,6 @@ class Consumer:
         self.sqs = clients("sqs")
         self.cloudwatch = clients("cloudwatch")
         dynamodb = clients("dynamodb")
-        from queues.topology import Topic, topic_arn
-
         self.publisher = Publisher(clients("sns"), {t: topic_arn(settings, t) for t in Topic})
         self.store = IncidentStore(dynamodb)
         self.failures = FailureLog(dynamodb)
@@ -148,9 +146,30 @@ class Consumer:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
+    def _setup_until_ready(self) -> bool:
+        """Setup, retried while the endpoint is away (a worker may start before AWS answers)."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self.setup()
+                return True
+            except Exception as exc:
+                failures += 1
+                pause = min(30.0, 0.5 * 2**failures)
+                log.error(
+                    "cannot start consuming; retrying",
+                    stage=self.stage,
+                    queue=self.queue.name,
+                    error=str(exc)[:300],
+                    retry_in_s=pause,
+                )
+                self.stopping.wait(pause)
+        return False
+
     def run(self) -> int:
         """Consume until stopped; returns the exit code."""
-        self.setup()
+        if not self._setup_until_ready():
+            return 0
         log.info(
             "consuming",
             stage=self.stage,
@@ -306,6 +325,9 @@ class Consumer:
             log.warning("handler failed; will retry", error=f"{type(exc).__name__}: {exc}"[:500])
             self._retry(m, receive_count, exc, event)
             return
+        # Publish, then complete: while the claim is in progress no duplicate can publish the
+        # same outbox alongside. If the process dies in between, the claim expires, the
+        # handler finds its change made, and the outbox is published then.
         self._publish_outbox(ctx.touched)
         self.idempotency.complete(event.event_id, sorted(ctx.touched))
         log.info("handled", duration_ms=round((time.monotonic() - m.started) * 1000, 1))

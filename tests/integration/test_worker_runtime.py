@@ -392,3 +392,42 @@ def test_a_handler_three_times_longer_than_the_visibility_timeout_runs_once(
     assert len(_runs(store, probe, "start#")) == 1  # never delivered to anyone else
     (run,) = _runs(store, probe)
     assert run["receive_count"] == 1
+
+
+def test_a_lost_endpoint_is_a_retrying_worker_not_a_crash(
+    world: RunningWorld, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    log = tmp_path / "lost.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleet.cli",
+                "worker",
+                "critic",
+                "--handler",
+                f"{HANDLERS}:noop",
+            ],
+            cwd=PROJECT_ROOT,
+            env={**world.env, "FLEET_EMULATOR_PORT": str(dead_port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: log.read_text().count("cannot start consuming; retrying") >= 2,
+            30,
+            "the worker to report the lost endpoint twice",
+        )
+        assert proc.poll() is None
+        assert f"127.0.0.1:{dead_port}" in log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        terminate([proc], 5)
