@@ -29,6 +29,7 @@ log = structlog.get_logger()
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 OUTBOX_PREFIX = "outbox#"
+TRANSITION_ATTEMPTS = 5
 
 
 def _decimals(value: Any) -> Any:
@@ -62,6 +63,10 @@ def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> s
 
 def incident_id_for(fp: str) -> str:
     return "inc-" + hashlib.sha256(fp.encode()).hexdigest()[:20]
+
+
+class StoreContention(Exception):
+    """Too many concurrent writers on one incident: retryable (the message comes back)."""
 
 
 @dataclass(frozen=True)
@@ -250,60 +255,67 @@ class IncidentStore:
                 new=new.value,
             )
             return False
-        current = self.get(incident_id)
-        if current is None or current["status"] != expected.value:
-            log.info(
-                "stale transition ignored",
-                incident_id=incident_id,
-                expected=expected.value,
-                new=new.value,
-                actual=current and current["status"],
+        # A race with another writer (an audit append, a competing transition) cancels the
+        # transaction; read again and retry while the move is still the right one.
+        for _attempt in range(TRANSITION_ATTEMPTS):
+            current = self.get(incident_id)
+            if current is None or current["status"] != expected.value:
+                log.info(
+                    "stale transition ignored",
+                    incident_id=incident_id,
+                    expected=expected.value,
+                    new=new.value,
+                    actual=current and current["status"],
+                )
+                return False
+            version, prev_seq = int(current["version"]), int(current.get("audit_seq", 0))
+            try:
+                self.ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": INCIDENT_STATE.name,
+                                "Key": to_item({"incident_id": incident_id}),
+                                "UpdateExpression": (
+                                    "SET #s = :new, version = :next, updated_at = :now, "
+                                    "audit_seq = :seq"
+                                ),
+                                "ConditionExpression": (
+                                    "#s = :expected AND version = :version AND "
+                                    "(attribute_not_exists(audit_seq) OR audit_seq = :prev)"
+                                ),
+                                "ExpressionAttributeNames": {"#s": "status"},
+                                "ExpressionAttributeValues": to_item(
+                                    {
+                                        ":new": new.value,
+                                        ":expected": expected.value,
+                                        ":version": version,
+                                        ":next": version + 1,
+                                        ":now": _now(),
+                                        ":prev": prev_seq,
+                                        ":seq": prev_seq + 1,
+                                    }
+                                ),
+                            }
+                        },
+                        self._audit_put(
+                            incident_id,
+                            prev_seq + 1,
+                            actor,
+                            f"status {expected.value} -> {new.value}",
+                            detail or {},
+                        ),
+                        *self._outbox_puts(incident_id, announce or []),
+                    ]
+                )
+                break
+            except self.ddb.exceptions.TransactionCanceledException:
+                continue
+        else:
+            raise StoreContention(
+                f"{incident_id}: {expected.value} -> {new.value} lost {TRANSITION_ATTEMPTS} "
+                "races in a row; the message will be retried"
             )
-            return False
-        version, seq = int(current["version"]), int(current.get("audit_seq", 0)) + 1
-        try:
-            self.ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": INCIDENT_STATE.name,
-                            "Key": to_item({"incident_id": incident_id}),
-                            "UpdateExpression": (
-                                "SET #s = :new, version = :next, updated_at = :now, "
-                                "audit_seq = :seq"
-                            ),
-                            "ConditionExpression": "#s = :expected AND version = :version",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": to_item(
-                                {
-                                    ":new": new.value,
-                                    ":expected": expected.value,
-                                    ":version": version,
-                                    ":next": version + 1,
-                                    ":now": _now(),
-                                    ":seq": seq,
-                                }
-                            ),
-                        }
-                    },
-                    self._audit_put(
-                        incident_id,
-                        seq,
-                        actor,
-                        f"status {expected.value} -> {new.value}",
-                        detail or {},
-                    ),
-                    *self._outbox_puts(incident_id, announce or []),
-                ]
-            )
-        except self.ddb.exceptions.TransactionCanceledException:
-            log.info(
-                "transition lost a race; ignored",
-                incident_id=incident_id,
-                expected=expected.value,
-                new=new.value,
-            )
-            return False
         log.info("incident moved", incident_id=incident_id, old=expected.value, new=new.value)
         return True
 

@@ -1,0 +1,93 @@
+"""The incident store against the emulator, under the supervisor's own credentials."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from fleet.principals import Principal
+from queues.events import new_event
+from queues.topology import EventType
+from tests.integration.conftest import RunningWorld
+from workers.lifecycle import IncidentStatus as S
+from workers.store import IncidentStore, Opened
+
+
+@pytest.fixture
+def store(world: RunningWorld) -> IncidentStore:
+    return IncidentStore(world.clients(Principal.SUPERVISOR)("dynamodb"))
+
+
+def _open(store: IncidentStore, world: RunningWorld) -> Opened:
+    return store.open_or_dedupe(
+        f"fn-{uuid.uuid4().hex[:6]}",
+        "errors",
+        datetime.now(UTC),
+        world.settings.incident_window_s,
+        "test",
+        {"why": "test"},
+        announce=lambda i: [new_event(EventType.OPENED, "test", {}, incident_id=i)],
+    )
+
+
+def test_open_then_dedupe_counts_alerts_and_queues_one_announcement(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    first = _open(store, world)
+    again = store.open_or_dedupe(
+        store.get(first.incident_id)["resource"],
+        "errors",  # type: ignore[index]
+        datetime.now(UTC),
+        world.settings.incident_window_s,
+        "test",
+        {},
+        announce=lambda i: [],
+    )
+    assert first.opened and not again.opened
+    assert again.incident_id == first.incident_id and again.alert_count == 2
+    assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
+
+
+def test_legal_moves_happen_once_and_illegal_or_stale_ones_are_no_ops(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    incident = _open(store, world).incident_id
+    assert store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test")
+    assert not store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test")  # a duplicate
+    assert not store.transition(incident, S.INVESTIGATING, S.RESOLVED, "test")  # not allowed
+    item = store.get(incident)
+    assert item is not None and item["status"] == "INVESTIGATING" and int(item["version"]) == 2
+    assert [a["action"] for a in store.audit(incident)] == [
+        "incident.opened",
+        "status RECEIVED -> INVESTIGATING",
+    ]
+
+
+def test_concurrent_audit_appends_do_not_lose_a_transition(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    incident = _open(store, world).incident_id
+    appenders = [
+        threading.Thread(target=store.append_audit, args=(incident, "test", f"note {i}", {}))
+        for i in range(8)
+    ]
+    for t in appenders:
+        t.start()
+    moved = store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test")
+    for t in appenders:
+        t.join()
+    assert moved
+    seqs = [int(a["seq"]) for a in store.audit(incident)]
+    assert sorted(seqs) == list(range(1, 11))  # opened + 8 notes + the move, none overwritten
+
+
+def test_the_audit_trail_cannot_be_rewritten(store: IncidentStore, world: RunningWorld) -> None:
+    incident = _open(store, world).incident_id
+    with pytest.raises(store.ddb.exceptions.TransactionCanceledException):
+        store.ddb.transact_write_items(
+            TransactItems=[store._audit_put(incident, 1, "mallory", "rewritten", {})]
+        )
+    assert [a["actor"] for a in store.audit(incident)] == ["test"]
