@@ -82,6 +82,7 @@ STATE_RW = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:ConditionCheckItem",

@@ -1,4 +1,4 @@
-"""Four narrow fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
+"""Five narrow fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -27,15 +27,23 @@
    On AWS, SetQueueAttributes changes only what it names, and GetQueueAttributes returns
    RedriveAllowPolicy; provisioning relies on both to be idempotent.
 
+5. DynamoDB transactions under concurrency. moto's TransactWriteItems backs up every table
+   it touches and, when cancelled, restores those whole tables: any other request's write
+   made meanwhile is lost (an alert storm lost counts). The emulator serializes DynamoDB
+   writes, so a cancelled transaction rolls back only itself, as on AWS.
+
 All patches check the moto version, so an upgrade fails loudly instead of silently.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Any
 
 import moto
 from botocore.awsrequest import AWSRequest
+from moto.dynamodb.models import DynamoDBBackend
 from moto.iam import access_control
 from moto.sqs.models import Queue
 
@@ -115,6 +123,20 @@ def _attributes(self: Any) -> dict[str, Any]:
     return result
 
 
+# Re-entrant: a transaction's own puts and updates take it again.
+_dynamodb_writes = threading.RLock()
+DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def _serialized(method: Any) -> Any:
+    @functools.wraps(method)
+    def write(*args: Any, **kwargs: Any) -> Any:
+        with _dynamodb_writes:
+            return method(*args, **kwargs)
+
+    return write
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -129,4 +151,6 @@ def apply() -> None:
     access_control.IAMRequestBase.__init__ = _request_init  # type: ignore[method-assign]
     Queue._set_attributes = _set_attributes  # type: ignore[method-assign]
     Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
+    for name in DYNAMODB_WRITES:
+        setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
     _applied = True

@@ -75,6 +75,8 @@ class InFlight:
     event_id: str | None = None
     started: float = field(default_factory=time.monotonic)
     done: bool = False
+    # (event_id, incident ids) to mark completed before the delete; None: nothing to mark.
+    completion: tuple[str, list[str]] | None = None
 
 
 def backoff_s(receive_count: int, base_s: float, max_s: int) -> int:
@@ -329,7 +331,7 @@ class Consumer:
         # same outbox alongside. If the process dies in between, the claim expires, the
         # handler finds its change made, and the outbox is published then.
         self._publish_outbox(ctx.touched)
-        self.idempotency.complete(event.event_id, sorted(ctx.touched))
+        m.completion = (event.event_id, sorted(ctx.touched))
         log.info("handled", duration_ms=round((time.monotonic() - m.started) * 1000, 1))
         self._ack(m)
 
@@ -487,6 +489,21 @@ class Consumer:
     def _flush_deletes(self) -> None:
         with self.lock:
             batch, self.pending_deletes = self.pending_deletes, []
+        completions = [m.completion for m in batch if m.completion]
+        if completions and self.idempotency:
+            # Claims are completed before their messages are deleted, in batches: a crash
+            # in between redelivers a message that is then acknowledged as a duplicate.
+            try:
+                self.idempotency.complete_many(completions)
+            except Exception as exc:
+                log.warning(
+                    "could not complete claims; their messages will be redelivered",
+                    error=str(exc)[:200],
+                )
+                with self.lock:  # not deleted: each comes back, and its claim has expired
+                    for m in batch:
+                        self.inflight.pop(m.message_id, None)
+                return
         for chunk in (batch[i : i + 10] for i in range(0, len(batch), 10)):
             try:
                 answer = call(

@@ -64,4 +64,5 @@ def handle_alert(event: EventEnvelope, ctx: HandlerContext) -> None:
                 event_id=f"{incident_id}:opened",
             )
         ],
+        alert_id=event.event_id,
     )

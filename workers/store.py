@@ -29,6 +29,7 @@ log = structlog.get_logger()
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 OUTBOX_PREFIX = "outbox#"
+ALERT_PREFIX = "alert#"
 TRANSITION_ATTEMPTS = 5
 
 
@@ -180,10 +181,13 @@ class IncidentStore:
         actor: str,
         detail: dict[str, Any],
         announce: Callable[[str], list[EventEnvelope]],
+        alert_id: str,
     ) -> Opened:
         """Open the incident for this fingerprint, or count one more alert on it.
 
         `announce(incident_id)` gives the events that announce a newly opened incident.
+        Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
+        a marker in the incident's context is written in the same transaction as the count.
         """
         fp = fingerprint(resource, signature, at, window_s)
         incident_id = incident_id_for(fp)
@@ -202,6 +206,47 @@ class IncidentStore:
             "last_alert_at": now,
             "audit_seq": 1,
         }
+        # Usually the incident is open already (the rest of a storm): then only count.
+        if self.get(incident_id) is None and self._open(
+            incident_id, item, alert_id, actor, detail, announce
+        ):
+            log.info("incident opened", incident_id=incident_id, fingerprint=fp)
+            return Opened(incident_id, True, 1)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    self._alert_marker(incident_id, alert_id),
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_STATE.name,
+                            "Key": to_item({"incident_id": incident_id}),
+                            "UpdateExpression": "ADD alert_count :one SET last_alert_at = :now",
+                            "ConditionExpression": "attribute_exists(incident_id)",
+                            "ExpressionAttributeValues": to_item({":one": 1, ":now": now}),
+                        }
+                    },
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            if not self.context(incident_id, ALERT_PREFIX + alert_id):
+                raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
+            log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
+        current = self.get(incident_id) or {}
+        count = int(current.get("alert_count", 0))
+        log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
+        return Opened(incident_id, False, count)
+
+    def _open(
+        self,
+        incident_id: str,
+        item: dict[str, Any],
+        alert_id: str,
+        actor: str,
+        detail: dict[str, Any],
+        announce: Callable[[str], list[EventEnvelope]],
+    ) -> bool:
+        """The incident, its first alert's marker, audit entry and announcement, at once.
+        False if a concurrent alert opened it first."""
         try:
             self.ddb.transact_write_items(
                 TransactItems=[
@@ -212,25 +257,26 @@ class IncidentStore:
                             "ConditionExpression": "attribute_not_exists(incident_id)",
                         }
                     },
+                    self._alert_marker(incident_id, alert_id),
                     self._audit_put(incident_id, 1, actor, "incident.opened", detail),
                     *self._outbox_puts(incident_id, announce(incident_id)),
                 ]
             )
-            log.info("incident opened", incident_id=incident_id, fingerprint=fp)
-            return Opened(incident_id, True, 1)
         except self.ddb.exceptions.TransactionCanceledException:
-            pass  # already open: count the alert
-        answer = self.ddb.update_item(
-            TableName=INCIDENT_STATE.name,
-            Key=to_item({"incident_id": incident_id}),
-            UpdateExpression="ADD alert_count :one SET last_alert_at = :now",
-            ConditionExpression="attribute_exists(incident_id)",
-            ExpressionAttributeValues=to_item({":one": 1, ":now": now}),
-            ReturnValues="UPDATED_NEW",
-        )
-        count = int(from_item(answer["Attributes"])["alert_count"])
-        log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
-        return Opened(incident_id, False, count)
+            return False
+        return True
+
+    def _alert_marker(self, incident_id: str, alert_id: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": INCIDENT_CONTEXT.name,
+                "Item": to_item(
+                    {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id, "at": _now()}
+                ),
+                "ConditionExpression": "attribute_not_exists(#item)",
+                "ExpressionAttributeNames": {"#item": "item"},
+            }
+        }
 
     def transition(
         self,

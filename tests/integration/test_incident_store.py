@@ -30,6 +30,7 @@ def _open(store: IncidentStore, world: RunningWorld) -> Opened:
         "test",
         {"why": "test"},
         announce=lambda i: [new_event(EventType.OPENED, "test", {}, incident_id=i)],
+        alert_id="alert-1",
     )
 
 
@@ -37,17 +38,27 @@ def test_open_then_dedupe_counts_alerts_and_queues_one_announcement(
     store: IncidentStore, world: RunningWorld
 ) -> None:
     first = _open(store, world)
-    again = store.open_or_dedupe(
-        store.get(first.incident_id)["resource"],
-        "errors",  # type: ignore[index]
-        datetime.now(UTC),
-        world.settings.incident_window_s,
-        "test",
-        {},
-        announce=lambda i: [],
-    )
+    resource = store.get(first.incident_id)["resource"]  # type: ignore[index]
+
+    def alert(alert_id: str) -> Opened:
+        return store.open_or_dedupe(
+            resource,
+            "errors",
+            datetime.now(UTC),
+            world.settings.incident_window_s,
+            "test",
+            {},
+            announce=lambda i: [],
+            alert_id=alert_id,
+        )
+
+    again = alert("alert-2")
     assert first.opened and not again.opened
     assert again.incident_id == first.incident_id and again.alert_count == 2
+    # The same alert handled again (its worker died after counting it) counts once.
+    assert alert("alert-2").alert_count == 2
+    assert alert("alert-1").alert_count == 2
+    assert alert("alert-3").alert_count == 3
     assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
 
 

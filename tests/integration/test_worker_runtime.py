@@ -321,6 +321,7 @@ def test_kill_9_between_the_commit_and_its_announcement_publishes_it_once(
         "test",
         {},
         announce=lambda _i: [],
+        alert_id="alert-0",
     )
     first = workers.start("critic", "commit_then_sleep")
     _send(
