@@ -301,7 +301,7 @@ class Consumer:
         receive_count: int,
     ) -> None:
         assert self.idempotency is not None
-        claim, record = self.idempotency.claim(event.event_id)
+        claim, record = self.idempotency.claim(event.event_id, m.message_id)
         if claim == Claim.COMPLETED:
             # Handled before; finish whatever announcing was left, then acknowledge.
             self._publish_outbox(set(record.get("incident_ids", []) if record else []))
@@ -309,8 +309,16 @@ class Consumer:
             self._ack(m)
             return
         if claim == Claim.BUSY:
-            log.info("another worker holds this event; retrying later")
-            self._return(m, max(1, int(self.heartbeat_s)))
+            if record and record.get("message_id") == m.message_id:
+                # This very message, back while its claim lives (a late heartbeat): let the
+                # claim expire, then it is ours.
+                log.info("message back while still claimed; retrying later")
+                self._return(m, max(1, int(self.heartbeat_s)))
+            else:
+                # A duplicate of an event a live worker is handling from another message:
+                # that message is not lost if the worker dies, so this copy can go.
+                log.info("duplicate of an event in progress acknowledged")
+                self._ack(m)
             return
         ctx = HandlerContext(self.stage, m.message_id, receive_count, self.store, self.settings)
         ctx.store = self.store.bound(ctx.touched.add)

@@ -40,7 +40,7 @@ class IdempotencyRecords:
     def _key(self, event_id: str) -> dict[str, Any]:
         return to_item({"event_key": event_key(self.stage, event_id)})
 
-    def claim(self, event_id: str) -> tuple[Claim, dict[str, Any] | None]:
+    def claim(self, event_id: str, message_id: str) -> tuple[Claim, dict[str, Any] | None]:
         now = time.time()
         try:
             self.ddb.put_item(
@@ -50,6 +50,7 @@ class IdempotencyRecords:
                         "event_key": event_key(self.stage, event_id),
                         "status": IN_PROGRESS,
                         "owner": self.owner,
+                        "message_id": message_id,
                         "expires_at": now + self.in_progress_s,
                         "claimed_at": now,
                     }
