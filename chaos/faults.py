@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
-from chaos.workload.baseline import restore_all, security_group_id
+from chaos.workload.baseline import restore_to, security_group_id
 from chaos.workload.spec import (
     BASELINE_POLICY_NAME,
     PERMISSION_ACTIONS,
@@ -19,7 +19,8 @@ from chaos.workload.spec import (
     PermissionTarget,
 )
 from fleet.aws import Clients
-from fleet.errors import UsageError
+from fleet.errors import FleetError, UsageError
+from workers.baselines import BaselineStore
 
 DENY_POLICY_NAME = "chaos-explicit-deny"
 ALL = "all"
@@ -117,7 +118,14 @@ def timeout(clients: Clients, spec: FunctionSpec, seconds: int) -> str:
 
 
 def restore(clients: Clients, spec: FunctionSpec) -> str:
-    changes = restore_all(clients, spec)
+    """Back to the function's latest recorded baseline."""
+    baseline = BaselineStore(clients("dynamodb")).latest(spec.name)
+    if baseline is None:
+        raise FleetError(
+            f"no baseline recorded for {spec.name}: capture one with "
+            f"`fleet baseline capture --function {spec.name}` while it is healthy"
+        )
+    changes = restore_to(clients, baseline)
     if not changes:
-        return f"{spec.name}: already at baseline"
-    return f"{spec.name}: " + "; ".join(changes)
+        return f"{spec.name}: already at baseline v{baseline.version}"
+    return f"{spec.name}: " + "; ".join(changes) + f" (baseline v{baseline.version})"

@@ -27,10 +27,11 @@ from typing import Any
 
 import structlog
 
-from chaos.workload.deploy import PROTECTED_TAG
 from fleet.aws import Clients, client, session_from_keys
+from fleet.egress import egress_allowed
 from fleet.lambda_concurrency import reserved_concurrency
 from fleet.principals import Principal
+from fleet.protection import PROTECTED_TAG
 from fleet.service_process import run_service
 from fleet.settings import Settings, get_settings
 
@@ -48,25 +49,6 @@ class Invocation:
     duration_ms: float = 0.0
     error_type: str | None = None
     error_message: str | None = None
-
-
-def egress_allowed(ec2: Any, group_ids: list[str]) -> bool:
-    """HTTPS out to anywhere: what the handler needs to reach the AWS APIs."""
-    if not group_ids:
-        return True  # not in a VPC: Lambda's own network
-    groups = ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]
-    for group in groups:
-        for rule in group.get("IpPermissionsEgress", []):
-            protocol = str(rule.get("IpProtocol"))
-            covers_https = protocol == "-1" or (
-                protocol in ("tcp", "6")
-                and rule.get("FromPort", 0) <= 443 <= rule.get("ToPort", 65535)
-            )
-            if covers_https and any(
-                r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
-            ):
-                return True
-    return False
 
 
 class ExecutionEnvironment:

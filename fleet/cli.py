@@ -133,6 +133,45 @@ def _chaos_status(args: argparse.Namespace, settings: Settings, clients: Any) ->
     return 0
 
 
+# ---------------------------------------------------------------- baselines
+
+
+def cmd_baseline(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from workers.baselines import BaselineStore, capture
+
+    clients = Clients(Principal.OPERATOR, settings)
+    names = [s.name for s in _specs(settings, args.function, True)]
+    if args.action == "capture":
+        for captured in capture(clients, names, "fleet baseline capture"):
+            print(f"{captured.function}: baseline v{captured.version} ({captured.captured_at})")
+        return 0
+    store = BaselineStore(clients("dynamodb"))
+    baselines = {name: store.latest(name) for name in names}
+    if args.json:
+        _emit_json({n: b.model_dump() if b else None for n, b in baselines.items()})
+        return 0
+    for name, b in baselines.items():
+        if b is None:
+            print(f"{name}: no baseline recorded (`fleet baseline capture --function {name}`)")
+            continue
+        print(f"{name}: baseline v{b.version}, captured {b.captured_at} by {b.captured_by}")
+        print(
+            f"  role {b.role_name}: inline {', '.join(b.inline_policies) or 'none'}; "
+            f"attached {', '.join(b.attached_policy_arns) or 'none'}"
+        )
+        concurrency = "unreserved" if b.reserved_concurrency is None else b.reserved_concurrency
+        print(f"  concurrency {concurrency}; timeout {b.timeout_s}s; memory {b.memory_mb} MB")
+        print(f"  environment: {', '.join(sorted(b.environment)) or 'none'}")
+        for g in b.security_groups:
+            print(
+                f"  {g.group_name} ({g.group_id}): {len(g.egress)} egress, "
+                f"{len(g.ingress)} ingress rule(s)"
+            )
+    return 0
+
+
 # ---------------------------------------------------------------- tail
 
 
@@ -233,6 +272,37 @@ def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- MCP servers
+
+
+def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from fleet import structured_logging
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from fleet.service_process import stop_when_orphaned
+    from mcp_servers.app import build_app
+    from mcp_servers.supervisor.server import build_server
+
+    if args.server != "supervisor":
+        raise UsageError("only the supervisor server exists yet (the resolver's comes next)")
+    structured_logging.configure(f"mcp-{args.server}")
+    if settings.launcher_pid:  # a child of `fleet up`: stop with it (uvicorn handles SIGTERM)
+        stop_when_orphaned(settings.launcher_pid)
+    server = build_server(settings, Clients(Principal.MCP_SUPERVISOR, settings))
+    app = build_app(server, settings.resolved_mcp_api_key())
+    uvicorn.run(
+        app,
+        host=settings.mcp_host,
+        port=settings.mcp_supervisor_port,
+        log_level="warning",
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 
 
@@ -304,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     chaos.set_defaults(func=cmd_chaos)
 
+    baseline = sub.add_parser("baseline", help="record or show the known-good baselines")
+    baseline.add_argument("action", choices=["capture", "show"])
+    baseline.add_argument("--function", help="one protected function (default: all)")
+    baseline.add_argument("--json", action="store_true")
+    baseline.set_defaults(func=cmd_baseline)
+
     tail = sub.add_parser("tail", help="live table of queue depths and incidents")
     tail.add_argument("--once", action="store_true", help="print one snapshot and exit")
     tail.add_argument("--json", action="store_true")
@@ -320,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--handler", help="module:function to run instead of the stage's own")
     worker.add_argument("--concurrency", type=int, help="messages in flight at once")
     worker.set_defaults(func=cmd_worker)
+
+    mcp = sub.add_parser("mcp", help="serve an MCP tool server (SSE /sse, streamable HTTP /mcp)")
+    mcp.add_argument("server", choices=["supervisor"])
+    mcp.set_defaults(func=cmd_mcp)
 
     failures = sub.add_parser("failures", help="why messages failed, newest first")
     failures.add_argument("--queue", help="only this source queue")

@@ -15,7 +15,7 @@ from fleet.principals import Principal
 from fleet.provisioning import ProvisionReport, outcome
 from fleet.settings import Settings
 from queues.topology import Stage, Topic, TopologySpec, topic_arn
-from workers.tables import INCIDENT_AUDIT, TABLES, TableSpec
+from workers.tables import BASELINES, INCIDENT_AUDIT, TABLES, TableSpec
 
 PROTECTED_PREFIX = "data-processor"
 
@@ -227,6 +227,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 ),
                 allow(("sqs:ListQueues",), "*", "ListQueues"),
                 allow(STATE_RO, a.tables(), "ReadIncidents"),
+                allow(("dynamodb:PutItem",), a.tables((BASELINES,)), "CaptureBaselines"),
                 allow(["sns:Publish"], [a.topic(Topic.ALERTS), events], "InjectAlerts"),
             ]
         case Principal.LAMBDA_RUNTIME:

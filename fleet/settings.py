@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     retry_backoff_max_s: int = Field(default=300, ge=0, le=43200)
     runtime_metrics_flush_s: float = Field(default=10.0, gt=0)
 
+    # The MCP tool servers.
+    mcp_host: str = "127.0.0.1"
+    mcp_supervisor_port: int = 8080
+    mcp_resolver_port: int = 8081
+    # The key every MCP request must carry; unset, the embedded world generates one and
+    # keeps it in the state directory (see mcp_api_key_file).
+    mcp_api_key: str | None = Field(default=None, validation_alias="MCP_API_KEY", repr=False)
+
     # The incident store: alerts for one resource and fault signature within this window
     # belong to one incident.
     incident_window_s: int = Field(default=1800, ge=60)
@@ -86,6 +94,22 @@ class Settings(BaseSettings):
     @property
     def world_file(self) -> Path:
         return self.state_dir / "world.json"
+
+    @property
+    def mcp_api_key_file(self) -> Path:
+        return self.state_dir / "mcp-api-key"
+
+    def resolved_mcp_api_key(self) -> str:
+        """MCP_API_KEY, or the key the embedded world generated."""
+        if self.mcp_api_key:
+            return self.mcp_api_key
+        try:
+            return self.mcp_api_key_file.read_text().strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no MCP API key: set MCP_API_KEY or start the world (`fleet up`), which "
+                f"writes one to {self.mcp_api_key_file}"
+            ) from None
 
     @property
     def log_dir(self) -> Path:

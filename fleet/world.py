@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from fleet.provisioning import ProvisionReport
 from fleet.settings import Settings
 from queues.provision import MessagingProvisioner
 from queues.topology import build_topology
+from workers.baselines import capture
 from workers.tables import provision_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +102,13 @@ def write_private_json(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
+def write_private_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """What every child needs to find the world; no AWS credentials are inherited."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -166,6 +176,13 @@ class World:
             return False
         return True
 
+    def _healthy(self, host: str, port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
     def check_can_start(self) -> None:
         s = self.settings
         running = read_world(s)
@@ -178,6 +195,11 @@ class World:
             raise WorldError(
                 f"port {s.emulator_port} on {s.emulator_host} is in use: free it, or choose "
                 "another with --port or FLEET_EMULATOR_PORT"
+            )
+        if port_in_use(s.mcp_host, s.mcp_supervisor_port):
+            raise WorldError(
+                f"port {s.mcp_supervisor_port} on {s.mcp_host} (the supervisor MCP server) is "
+                "in use: free it, or choose another with FLEET_MCP_SUPERVISOR_PORT"
             )
 
     def start(self) -> None:
@@ -217,11 +239,27 @@ class World:
         report = ProvisionReport()
         provision(s, self.targets, report)
         self.echo(f"provisioned: {report.summary()}")
+        # Just deployed from its known-good definition: this is each function's baseline.
+        names = [spec.name for spec in function_specs(s, self.targets)]
+        captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
+        self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))
         for name, module in (
             ("lambda-runtime", "chaos.lambda_runtime"),
             ("alarm-evaluator", "chaos.alarm_evaluator"),
         ):
             self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
+        if not s.mcp_api_key:  # generated once per world, kept beside its credentials
+            write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
+        self._spawn(
+            ServiceProcess(
+                "mcp-supervisor", [sys.executable, "-m", "fleet.cli", "mcp", "supervisor"]
+            )
+        )
+        wait_for(
+            lambda: self._healthy(s.mcp_host, s.mcp_supervisor_port),
+            30,
+            f"the supervisor MCP server on {s.mcp_host}:{s.mcp_supervisor_port}",
+        )
         write_private_json(
             s.world_file,
             {
@@ -235,9 +273,8 @@ class World:
                 "started_at": time.time(),
             },
         )
-        names = ", ".join(spec.name for spec in function_specs(s, self.targets))
         self.echo(
-            f"world ready in {time.monotonic() - t0:.1f}s: {names} running every "
+            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
             f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
         )
 
@@ -259,7 +296,11 @@ class World:
 
     def stop(self) -> None:
         terminate(list(reversed(self.processes.values())), STOP_GRACE_S)
-        for path in (self.settings.world_file, self.settings.credentials_file):
+        for path in (
+            self.settings.world_file,
+            self.settings.credentials_file,
+            self.settings.mcp_api_key_file,
+        ):
             path.unlink(missing_ok=True)
 
 

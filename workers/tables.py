@@ -70,7 +70,18 @@ PROCESSED_EVENTS = TableSpec(name="processed-events", hash_key="event_key")
 # Why a message failed, by SQS message id (kept when SQS moves it to the DLQ), for the
 # console and `fleet failures` to show next to the dead letter.
 MESSAGE_FAILURES = TableSpec(name="message-failures", hash_key="message_id")
-TABLES = (INCIDENT_STATE, INCIDENT_CONTEXT, INCIDENT_AUDIT, PROCESSED_EVENTS, MESSAGE_FAILURES)
+# Known-good baselines of the protected functions, versioned (workers/baselines.py).
+BASELINES = TableSpec(
+    name="baselines", hash_key="function", range_key="version", range_key_type="N"
+)
+TABLES = (
+    INCIDENT_STATE,
+    INCIDENT_CONTEXT,
+    INCIDENT_AUDIT,
+    PROCESSED_EVENTS,
+    MESSAGE_FAILURES,
+    BASELINES,
+)
 
 
 def provision_tables(dynamodb: Any, report: ProvisionReport) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from chaos.workload.spec import BASELINE_POLICY_NAME, HTTPS_PORT, MEMORY_MB, FunctionSpec
 from fleet.aws import Clients
 from fleet.lambda_concurrency import reserved_concurrency
+from workers.baselines import Baseline, read_live
 
 BASELINE_EGRESS = [
     {
@@ -111,8 +112,61 @@ def restore_network(clients: Clients, spec: FunctionSpec) -> list[str]:
 
 
 def restore_all(clients: Clients, spec: FunctionSpec) -> list[str]:
+    """To the code's definition of healthy (used when deploying)."""
     return [
         *restore_role_policies(clients("iam"), spec),
         *restore_function_config(clients, spec),
         *restore_network(clients, spec),
     ]
+
+
+def restore_to(clients: Clients, want: Baseline) -> list[str]:
+    """To a recorded baseline: what `fleet chaos restore` does. Returns what it changed."""
+    lam, iam, ec2 = clients("lambda"), clients("iam"), clients("ec2")
+    now = read_live(clients, want.function)
+    changes = []
+    for name, doc in want.inline_policies.items():
+        if now.inline_policies.get(name) != doc:
+            iam.put_role_policy(
+                RoleName=want.role_name, PolicyName=name, PolicyDocument=json.dumps(doc)
+            )
+            changes.append(f"role policy {name} restored")
+    for name in sorted(set(now.inline_policies) - set(want.inline_policies)):
+        iam.delete_role_policy(RoleName=want.role_name, PolicyName=name)
+        changes.append(f"inline policy {name} removed")
+    for arn in sorted(set(want.attached_policy_arns) - set(now.attached_policy_arns)):
+        iam.attach_role_policy(RoleName=want.role_name, PolicyArn=arn)
+        changes.append(f"managed policy {arn} attached")
+    for arn in sorted(set(now.attached_policy_arns) - set(want.attached_policy_arns)):
+        iam.detach_role_policy(RoleName=want.role_name, PolicyArn=arn)
+        changes.append(f"managed policy {arn} detached")
+    update: dict[str, Any] = {}
+    if now.timeout_s != want.timeout_s:
+        update["Timeout"] = want.timeout_s
+    if now.memory_mb != want.memory_mb:
+        update["MemorySize"] = want.memory_mb
+    if now.environment != want.environment:
+        update["Environment"] = {"Variables": want.environment}
+    if update:
+        lam.update_function_configuration(FunctionName=want.function, **update)
+        changes.append("configuration restored: " + ", ".join(sorted(update)))
+    if now.reserved_concurrency != want.reserved_concurrency:
+        if want.reserved_concurrency is None:
+            lam.delete_function_concurrency(FunctionName=want.function)
+            changes.append("reserved concurrency removed")
+        else:
+            lam.put_function_concurrency(
+                FunctionName=want.function, ReservedConcurrentExecutions=want.reserved_concurrency
+            )
+            changes.append(f"reserved concurrency set to {want.reserved_concurrency}")
+    live_groups = {g.group_id: g for g in now.security_groups}
+    for group in want.security_groups:
+        live = live_groups.get(group.group_id)
+        if live is None or egress_signature(live.egress) == egress_signature(group.egress):
+            continue
+        if live.egress:
+            ec2.revoke_security_group_egress(GroupId=group.group_id, IpPermissions=live.egress)
+        if group.egress:
+            ec2.authorize_security_group_egress(GroupId=group.group_id, IpPermissions=group.egress)
+        changes.append(f"egress of {group.group_name} restored")
+    return changes

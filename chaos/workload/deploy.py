@@ -20,10 +20,12 @@ from chaos.workload.baseline import (
 )
 from chaos.workload.spec import HANDLER, MEMORY_MB, RUNTIME, FunctionSpec
 from fleet.aws import Clients
+from fleet.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from fleet.provisioning import ProvisionReport, outcome
 
 HANDLER_SOURCE = Path(__file__).with_name("data_processor.py")
-PROTECTED_TAG = "fleet-protected"
+# Environment variables whose values the diagnostic tools may show (the rest is redacted).
+SAFE_ENVIRONMENT = ("DATA_BUCKET", "DATA_PREFIX", "WORK_SECONDS", "ALERTS_TOPIC_ARN")
 SAMPLE_BATCH = {"batch_id": "b-0001", "records": [3, 1, 4, 1, 5, 9, 2, 6]}
 
 
@@ -132,7 +134,7 @@ class WorkloadDeployer:
                 MemorySize=MEMORY_MB,
                 Environment={"Variables": spec.environment()},
                 VpcConfig={"SubnetIds": subnets, "SecurityGroupIds": [group_id]},
-                Tags={PROTECTED_TAG: "true"},
+                Tags={PROTECTED_TAG: "true", SAFE_ENV_TAG: " ".join(SAFE_ENVIRONMENT)},
             )
             self.report.record("lambda-function", spec.name, "created")
             return

@@ -120,10 +120,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
     overrides: dict[str, Any] = {
         "state_dir": state_dir,
         "emulator_port": port,
+        "mcp_supervisor_port": free_port(),
         "target_count": TARGETS,
         **FAST_QUEUES,
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
+    }
     env.update({f"FLEET_{name.upper()}": str(value) for name, value in overrides.items()})
     settings = Settings(**overrides)
     log_path = state_dir / "fleet-up.log"

@@ -6,9 +6,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chaos.faults import parse_targets
-from chaos.lambda_runtime import egress_allowed
 from chaos.workload.spec import PermissionTarget
 from fleet.aws_errors import error_code, error_message
+from fleet.egress import egress_allowed
 from fleet.errors import UsageError
 from fleet.provisioning import ProvisionReport
 from fleet.settings import Settings
