@@ -53,6 +53,7 @@ def run(messages: int = 300, rounds: int = 3, alerts: int = 500, storm_workers: 
             state_dir=Path(state),
             emulator_port=port,
             mcp_supervisor_port=_free_port(),
+            mcp_resolver_port=_free_port(),
             target_count=1,
             worker_wait_time_s=1,
             worker_concurrency=10,

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chaos.workload.baseline import BASELINE_EGRESS, egress_signature, security_group_id
+from chaos.workload.baseline import BASELINE_EGRESS, security_group_id
 from chaos.workload.spec import BASELINE_POLICY_NAME, MEMORY_MB, FunctionSpec
 from fleet.aws import Clients
+from fleet.egress import egress_signature
 from fleet.lambda_concurrency import reserved_concurrency
 
 

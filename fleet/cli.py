@@ -283,19 +283,26 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.principals import Principal
     from fleet.service_process import stop_when_orphaned
     from mcp_servers.app import build_app
-    from mcp_servers.supervisor.server import build_server
+    from mcp_servers.resolver import server as resolver
+    from mcp_servers.supervisor import server as supervisor
 
-    if args.server != "supervisor":
-        raise UsageError("only the supervisor server exists yet (the resolver's comes next)")
+    build_server, principal, port = {
+        "supervisor": (
+            supervisor.build_server,
+            Principal.MCP_SUPERVISOR,
+            settings.mcp_supervisor_port,
+        ),
+        "resolver": (resolver.build_server, Principal.MCP_RESOLVER, settings.mcp_resolver_port),
+    }[args.server]
     structured_logging.configure(f"mcp-{args.server}")
     if settings.launcher_pid:  # a child of `fleet up`: stop with it (uvicorn handles SIGTERM)
         stop_when_orphaned(settings.launcher_pid)
-    server = build_server(settings, Clients(Principal.MCP_SUPERVISOR, settings))
+    server = build_server(settings, Clients(principal, settings))
     app = build_app(server, settings.resolved_mcp_api_key())
     uvicorn.run(
         app,
         host=settings.mcp_host,
-        port=settings.mcp_supervisor_port,
+        port=port,
         log_level="warning",
         timeout_keep_alive=5,
         timeout_graceful_shutdown=5,
@@ -398,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     mcp = sub.add_parser("mcp", help="serve an MCP tool server (SSE /sse, streamable HTTP /mcp)")
-    mcp.add_argument("server", choices=["supervisor"])
+    mcp.add_argument("server", choices=["supervisor", "resolver"])
     mcp.set_defaults(func=cmd_mcp)
 
     failures = sub.add_parser("failures", help="why messages failed, newest first")

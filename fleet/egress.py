@@ -22,3 +22,12 @@ def egress_allowed(ec2: Any, group_ids: list[str]) -> bool:
             ):
                 return True
     return False
+
+
+def egress_signature(permissions: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """Rules as comparable (protocol, from port, to port, CIDR) tuples."""
+    return {
+        (p.get("IpProtocol"), p.get("FromPort"), p.get("ToPort"), r["CidrIp"])
+        for p in permissions
+        for r in p.get("IpRanges", [])
+    }

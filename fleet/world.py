@@ -6,6 +6,7 @@ every process it started (by PID) and removes its state files. `fleet down` sign
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -176,6 +177,12 @@ class World:
             return False
         return True
 
+    def mcp_servers(self) -> list[tuple[str, int]]:
+        return [
+            ("supervisor", self.settings.mcp_supervisor_port),
+            ("resolver", self.settings.mcp_resolver_port),
+        ]
+
     def _healthy(self, host: str, port: int) -> bool:
         try:
             with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1) as answer:
@@ -196,11 +203,12 @@ class World:
                 f"port {s.emulator_port} on {s.emulator_host} is in use: free it, or choose "
                 "another with --port or FLEET_EMULATOR_PORT"
             )
-        if port_in_use(s.mcp_host, s.mcp_supervisor_port):
-            raise WorldError(
-                f"port {s.mcp_supervisor_port} on {s.mcp_host} (the supervisor MCP server) is "
-                "in use: free it, or choose another with FLEET_MCP_SUPERVISOR_PORT"
-            )
+        for server, port in self.mcp_servers():
+            if port_in_use(s.mcp_host, port):
+                raise WorldError(
+                    f"port {port} on {s.mcp_host} (the {server} MCP server) is in use: free "
+                    f"it, or choose another with FLEET_MCP_{server.upper()}_PORT"
+                )
 
     def start(self) -> None:
         s = self.settings
@@ -250,16 +258,16 @@ class World:
             self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
         if not s.mcp_api_key:  # generated once per world, kept beside its credentials
             write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
-        self._spawn(
-            ServiceProcess(
-                "mcp-supervisor", [sys.executable, "-m", "fleet.cli", "mcp", "supervisor"]
+        for server, _port in self.mcp_servers():
+            self._spawn(
+                ServiceProcess(f"mcp-{server}", [sys.executable, "-m", "fleet.cli", "mcp", server])
             )
-        )
-        wait_for(
-            lambda: self._healthy(s.mcp_host, s.mcp_supervisor_port),
-            30,
-            f"the supervisor MCP server on {s.mcp_host}:{s.mcp_supervisor_port}",
-        )
+        for server, port in self.mcp_servers():
+            wait_for(
+                functools.partial(self._healthy, s.mcp_host, port),
+                30,
+                f"the {server} MCP server on {s.mcp_host}:{port}",
+            )
         write_private_json(
             s.world_file,
             {

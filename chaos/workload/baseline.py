@@ -12,6 +12,7 @@ from typing import Any
 
 from chaos.workload.spec import BASELINE_POLICY_NAME, HTTPS_PORT, MEMORY_MB, FunctionSpec
 from fleet.aws import Clients
+from fleet.egress import egress_signature
 from fleet.lambda_concurrency import reserved_concurrency
 from workers.baselines import Baseline, read_live
 
@@ -42,14 +43,6 @@ def ensure_baseline_egress(ec2: Any, group_id: str) -> bool:
         ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=current)
     ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=BASELINE_EGRESS)
     return True
-
-
-def egress_signature(permissions: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
-    return {
-        (p.get("IpProtocol"), p.get("FromPort"), p.get("ToPort"), r["CidrIp"])
-        for p in permissions
-        for r in p.get("IpRanges", [])
-    }
 
 
 def restore_role_policies(iam: Any, spec: FunctionSpec) -> list[str]:

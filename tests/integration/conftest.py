@@ -121,6 +121,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
         "state_dir": state_dir,
         "emulator_port": port,
         "mcp_supervisor_port": free_port(),
+        "mcp_resolver_port": free_port(),
         "target_count": TARGETS,
         **FAST_QUEUES,
     }

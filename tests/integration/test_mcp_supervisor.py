@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 import urllib.error
@@ -11,13 +9,11 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from mcp import ClientSession
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 
 from tests.integration.conftest import RunningWorld
+from tests.integration.mcp_client import base_url, session_calls
+from tests.integration.mcp_client import call as mcp_call
 
 FUNCTION = "data-processor"
 TOOLS = {
@@ -30,46 +26,25 @@ TOOLS = {
 
 
 def _base(world: RunningWorld) -> str:
-    return f"http://{world.settings.mcp_host}:{world.settings.mcp_supervisor_port}"
+    return base_url(world, "supervisor")
 
 
 def _key(world: RunningWorld) -> str:
     return world.settings.resolved_mcp_api_key()
 
 
-async def _session_call(
-    world: RunningWorld, transport: str, calls: list[tuple[str, dict[str, Any]]]
-) -> tuple[set[str], list[Any]]:
-    headers = {"Authorization": f"Bearer {_key(world)}"}
-    async with contextlib.AsyncExitStack() as stack:
-        if transport == "sse":
-            streams = await stack.enter_async_context(
-                sse_client(f"{_base(world)}/sse", headers=headers)
-            )
-        else:
-            http = await stack.enter_async_context(httpx.AsyncClient(headers=headers))
-            streams = await stack.enter_async_context(
-                streamable_http_client(f"{_base(world)}/mcp", http_client=http)
-            )
-        session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
-        await session.initialize()
-        tools = {t.name for t in (await session.list_tools()).tools}
-        results = [await session.call_tool(name, args) for name, args in calls]
-    return tools, results
-
-
 def call(world: RunningWorld, name: str, transport: str = "sse", **args: Any) -> Any:
-    _, (result,) = asyncio.run(_session_call(world, transport, [(name, args)]))
-    return result
+    return mcp_call(world, "supervisor", name, transport, **args)
 
 
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
 def test_every_tool_answers_on_a_healthy_function(world: RunningWorld, transport: str) -> None:
     world.wait_healthy(FUNCTION)
-    tools, results = asyncio.run(
-        _session_call(
-            world, transport, [(name, {"function_name": FUNCTION}) for name in sorted(TOOLS)]
-        )
+    tools, results = session_calls(
+        world,
+        "supervisor",
+        transport,
+        [(name, {"function_name": FUNCTION}) for name in sorted(TOOLS)],
     )
     assert tools == TOOLS
     by_name = dict(zip(sorted(TOOLS), results, strict=True))

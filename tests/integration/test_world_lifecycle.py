@@ -17,13 +17,19 @@ from tests.integration.conftest import free_port
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
-    mcp_port = free_port()
+    mcp_port, resolver_port = free_port(), free_port()
     env.update(
         FLEET_STATE_DIR=str(tmp_path),
         FLEET_EMULATOR_PORT=str(port),
         FLEET_MCP_SUPERVISOR_PORT=str(mcp_port),
+        FLEET_MCP_RESOLVER_PORT=str(resolver_port),
     )
-    settings = Settings(state_dir=tmp_path, emulator_port=port, mcp_supervisor_port=mcp_port)
+    settings = Settings(
+        state_dir=tmp_path,
+        emulator_port=port,
+        mcp_supervisor_port=mcp_port,
+        mcp_resolver_port=resolver_port,
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleet.cli", "up"],
         cwd=PROJECT_ROOT,
