@@ -8,11 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chaos.workload.baseline import BASELINE_EGRESS, security_group_id
-from chaos.workload.spec import BASELINE_POLICY_NAME, MEMORY_MB, FunctionSpec
+from chaos.workload.spec import FunctionSpec
 from fleet.aws import Clients
-from fleet.egress import egress_signature
-from fleet.lambda_concurrency import reserved_concurrency
+from workers.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from workers.baselines import BaselineStore, read_live
 
 
 class RecentRuns(BaseModel):
@@ -46,49 +45,39 @@ class FunctionStatus(BaseModel):
         return {**self.model_dump(), "health": self.health}
 
 
-def baseline_drift(clients: Clients, spec: FunctionSpec) -> list[str]:
-    """What differs from the baseline, one line each; empty when at baseline."""
-    iam, lam, ec2 = clients("iam"), clients("lambda"), clients("ec2")
-    drift = []
-    names = iam.list_role_policies(RoleName=spec.role_name)["PolicyNames"]
-    if BASELINE_POLICY_NAME not in names:
-        drift.append(f"iam: baseline policy {BASELINE_POLICY_NAME} missing")
-    else:
-        doc = iam.get_role_policy(RoleName=spec.role_name, PolicyName=BASELINE_POLICY_NAME)[
-            "PolicyDocument"
-        ]
-        doc = json.loads(doc) if isinstance(doc, str) else doc
-        want = {s["Sid"] for s in spec.baseline_policy()["Statement"]}
-        have = {s.get("Sid") for s in doc["Statement"]}
-        for sid in sorted(want - have):
-            drift.append(f"iam: statement {sid} missing")
-        if doc != spec.baseline_policy() and want == have:
-            drift.append(f"iam: policy {BASELINE_POLICY_NAME} differs from baseline")
-    for extra in sorted(set(names) - {BASELINE_POLICY_NAME}):
-        drift.append(f"iam: extra inline policy {extra}")
-    for att in iam.list_attached_role_policies(RoleName=spec.role_name)["AttachedPolicies"]:
-        drift.append(f"iam: extra managed policy {att['PolicyName']}")
-    concurrency = reserved_concurrency(lam, spec.name)
-    if concurrency is not None:
-        drift.append(f"concurrency: reserved {concurrency} (baseline: unreserved)")
-    config = lam.get_function_configuration(FunctionName=spec.name)
-    if config.get("Timeout") != spec.timeout_s:
-        drift.append(f"config: timeout {config.get('Timeout')}s (baseline {spec.timeout_s}s)")
-    if config.get("MemorySize") != MEMORY_MB:
-        drift.append(f"config: memory {config.get('MemorySize')} MB (baseline {MEMORY_MB} MB)")
-    env = config.get("Environment", {}).get("Variables", {})
-    for key in sorted(set(env) | set(spec.environment())):
-        if env.get(key) != spec.environment().get(key):
-            drift.append(f"config: environment {key} differs from baseline")
-    group_id = security_group_id(ec2, spec)
-    if group_id is None:
-        drift.append("network: security group missing")
-    else:
-        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-        if egress_signature(group.get("IpPermissionsEgress", [])) != egress_signature(
-            BASELINE_EGRESS
-        ):
-            drift.append("network: egress differs from baseline (HTTPS out)")
+def baseline_drift(clients: Clients, function: str) -> list[str]:
+    """What differs from the function's latest recorded baseline, one line each."""
+    want = BaselineStore(clients("dynamodb")).latest(function)
+    if want is None:
+        return [f"no baseline recorded (`fleet baseline capture --function {function}`)"]
+    now = read_live(clients, function)
+    iam, concurrency = iam_diff(want, now), concurrency_diff(want, now)
+    network, config = network_diff(want, now), config_diff(want, now)
+    drift = [f"iam: baseline policy {name} missing" for name in iam.missing_policies]
+    drift += [f"iam: statement {s.get('Sid', s)} missing" for s in iam.missing_statements]
+    drift += [f"iam: policy {name} differs from baseline" for name in iam.changed_policies]
+    drift += [f"iam: extra inline policy {name}" for name in iam.extra_policies]
+    drift += [f"iam: extra managed policy {arn}" for arn in iam.attached_extra]
+    drift += [f"iam: managed policy {arn} detached" for arn in iam.attached_missing]
+    if not concurrency.at_baseline:
+        wanted = "unreserved" if concurrency.baseline is None else concurrency.baseline
+        current = "unreserved" if concurrency.current is None else concurrency.current
+        drift.append(f"concurrency: reserved {current} (baseline: {wanted})")
+    if config.timeout_s:
+        drift.append(f"config: timeout {config.timeout_s[1]}s (baseline {config.timeout_s[0]}s)")
+    if config.memory_mb:
+        drift.append(f"config: memory {config.memory_mb[1]} MB (baseline {config.memory_mb[0]} MB)")
+    drift += [
+        f"config: environment {name} differs from baseline" for name in config.environment_changed
+    ]
+    drift += [
+        f"network: egress of {g.group_name} differs from baseline"
+        for g in network.groups
+        if g.egress_missing or g.egress_extra
+    ]
+    drift += [
+        f"network: ingress of {g.group_name} changed" for g in network.groups if g.ingress_changed
+    ]
     return drift
 
 
@@ -146,7 +135,7 @@ def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRu
 
 
 def function_status(clients: Clients, spec: FunctionSpec, window_s: int) -> FunctionStatus:
-    drift = baseline_drift(clients, spec)
+    drift = baseline_drift(clients, spec.name)
     return FunctionStatus(
         function=spec.name,
         at_baseline=not drift,

@@ -1,8 +1,8 @@
 """Put a protected function back to its known-good baseline, piece by piece.
 
-Each function returns what it had to change, so `fleet chaos restore` can say what it did
-and deploying twice can say "unchanged". The workload deployer and chaos share these:
-there is one definition of "healthy".
+Each function returns what it had to change. Deploying puts the code's definition back
+(`restore_role_policies`, `restore_function_config`, `ensure_baseline_egress`); `fleet
+chaos restore` puts the latest recorded baseline back (`restore_to`).
 """
 
 from __future__ import annotations
@@ -94,23 +94,6 @@ def restore_function_config(clients: Clients, spec: FunctionSpec) -> list[str]:
         lam.delete_function_concurrency(FunctionName=spec.name)
         changes.append("reserved concurrency removed")
     return changes
-
-
-def restore_network(clients: Clients, spec: FunctionSpec) -> list[str]:
-    ec2 = clients("ec2")
-    group_id = security_group_id(ec2, spec)
-    if group_id is None:
-        raise LookupError(f"security group {spec.security_group_name} is missing: redeploy")
-    return ["egress restored to HTTPS only"] if ensure_baseline_egress(ec2, group_id) else []
-
-
-def restore_all(clients: Clients, spec: FunctionSpec) -> list[str]:
-    """To the code's definition of healthy (used when deploying)."""
-    return [
-        *restore_role_policies(clients("iam"), spec),
-        *restore_function_config(clients, spec),
-        *restore_network(clients, spec),
-    ]
 
 
 def restore_to(clients: Clients, want: Baseline) -> list[str]:
