@@ -57,8 +57,6 @@ def read_live(clients: Any, function: str) -> Baseline:
         p["PolicyArn"]
         for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
     )
-    group_ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
-    groups = ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"] if group_ids else []
     return Baseline(
         function=function,
         role_name=role_name,
@@ -68,16 +66,24 @@ def read_live(clients: Any, function: str) -> Baseline:
         environment=config.get("Environment", {}).get("Variables", {}),
         timeout_s=int(config["Timeout"]),
         memory_mb=int(config["MemorySize"]),
-        security_groups=[
-            SecurityGroupRules(
-                group_id=g["GroupId"],
-                group_name=g["GroupName"],
-                egress=g.get("IpPermissionsEgress", []),
-                ingress=g.get("IpPermissions", []),
-            )
-            for g in groups
-        ],
+        security_groups=security_group_rules(
+            ec2, config.get("VpcConfig", {}).get("SecurityGroupIds", [])
+        ),
     )
+
+
+def security_group_rules(ec2: Any, group_ids: list[str]) -> list[SecurityGroupRules]:
+    """The rules of these security groups (none for a function outside a VPC)."""
+    groups = ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"] if group_ids else []
+    return [
+        SecurityGroupRules(
+            group_id=g["GroupId"],
+            group_name=g["GroupName"],
+            egress=g.get("IpPermissionsEgress", []),
+            ingress=g.get("IpPermissions", []),
+        )
+        for g in groups
+    ]
 
 
 class BaselineStore:

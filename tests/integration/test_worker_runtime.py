@@ -52,13 +52,6 @@ class Workers:
         assert proc.poll() is None, log.read_text()
         return proc
 
-    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
-        return "\n".join(
-            p.read_text()
-            for p in sorted(self.log_dir.glob("*.log"))
-            if p.name.endswith(f"-{self.procs.index(proc)}.log")
-        )
-
 
 @pytest.fixture
 def workers(world: RunningWorld, tmp_path: Path) -> Iterator[Workers]:
@@ -310,7 +303,7 @@ def test_kill_9_mid_handler_loses_nothing_and_does_nothing_twice(
 
 
 def test_kill_9_between_the_commit_and_its_announcement_publishes_it_once(
-    world: RunningWorld, clean: Any, workers: Workers, observer: str, admin: Any
+    world: RunningWorld, clean: Any, workers: Workers, observer: str
 ) -> None:
     sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
     opened = store.open_or_dedupe(
