@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced
 
 .PHONY: help demo test test-unit test-integration lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
-        chaos-timeout chaos-restore chaos-status tail-queues bench clean
+        chaos-timeout chaos-restore chaos-status tail-queues bench gameday clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -28,8 +28,13 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 deps: $(STAMP)
 
-demo: $(STAMP) ## start the world, break the workload, show it failing, restore it, show it healthy
+demo: $(STAMP) ## start the world and the fleet, revoke S3, watch the fleet fix it, stop
 	$(FLEET) demo
+
+SCENARIOS ?= scenarios/*.yaml
+
+gameday: $(STAMP) ## run game-day scenarios, each on a fresh world (SCENARIOS=files)
+	$(FLEET) gameday --scenario $(SCENARIOS)
 
 test: $(STAMP) lint typecheck ## lint, type-check, and run every test (starts its own emulator)
 	$(VENV)/bin/pytest

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
+from pydantic import BaseModel
+
 from chaos.workload.baseline import restore_to, security_group_id
 from chaos.workload.spec import (
     BASELINE_POLICY_NAME,
@@ -129,3 +131,30 @@ def restore(clients: Clients, spec: FunctionSpec) -> str:
     if not changes:
         return f"{spec.name}: already at baseline v{baseline.version}"
     return f"{spec.name}: " + "; ".join(changes) + f" (baseline v{baseline.version})"
+
+
+class FaultOptions(BaseModel):
+    """A fault's options, as `fleet chaos` and game-day scenarios give them."""
+
+    target: str = "s3"  # revoke, deny: s3 | logs | metrics | sns | all
+    concurrency: int = 0  # throttle
+    var: str = "DATA_PREFIX"  # env-drift
+    value: str = "drifted/"  # env-drift
+    seconds: int = 1  # timeout
+
+
+def inject(clients: Clients, spec: FunctionSpec, kind: FaultKind, options: FaultOptions) -> str:
+    """Apply one fault to one function; what changed, in a line."""
+    match kind:
+        case FaultKind.REVOKE:
+            return revoke(clients, spec, parse_targets(options.target))
+        case FaultKind.DENY:
+            return deny(clients, spec, parse_targets(options.target))
+        case FaultKind.THROTTLE:
+            return throttle(clients, spec, options.concurrency)
+        case FaultKind.NETWORK_BLOCK:
+            return network_block(clients, spec)
+        case FaultKind.ENV_DRIFT:
+            return env_drift(clients, spec, options.var, options.value)
+        case FaultKind.TIMEOUT:
+            return timeout(clients, spec, options.seconds)

@@ -8,6 +8,7 @@ comes up and kept in the state directory; on AWS the standard credential chain a
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -81,6 +82,8 @@ class Clients:
         self.settings = settings
         self._session = session
         self._clients: dict[str, Any] = {}
+        # Handler threads share these; a boto3 session must not create clients concurrently.
+        self._lock = threading.Lock()
 
     @property
     def session(self) -> boto3.Session:
@@ -89,6 +92,7 @@ class Clients:
         return self._session
 
     def __call__(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = client(self.session, service, self.settings)
-        return self._clients[service]
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = client(self.session, service, self.settings)
+            return self._clients[service]

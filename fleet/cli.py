@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fleet.errors import FleetError, UsageError
@@ -31,6 +31,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     structured_logging.configure("world")
     if args.port:
         settings = settings.model_copy(update={"emulator_port": args.port})
+    if args.no_workers:
+        settings = settings.model_copy(update={"run_workers": False})
     return run_world(settings, args.targets or settings.target_count)
 
 
@@ -93,19 +95,16 @@ def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     if args.fault == "status":
         return _chaos_status(args, settings, clients)
     every = args.fault == "restore" and args.function is None
-    actions: dict[str, Callable[[Any], str]] = {
-        "revoke": lambda spec: faults.revoke(clients, spec, faults.parse_targets(args.target)),
-        "deny": lambda spec: faults.deny(clients, spec, faults.parse_targets(args.target)),
-        "throttle": lambda spec: faults.throttle(clients, spec, args.concurrency),
-        "network-block": lambda spec: faults.network_block(clients, spec),
-        "env-drift": lambda spec: faults.env_drift(clients, spec, args.var, args.value),
-        "timeout": lambda spec: faults.timeout(clients, spec, args.seconds),
-        "restore": lambda spec: faults.restore(clients, spec),
-    }
     if args.fault in ("revoke", "deny"):
         faults.parse_targets(args.target)  # a bad target fails before anything changes
     for spec in _specs(settings, args.function, every):
-        print(actions[args.fault](spec))
+        if args.fault == "restore":
+            print(faults.restore(clients, spec))
+            continue
+        options = faults.FaultOptions(
+            **{k: v for k, v in vars(args).items() if k in faults.FaultOptions.model_fields}
+        )
+        print(faults.inject(clients, spec, faults.FaultKind(args.fault), options))
     return 0
 
 
@@ -210,10 +209,169 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
+# ---------------------------------------------------------------- incidents
+
+
+def _operator_store(settings: Settings) -> Any:
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from workers.store import IncidentStore
+
+    return IncidentStore(Clients(Principal.OPERATOR, settings)("dynamodb"))
+
+
+def _report(settings: Settings, incident_id: str) -> Any:
+    from workers.incident_report import load_report
+
+    report = load_report(_operator_store(settings), incident_id)
+    if report is None:
+        raise UsageError(f"no incident {incident_id!r}: `fleet incidents list` shows them")
+    return report
+
+
+def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.incident_report import list_incidents, render_text
+    from workers.postmortem import postmortem_markdown
+
+    if args.action == "list":
+        rows = list_incidents(_operator_store(settings), args.status)
+        if args.json:
+            _emit_json(rows)
+            return 0
+        if not rows:
+            print("no incidents")
+        for r in rows:
+            print(
+                f"{r['incident_id']}  {r['status']:<17} {r['resource']:<20} {r['signature']:<9} "
+                f"alerts={r['alerts']:<4} opened {r['opened_at'][:19]}"
+            )
+        return 0
+    if args.incident_id is None:
+        raise UsageError(f"`fleet incidents {args.action}` needs an incident id")
+    report = _report(settings, args.incident_id)
+    if args.action == "show":
+        if args.json:
+            _emit_json(report.model_dump(mode="json"))
+        else:
+            print(render_text(report))
+            if report.approval and report.approval.get("status") == "pending":
+                print("\n" + _approval_text(report.approval))
+        return 0
+    markdown = postmortem_markdown(report)
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(markdown)
+        print(f"postmortem of {report.incident_id} written to {args.output}")
+    else:
+        print(markdown, end="")
+    return 0
+
+
+def _approval_text(request: dict[str, Any]) -> str:
+    lines = [
+        f"awaiting approval until {request['expires_at']} (calls digest "
+        f"{request['calls_digest'][:12]}):",
+        *(f"  why a person: {r}" for r in request.get("reasons", [])),
+    ]
+    for i, c in enumerate(request["calls"], 1):
+        call = c["call"]
+        lines.append(
+            f"  {i}. {call['service']}:{call['operation']} "
+            f"{json.dumps(call['parameters'], sort_keys=True)}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+    import os
+
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from queues.outbox import flush_outbox
+    from queues.publisher import Publisher
+    from queues.topology import Topic, topic_arn
+    from workers.approvals import decide, pending_request
+
+    approve = args.command == "approve"
+    store = _operator_store(settings)
+    request = pending_request(store, args.incident_id)
+    print(_approval_text(request.model_dump()))
+    seen = args.digest or request.calls_digest
+    if approve and not args.digest and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "approving without a terminal needs --digest (the calls digest shown above, "
+                "so the approval binds to exactly those calls) or --yes"
+            )
+        only = f" (calls {args.only})" if args.only else ""
+        if input(f"approve these calls{only}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not approved")
+            return 1
+    who = args.as_ or os.environ.get("USER") or getpass.getuser() or "operator"
+    only_calls = [int(i) for i in args.only.split(",")] if approve and args.only else None
+    decided = decide(
+        store,
+        args.incident_id,
+        approve,
+        f"{who} (cli)",
+        seen,
+        reason=getattr(args, "reason", None),
+        only_calls=only_calls,
+    )
+    clients = Clients(Principal.OPERATOR, settings)
+    flush_outbox(
+        store,
+        Publisher(clients("sns"), {t: topic_arn(settings, t) for t in Topic}),
+        args.incident_id,
+    )
+    print(f"{args.incident_id}: {decided.status} by {decided.decided_by}")
+    return 0
+
+
+def cmd_gameday(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from chaos.gameday import Scenario, run_scenario
+
+    paths = [Path(p) for p in args.scenario]
+    for path in paths:  # every file is checked before the first world starts
+        Scenario.load(path)
+
+    def log(line: str) -> None:
+        print(f"    {line}", file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    passed = 0
+    for path in paths:
+        if not args.json:
+            print(f"==> {path.stem}", flush=True)
+        result = run_scenario(path, log)
+        passed += result.passed
+        if args.json:
+            print(json.dumps(result.model_dump(mode="json")), flush=True)
+            continue
+        print(
+            f"    {'PASSED' if result.passed else 'FAILED'}: {result.final_status}, "
+            f"faults {result.fault_types}, {len(result.actions)} action(s), "
+            f"mttr {result.mttr_s}s, {result.tool_calls} tool calls"
+        )
+        for check in result.checks:
+            print(f"      [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+    if not args.json:
+        print(f"{passed} of {len(paths)} scenario(s) passed")
+    return 0 if passed == len(paths) else 1
+
+
 # ---------------------------------------------------------------- workers
 
 
-DEFAULT_HANDLERS = {"supervisor": "workers.intake:handle_alert"}
+DEFAULT_HANDLERS = {
+    "supervisor": "workers.supervisor:handle",
+    "resolver": "workers.resolver:handle",
+    "critic": "workers.critic:handle",
+    "watchdog": "workers.watchdog:handle",
+}
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -238,6 +396,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.concurrency:
         settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
     structured_logging.configure(f"worker-{stage.value}")
+    if settings.launcher_pid:  # a child of `fleet up`: leave with it
+        from fleet.service_process import stop_when_orphaned
+
+        stop_when_orphaned(settings.launcher_pid)
     consumer = Consumer(
         build_topology(settings).queue(stage),
         handler,
@@ -322,7 +484,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo()
 
 
 # ---------------------------------------------------------------- parser
@@ -335,10 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser(
-        "up", help="start the embedded world (emulator, workload, alarms) until Ctrl-C"
+        "up",
+        help="start the embedded world (emulator, workload, alarms, MCP servers, the four "
+        "workers) until Ctrl-C",
     )
     up.add_argument("--targets", type=int, help="copies of data-processor to run (default 1)")
     up.add_argument("--port", type=int, help="emulator port (default FLEET_EMULATOR_PORT or 5000)")
+    up.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="leave the stage workers and their scheduler out (the world alone)",
+    )
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("down", help="stop the running world").set_defaults(func=cmd_down)
@@ -408,15 +577,48 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("server", choices=["supervisor", "resolver"])
     mcp.set_defaults(func=cmd_mcp)
 
+    incidents = sub.add_parser("incidents", help="incidents: list, show one, write a postmortem")
+    incidents.add_argument("action", choices=["list", "show", "postmortem"])
+    incidents.add_argument("incident_id", nargs="?")
+    incidents.add_argument("--status", help="list only incidents in this status")
+    incidents.add_argument("--output", "-o", help="postmortem: write the Markdown here")
+    incidents.add_argument("--json", action="store_true")
+    incidents.set_defaults(func=cmd_incidents)
+
+    approve = sub.add_parser("approve", help="approve the pending fix of an incident")
+    approve.add_argument("incident_id")
+    approve.add_argument("--digest", help="the calls digest shown: binds the approval to them")
+    approve.add_argument("--only", help="approve only these calls (1-based, comma-separated)")
+    approve.add_argument("--as", dest="as_", help="who approves (default: $USER)")
+    approve.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    approve.set_defaults(func=cmd_decide)
+
+    reject = sub.add_parser("reject", help="reject the pending fix of an incident")
+    reject.add_argument("incident_id")
+    reject.add_argument("--reason", required=True)
+    reject.add_argument("--as", dest="as_", help="who rejects (default: $USER)")
+    reject.set_defaults(digest=None, yes=True, only=None, func=cmd_decide)
+
+    gameday = sub.add_parser(
+        "gameday", help="run game-day scenarios, each on a fresh world with the whole fleet"
+    )
+    gameday.add_argument("--scenario", nargs="+", required=True, metavar="FILE")
+    gameday.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    gameday.set_defaults(func=cmd_gameday)
+
     failures = sub.add_parser("failures", help="why messages failed, newest first")
     failures.add_argument("--queue", help="only this source queue")
     failures.add_argument("--json", action="store_true")
     failures.set_defaults(func=cmd_failures)
 
     sub.add_parser(
-        "demo", help="start the world, break the workload, restore it, stop"
+        "demo", help="start the world and the fleet, break the workload, watch it fixed, stop"
     ).set_defaults(func=cmd_demo)
     return p
+
+
+# Long-running processes configure their own JSON logs.
+SERVICES = frozenset({"up", "worker", "mcp"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -424,6 +626,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    if args.command not in SERVICES:
+        # A command for a person: only warnings from the libraries it uses, on stderr.
+        import logging
+
+        from fleet import structured_logging
+
+        structured_logging.configure("cli", logging.WARNING)
     try:
         return int(args.func(args, settings))
     except UsageError as exc:

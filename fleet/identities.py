@@ -15,7 +15,7 @@ from fleet.principals import Principal
 from fleet.provisioning import ProvisionReport, outcome
 from fleet.settings import Settings
 from queues.topology import Stage, Topic, TopologySpec, topic_arn
-from workers.tables import BASELINES, INCIDENT_AUDIT, TABLES, TableSpec
+from workers.tables import INCIDENT_AUDIT, TABLES, TableSpec
 
 PROTECTED_PREFIX = "data-processor"
 
@@ -227,8 +227,14 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 ),
                 allow(("sqs:ListQueues",), "*", "ListQueues"),
                 allow(STATE_RO, a.tables(), "ReadIncidents"),
-                allow(("dynamodb:PutItem",), a.tables((BASELINES,)), "CaptureBaselines"),
-                allow(["sns:Publish"], [a.topic(Topic.ALERTS), events], "InjectAlerts"),
+                # Capturing baselines; deciding approvals (a guarded transition, its audit
+                # entry and its events).
+                *_incident_store(a),
+                allow(
+                    ["sns:Publish"],
+                    [a.topic(Topic.ALERTS), events, a.topic(Topic.APPROVALS)],
+                    "InjectAlertsAndDecide",
+                ),
             ]
         case Principal.LAMBDA_RUNTIME:
             return [
@@ -237,6 +243,9 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 allow(["sts:AssumeRole"], a.roles(), "AssumeExecutionRoles"),
                 allow(["cloudwatch:PutMetricData"], "*", "EmitLambdaMetrics"),
             ]
+        case Principal.SCHEDULER:
+            watchdog = a.queue(a.topology.queue(Stage.WATCHDOG).name)
+            return [allow(["sqs:SendMessage", "sqs:GetQueueUrl"], [watchdog], "TickWatchdog")]
         case Principal.ALARM_EVALUATOR:
             return [
                 allow(

@@ -20,6 +20,8 @@ class Principal(StrEnum):
     # Stand-ins for AWS services the emulator lacks (chaos/): they act as those services.
     LAMBDA_RUNTIME = "lambda-runtime"
     ALARM_EVALUATOR = "alarm-evaluator"
+    # EventBridge Scheduler's stand-in: the watchdog's ticks.
+    SCHEDULER = "scheduler"
 
     @property
     def user_name(self) -> str:

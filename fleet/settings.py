@@ -71,6 +71,43 @@ class Settings(BaseSettings):
     # keeps it in the state directory (see mcp_api_key_file).
     mcp_api_key: str | None = Field(default=None, validation_alias="MCP_API_KEY", repr=False)
 
+    # Models (workers/agents/models.py): "offline" (the deterministic runbook model),
+    # "bedrock", or any model string LangChain's init_chat_model accepts.
+    model: str = "offline"
+    bedrock_model_id: str = "us.amazon.nova-2-lite-v1:0"
+    bedrock_region: str = "ca-central-1"
+    model_max_output_tokens: int = Field(default=2048, ge=64)
+    model_fallback_offline: bool = True
+    # Seconds the offline model takes per turn: 0 answers at once; ~1 behaves like a hosted
+    # model (the fault-survival tests use it to land a kill inside an investigation).
+    offline_model_latency_s: float = Field(default=0.0, ge=0)
+    # Each agent run's budget: tool calls, tokens (prompt + completion) and wall time.
+    agent_max_tool_calls: int = Field(default=12, ge=1, le=50)
+    agent_token_budget: int = Field(default=60_000, ge=1000)
+    agent_deadline_s: float = Field(default=90.0, gt=0)
+    # Where the workers reach the MCP servers; unset: http://{mcp_host}:{port}.
+    mcp_supervisor_url: str | None = None
+    mcp_resolver_url: str | None = None
+
+    # The critic: true sends every proposal to a person, even one that restores the
+    # baseline exactly. A proposal with more calls than this is never auto-approved.
+    require_human_approval: bool = False
+    critic_max_auto_calls: int = Field(default=4, ge=1)
+    approval_ttl_s: int = Field(default=900, ge=10)
+
+    # The resolver's verification after a fix: this many consecutive successful runs of
+    # the workload, the alarms back to OK and the state at the baseline, within the timeout.
+    verify_successful_runs: int = Field(default=2, ge=1)
+    verify_timeout_s: float = Field(default=60.0, gt=0)
+
+    # The watchdog: how often it ticks (the local scheduler; EventBridge Scheduler on AWS)
+    # and how long an incident may sit in a working state before it is escalated.
+    watchdog_tick_s: float = Field(default=5.0, gt=0)
+    stale_after_s: int = Field(default=600, ge=10)
+
+    # Whether `fleet up` starts the four stage workers (and the watchdog's scheduler).
+    run_workers: bool = True
+
     # The incident store: alerts for one resource and fault signature within this window
     # belong to one incident.
     incident_window_s: int = Field(default=1800, ge=60)
@@ -86,6 +123,13 @@ class Settings(BaseSettings):
         if self.target == "embedded":
             return f"http://{self.emulator_host}:{self.emulator_port}"
         return None
+
+    def mcp_url(self, server: str) -> str:
+        """The SSE endpoint of an MCP server ("supervisor" or "resolver")."""
+        override = {"supervisor": self.mcp_supervisor_url, "resolver": self.mcp_resolver_url}
+        port = {"supervisor": self.mcp_supervisor_port, "resolver": self.mcp_resolver_port}
+        base = override[server] or f"http://{self.mcp_host}:{port[server]}"
+        return base.rstrip("/") + "/sse"
 
     @property
     def credentials_file(self) -> Path:

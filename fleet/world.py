@@ -147,6 +147,7 @@ class World:
         self.echo = echo
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.stop_event = threading.Event()
+        self.started_at = time.time()
 
     def _spawn(self, service: ServiceProcess) -> None:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +269,28 @@ class World:
                 30,
                 f"the {server} MCP server on {s.mcp_host}:{port}",
             )
+        if s.run_workers:
+            for service in self.fleet_services():
+                self._spawn(service)
+        self.write_world_file()
+        self.echo(
+            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
+            f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
+        )
+
+    def fleet_services(self) -> list[ServiceProcess]:
+        """The fleet itself: the four stage workers and the watchdog's schedule."""
+        cli = [sys.executable, "-m", "fleet.cli"]
+        return [
+            ServiceProcess("scheduler", [sys.executable, "-m", "chaos.scheduler"]),
+            *(
+                ServiceProcess(f"worker-{stage}", [*cli, "worker", stage])
+                for stage in ("supervisor", "resolver", "critic", "watchdog")
+            ),
+        ]
+
+    def write_world_file(self) -> None:
+        s = self.settings
         write_private_json(
             s.world_file,
             {
@@ -278,28 +301,30 @@ class World:
                 "targets": self.targets,
                 "processes": {name: p.pid for name, p in self.processes.items()},
                 "logs": str(s.log_dir.resolve()),
-                "started_at": time.time(),
+                "started_at": self.started_at,
             },
-        )
-        self.echo(
-            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
-            f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
         )
 
     def watch(self) -> int:
-        """Until asked to stop (0); a child that dies is reported, the emulator's death ends
-        the world (1)."""
+        """Until asked to stop (0). A worker or the scheduler that dies is started again (as
+        ECS would); another child's death is reported; the emulator's ends the world (1)."""
         reported: set[str] = set()
+        restartable = {service.name: service for service in self.fleet_services()}
         while not self.stop_event.wait(0.5):
-            for name, proc in self.processes.items():
-                if proc.poll() is not None and name not in reported:
-                    reported.add(name)
-                    self.echo(
-                        f"{name} exited with {proc.returncode}; "
-                        f"see {self.settings.log_dir}/{name}.log"
-                    )
-                    if name == "emulator":
-                        return 1
+            for name, proc in list(self.processes.items()):
+                if proc.poll() is None or name in reported:
+                    continue
+                if name in restartable and not self.stop_event.is_set():
+                    self.echo(f"{name} exited with {proc.returncode}; starting it again")
+                    self._spawn(restartable[name])
+                    self.write_world_file()
+                    continue
+                reported.add(name)
+                self.echo(
+                    f"{name} exited with {proc.returncode}; see {self.settings.log_dir}/{name}.log"
+                )
+                if name == "emulator":
+                    return 1
         return 0
 
     def stop(self) -> None:

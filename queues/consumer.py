@@ -31,6 +31,7 @@ from fleet.settings import Settings
 from queues.aws_retry import call, is_connection_lost
 from queues.events import BadMessage, EventEnvelope, parse_body
 from queues.failures import FailureLog
+from queues.outbox import flush_outbox
 from queues.publisher import Publisher
 from queues.runtime_metrics import RuntimeCounters
 from queues.topology import StageQueue, Topic, topic_arn
@@ -62,6 +63,10 @@ class HandlerContext:
     receive_count: int
     store: IncidentStore
     settings: Settings
+    # The stage principal's AWS clients (by service name), for handlers that read or act.
+    clients: Callable[[str], Any] | None = None
+    # Publishing outside an incident's outbox (the watchdog's dead-letter reports).
+    publisher: Publisher | None = None
     touched: set[str] = field(default_factory=set)
 
 
@@ -92,6 +97,7 @@ class Consumer:
         self.queue = queue
         self.stage = queue.stage.value
         self.handler = handler
+        self.clients = clients
         self.settings = settings
         self.sqs = clients("sqs")
         self.cloudwatch = clients("cloudwatch")
@@ -320,7 +326,15 @@ class Consumer:
                 log.info("duplicate of an event in progress acknowledged")
                 self._ack(m)
             return
-        ctx = HandlerContext(self.stage, m.message_id, receive_count, self.store, self.settings)
+        ctx = HandlerContext(
+            self.stage,
+            m.message_id,
+            receive_count,
+            self.store,
+            self.settings,
+            self.clients,
+            self.publisher,
+        )
         ctx.store = self.store.bound(ctx.touched.add)
         if event.incident_id:
             ctx.touched.add(event.incident_id)
@@ -345,9 +359,7 @@ class Consumer:
 
     def _publish_outbox(self, incident_ids: set[str]) -> None:
         for incident_id in incident_ids:
-            for item, pending in self.store.pending_events(incident_id):
-                self.publisher.publish(pending)
-                self.store.clear_event(incident_id, item)
+            flush_outbox(self.store, self.publisher, incident_id)
 
     # ------------------------------------------------------------------ outcomes
 

@@ -42,12 +42,26 @@ class EventType(StrEnum):
     FAILED = "incident.failed"
     ESCALATED = "incident.escalated"
     WATCHDOG_TICK = "watchdog.tick"
+    # The watchdog's report of new dead letters (to people, on incident-approvals).
+    DEAD_LETTERED = "fleet.dead_lettered"
     # Inbound on incident-alerts, in AWS's own formats; the runtime gives them these types.
     ALERT_ALARM = "alert.alarm"
     ALERT_FAILURE_REPORT = "alert.failure_report"
 
 
 EVENT_TYPE_ATTRIBUTE = "event_type"
+
+# Events a person must see: besides incident-events, they go to incident-approvals (the
+# channel people subscribe to: email, chat, a pager).
+PAGED_EVENTS = frozenset(
+    {
+        EventType.AWAITING_APPROVAL,
+        EventType.ESCALATED,
+        EventType.FAILED,
+        EventType.ROLLED_BACK,
+        EventType.DEAD_LETTERED,
+    }
+)
 
 
 class Subscription(BaseModel, frozen=True):
@@ -101,8 +115,10 @@ class TopologySpec(BaseModel, frozen=True):
         return stages
 
 
-# Which events each stage consumes from incident-events.
+# Which events each stage consumes from incident-events. The supervisor takes its own
+# `incident.opened` back: the investigation runs once per incident, not once per alert.
 STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
+    Stage.SUPERVISOR: (EventType.OPENED,),
     Stage.RESOLVER: (EventType.DIAGNOSED, EventType.APPROVED),
     Stage.CRITIC: (EventType.PROPOSED,),
     Stage.WATCHDOG: (
@@ -132,13 +148,11 @@ def build_topology(settings: Settings) -> TopologySpec:
             subscriptions=subscriptions,
         )
 
+    def subscriptions(stage: Stage) -> tuple[Subscription, ...]:
+        alerts = (Subscription(topic=Topic.ALERTS),) if stage == Stage.SUPERVISOR else ()
+        return (*alerts, Subscription(topic=Topic.EVENTS, event_types=STAGE_EVENTS[stage]))
+
     return TopologySpec(
         topics=tuple(Topic),
-        queues=(
-            stage_queue(Stage.SUPERVISOR, Subscription(topic=Topic.ALERTS)),
-            *(
-                stage_queue(stage, Subscription(topic=Topic.EVENTS, event_types=events))
-                for stage, events in STAGE_EVENTS.items()
-            ),
-        ),
+        queues=tuple(stage_queue(stage, *subscriptions(stage)) for stage in Stage),
     )

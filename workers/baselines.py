@@ -105,6 +105,14 @@ class BaselineStore:
         item = from_item(items[0])
         return Baseline.model_validate_json(item["record"])
 
+    def version(self, function: str, version: int) -> Baseline | None:
+        item = self.ddb.get_item(
+            TableName=BASELINES.name,
+            Key=to_item({"function": function, "version": version}),
+            ConsistentRead=True,
+        ).get("Item")
+        return Baseline.model_validate_json(from_item(item)["record"]) if item else None
+
     def put(self, baseline: Baseline, captured_by: str) -> Baseline:
         """Store as the next version; an unchanged baseline is not stored again."""
         current = self.latest(baseline.function)

@@ -39,12 +39,10 @@ def handle_alert(event: EventEnvelope, ctx: HandlerContext) -> None:
         "payload": event.payload,
     }
     if state != "ALARM":
-        from workers.store import fingerprint, incident_id_for
-
-        incident_id = incident_id_for(
-            fingerprint(resource, signature, when, ctx.settings.incident_window_s)
+        incident_id = ctx.store.current_incident(
+            resource, signature, when, ctx.settings.incident_window_s
         )
-        if ctx.store.get(incident_id) is not None:
+        if incident_id is not None:
             ctx.store.append_audit(incident_id, PRODUCER, f"alarm {state}", detail)
         return
     ctx.store.open_or_dedupe(

@@ -31,10 +31,28 @@ ALLOWLIST: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+# Stands for an environment value the function does not mark safe to show: the value in
+# the baseline this proposal restores (filled in by the executor, never shown to a model).
+FROM_BASELINE = "{{baseline}}"
+
+
 class ApiCall(BaseModel):
     service: str
     operation: str
     parameters: dict[str, Any] = Field(default_factory=dict)
+
+    def with_baseline_values(self, want: Baseline) -> ApiCall:
+        """The call with every FROM_BASELINE environment value taken from `want`."""
+        variables = self.parameters.get("Environment", {}).get("Variables")
+        if not isinstance(variables, dict) or FROM_BASELINE not in variables.values():
+            return self
+        filled = {
+            k: (want.environment.get(k, v) if v == FROM_BASELINE else v)
+            for k, v in variables.items()
+        }
+        return self.model_copy(
+            update={"parameters": {**self.parameters, "Environment": {"Variables": filled}}}
+        )
 
 
 class ProposedCall(BaseModel):
@@ -161,7 +179,9 @@ def validate(function_name: str, want: Baseline, calls: list[ProposedCall]) -> P
         allowlisted = (call.service, call.operation) in ALLOWLIST
         if not allowlisted:
             problems.append(f"{call.service}:{call.operation} is not on the allowlist")
-        restore_problem = _restores(call, want) if allowlisted else "not checked"
+        restore_problem = (
+            _restores(call.with_baseline_values(want), want) if allowlisted else "not checked"
+        )
         if allowlisted and restore_problem:
             problems.append(restore_problem)
         inverse_problem = _inverse_problem(proposed)

@@ -7,7 +7,9 @@ from workers.lifecycle import IncidentStatus as S
 ALLOWED: dict[S, frozenset[S]] = {
     S.RECEIVED: frozenset({S.INVESTIGATING, S.ESCALATED, S.RESOLVED}),
     S.INVESTIGATING: frozenset({S.DIAGNOSED, S.ESCALATED}),
-    S.DIAGNOSED: frozenset({S.PROPOSED, S.ESCALATED}),
+    # RESOLVED straight from DIAGNOSED: nothing differs from the baseline and the workload
+    # runs cleanly (a false alarm, or a fault that cleared): no action to take.
+    S.DIAGNOSED: frozenset({S.PROPOSED, S.RESOLVED, S.ESCALATED}),
     S.PROPOSED: frozenset({S.APPROVED, S.AWAITING_APPROVAL, S.REJECTED, S.ESCALATED}),
     S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.ESCALATED}),
     S.APPROVED: frozenset({S.EXECUTING, S.ESCALATED}),

@@ -22,7 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from queues.events import EventEnvelope
 from workers.lifecycle import IncidentStatus
-from workers.state_machine import can_move
+from workers.state_machine import TERMINAL, can_move
 from workers.tables import INCIDENT_AUDIT, INCIDENT_CONTEXT, INCIDENT_STATE
 
 log = structlog.get_logger()
@@ -54,6 +54,16 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def audit_detail(entry: dict[str, Any]) -> dict[str, Any]:
+    """The detail of an audit entry (stored as JSON text)."""
+    return dict(json.loads(entry.get("detail") or "{}"))
+
+
+def context_data(item: dict[str, Any]) -> dict[str, Any]:
+    """The data of a context item written by :meth:`IncidentStore.put_context`."""
+    return dict(json.loads(item.get("data") or "{}"))
 
 
 def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> str:
@@ -189,8 +199,7 @@ class IncidentStore:
         Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
         a marker in the incident's context is written in the same transaction as the count.
         """
-        fp = fingerprint(resource, signature, at, window_s)
-        incident_id = incident_id_for(fp)
+        fp, incident_id = self._generation_for(fingerprint(resource, signature, at, window_s), at)
         self.on_touch(incident_id)
         now = _now()
         item = {
@@ -235,6 +244,34 @@ class IncidentStore:
         count = int(current.get("alert_count", 0))
         log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
         return Opened(incident_id, False, count)
+
+    def _generation_for(self, fp: str, at: datetime) -> tuple[str, str]:
+        """The fingerprint and id an alert at `at` belongs to: the window's incident, or a
+        new one if that was resolved before the alert (the fault came back)."""
+        generation = 1
+        while True:
+            gfp = fp if generation == 1 else f"{fp}#{generation}"
+            incident_id = incident_id_for(gfp)
+            current = self.get(incident_id)
+            if (
+                current is None
+                or current["status"] != IncidentStatus.RESOLVED.value
+                or datetime.fromisoformat(str(current.get("closed_at", current["updated_at"]))) > at
+            ):
+                return gfp, incident_id
+            generation += 1
+
+    def current_incident(
+        self, resource: str, signature: str, at: datetime, window_s: int
+    ) -> str | None:
+        """The id of the newest incident for this symptom and window, if any."""
+        fp, latest = fingerprint(resource, signature, at, window_s), None
+        for generation in range(1, 1000):
+            incident_id = incident_id_for(fp if generation == 1 else f"{fp}#{generation}")
+            if self.get(incident_id) is None:
+                return latest
+            latest = incident_id
+        return latest
 
     def _open(
         self,
@@ -325,6 +362,7 @@ class IncidentStore:
                                 "UpdateExpression": (
                                     "SET #s = :new, version = :next, updated_at = :now, "
                                     "audit_seq = :seq"
+                                    + (", closed_at = :now" if new in TERMINAL else "")
                                 ),
                                 "ConditionExpression": (
                                     "#s = :expected AND version = :version AND "
@@ -383,20 +421,85 @@ class IncidentStore:
         )
         return seq
 
-    def put_context(self, incident_id: str, item: str, data: dict[str, Any]) -> None:
+    def get_context(self, incident_id: str, item: str) -> dict[str, Any] | None:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": incident_id, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return context_data(from_item(found)) if found else None
+
+    def put_context(
+        self, incident_id: str, item: str, data: dict[str, Any], only_new: bool = False
+    ) -> bool:
+        """Write a context item; with `only_new`, only if there is none yet (False then)."""
         if item.startswith(OUTBOX_PREFIX):
             raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
+        condition = (
+            {
+                "ConditionExpression": "attribute_not_exists(#item)",
+                "ExpressionAttributeNames": {"#item": "item"},
+            }
+            if only_new
+            else {}
+        )
+        try:
+            self.ddb.put_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Item=to_item(
+                    {
+                        "incident_id": incident_id,
+                        "item": item,
+                        "at": _now(),
+                        "data": json.dumps(data, default=str),
+                    }
+                ),
+                **condition,
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def advance_counter(
+        self, key: str, item: str, value: int, announce: list[EventEnvelope]
+    ) -> bool:
+        """Raise a counter kept in the context (e.g. a DLQ depth already reported) to
+        `value`, with the events that announce it, at once; False if it was not lower.
+        Concurrent callers announce each increase once."""
+        self.on_touch(key)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_CONTEXT.name,
+                            "Key": to_item({"incident_id": key, "item": item}),
+                            "UpdateExpression": "SET #v = :v, #at = :now",
+                            "ConditionExpression": "attribute_not_exists(#v) OR #v < :v",
+                            "ExpressionAttributeNames": {"#v": "value", "#at": "at"},
+                            "ExpressionAttributeValues": to_item({":v": value, ":now": _now()}),
+                        }
+                    },
+                    *self._outbox_puts(key, announce),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def set_counter(self, key: str, item: str, value: int) -> None:
         self.ddb.put_item(
             TableName=INCIDENT_CONTEXT.name,
-            Item=to_item(
-                {
-                    "incident_id": incident_id,
-                    "item": item,
-                    "at": _now(),
-                    "data": json.dumps(data, default=str),
-                }
-            ),
+            Item=to_item({"incident_id": key, "item": item, "value": value, "at": _now()}),
         )
+
+    def counter(self, key: str, item: str) -> int:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": key, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return int(from_item(found).get("value", 0)) if found else 0
 
     # ------------------------------------------------------------------ outbox
 

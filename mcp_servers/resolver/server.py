@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import BaseModel
 
 from fleet.aws import Clients
+from fleet.protection import SAFE_ENV_TAG
 from fleet.settings import Settings
 from mcp_servers.app import new_server
 from mcp_servers.supervisor.server import Diagnostics
@@ -22,7 +24,9 @@ from workers.baseline_diff import (
     network_diff,
 )
 from workers.baselines import Baseline, BaselineStore, read_live
+from workers.proposal import Concern
 from workers.remediation import ProposalVerdict, ProposedCall, validate
+from workers.restore_plan import restore_calls
 
 INSTRUCTIONS = (
     "Compare a protected AWS Lambda function with its recorded known-good baseline (IAM, "
@@ -30,6 +34,13 @@ INSTRUCTIONS = (
     "on the allowlist, restore (part of) the baseline and nothing more, and have an inverse. "
     "Read-only: nothing here changes anything."
 )
+
+
+class RestoreDraft(BaseModel):
+    function_name: str
+    concern: Concern
+    baseline_version: int
+    calls: list[ProposedCall]  # empty: the concern already matches the baseline
 
 
 def build_server(settings: Settings, clients: Clients) -> FastMCP:
@@ -74,6 +85,24 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
         """Timeout, memory and environment against the baseline (environment by name only:
         values are not shown)."""
         return config_diff(*pair(function_name))
+
+    @server.tool()
+    @aws_tool
+    def draft_restore(function_name: str, concern: Concern) -> RestoreDraft:
+        """The exact AWS calls (service, operation, parameters), each with its inverse, that
+        would make one concern of the function (iam, concurrency, network or configuration)
+        exactly as in its baseline; [] when it already is. Environment values the function
+        does not mark safe appear as "{{baseline}}": the executor fills them in. A draft
+        only: nothing runs."""
+        config = checks.protected(function_name)
+        safe = set(config["_tags"].get(SAFE_ENV_TAG, "").split())
+        want, now = pair(function_name)
+        return RestoreDraft(
+            function_name=function_name,
+            concern=concern,
+            baseline_version=want.version,
+            calls=restore_calls(concern, want, now, safe_env=safe),
+        )
 
     @server.tool()
     @aws_tool

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,18 +114,24 @@ def _leftover_processes(port: int) -> list[str]:
     return leftovers
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
-    state_dir = tmp_path_factory.mktemp("world")
-    port = free_port()
-    overrides: dict[str, Any] = {
+def world_overrides(state_dir: Path, **more: Any) -> dict[str, Any]:
+    return {
         "state_dir": state_dir,
-        "emulator_port": port,
+        "emulator_port": free_port(),
         "mcp_supervisor_port": free_port(),
         "mcp_resolver_port": free_port(),
         "target_count": TARGETS,
         **FAST_QUEUES,
+        **more,
     }
+
+
+@contextmanager
+def running_world(overrides: dict[str, Any]) -> Iterator[RunningWorld]:
+    """`fleet up` with these settings, until the block ends; then every process it started
+    must be gone and its state files removed."""
+    state_dir = Path(overrides["state_dir"])
+    port = int(overrides["emulator_port"])
     env = {
         k: v
         for k, v in os.environ.items()
@@ -157,13 +164,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
         running.record = read_world(settings) or {}
         yield running
     finally:
+        final = read_world(settings) or running.record  # workers may have been restarted
         terminate([process], 60)
-    children = running.record.get("processes", {})
+    children = final.get("processes", {})
     still = {name: pid for name, pid in children.items() if pid_alive(pid)}
     assert not still, f"the world left processes running: {still}"
     wait_for(lambda: not _leftover_processes(port), 15, "execution environments to exit")
     assert process.returncode == 0, log_path.read_text()[-2000:]
     assert not settings.world_file.exists() and not settings.credentials_file.exists()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    """The world alone (no stage workers): tests drive the queues and workers themselves."""
+    overrides = world_overrides(tmp_path_factory.mktemp("world"), run_workers=False)
+    with running_world(overrides) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

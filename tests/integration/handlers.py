@@ -62,3 +62,12 @@ def commit_then_sleep(event: EventEnvelope, ctx: HandlerContext) -> None:
     if moved:  # a redelivery finds the move made, and just returns
         ctx.store.put_context(incident_id, f"start#{uuid.uuid4()}", {"pid": os.getpid()})
         time.sleep(float(event.payload.get("sleep_s", 0)))
+
+
+def intake(event: EventEnvelope, ctx: HandlerContext) -> None:
+    """The supervisor's intake alone: incidents open and count, nobody investigates them
+    (their `incident.opened`, which comes back to this queue, is acknowledged)."""
+    from workers.intake import handle_alert
+
+    if event.event_type != EventType.OPENED:
+        handle_alert(event, ctx)

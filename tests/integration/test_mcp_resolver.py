@@ -18,9 +18,10 @@ TOOLS = {
     "compare_concurrency",
     "compare_network",
     "compare_configuration",
+    "draft_restore",
     "validate_proposal",
 }
-COMPARE = sorted(TOOLS - {"validate_proposal"})
+COMPARE = sorted(TOOLS - {"validate_proposal", "draft_restore"})
 
 
 def call(world: RunningWorld, name: str, **args: Any) -> Any:
@@ -97,6 +98,12 @@ def test_each_fault_shows_as_a_difference(
     assert broken.fleet("chaos", *fault, "--function", FUNCTION).returncode == 0
     diff = call(broken, tool, function_name=FUNCTION)
     assert diff["at_baseline"] is False and check(diff), diff
+    # The drafted restore is exactly what the validator accepts, each call with an inverse.
+    concern = tool.removeprefix("compare_")
+    draft = call(broken, "draft_restore", function_name=FUNCTION, concern=concern)
+    assert draft["concern"] == concern and draft["calls"], draft
+    verdict = call(broken, "validate_proposal", function_name=FUNCTION, calls=draft["calls"])
+    assert verdict["valid"], verdict
 
 
 def _baseline(world: RunningWorld) -> dict[str, Any]:

@@ -181,7 +181,7 @@ def test_duplicate_delivery_makes_one_incident_one_event_one_audit_entry(
     body = _alarm_body(alarm_fixture, function, str(uuid.uuid4()))
     for _ in range(3):  # SNS delivered the same notification three times
         sqs.send_message(QueueUrl=_url(sqs, "supervisor"), MessageBody=body)
-    workers.start("supervisor")
+    workers.start("supervisor", "intake")
     wait_for(lambda: _empty(sqs, "supervisor"), 60, "the supervisor queue to empty")
 
     (incident,) = _incidents_for(store, function)
@@ -212,8 +212,8 @@ def test_alert_storm_opens_one_incident_with_the_right_count(
     alarm = json.loads(json.loads(_alarm_body(alarm_fixture, function, "x"))["Message"])
     for _ in range(alerts):  # distinct notifications, as a flapping alarm sends them
         sns.publish(TopicArn=topic, Message=json.dumps(alarm))
-    workers.start("supervisor")
-    workers.start("supervisor")
+    workers.start("supervisor", "intake")
+    workers.start("supervisor", "intake")
     wait_for(lambda: _empty(sqs, "supervisor"), 120, "the storm to drain")
 
     (incident,) = _incidents_for(store, function)

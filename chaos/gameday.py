@@ -1,0 +1,442 @@
+"""Game days: a scenario (YAML) is run on a fresh embedded world with the whole fleet,
+and judged on what a user would notice: how the incident ended, what was diagnosed, what
+ran, how long it took, whether anything was lost.
+
+The harness plays the world and the operator: it applies the faults (as `fleet chaos`
+does), writes any extra log lines, and answers approval requests as the scenario says.
+It never tells the fleet anything: the fleet finds out from its alarms and tools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from chaos import faults
+from chaos.alarm_evaluator import notification
+from chaos.status import function_status
+from chaos.workload.spec import spec_for
+from fleet.aws import Clients
+from fleet.errors import FleetError, UsageError
+from fleet.principals import Principal
+from fleet.settings import Settings
+from fleet.world import PROJECT_ROOT, read_world, terminate, wait_for
+from queues.failures import FailureLog
+from queues.topology import Topic, build_topology, topic_arn
+from workers.approvals import decide
+from workers.incident_report import IncidentReport, list_incidents, load_report
+from workers.lifecycle import IncidentStatus
+from workers.remediation import ALLOWLIST
+from workers.state_machine import TERMINAL
+from workers.store import IncidentStore
+
+FALSE_ALARM = "false-alarm"
+Answer = Literal["auto", "approve", "reject", "ignore"]
+# Faster queues than production, so a game day takes seconds (the same as the tests').
+GAMEDAY_SETTINGS: dict[str, Any] = {
+    "queue_visibility_timeout_s": 10,
+    "worker_wait_time_s": 1,
+    "worker_grace_s": 8,
+    "retry_backoff_base_s": 0.5,
+    "runtime_metrics_flush_s": 2,
+}
+
+
+class FaultStep(BaseModel):
+    kind: str
+    function: str = "data-processor"
+    target: str = "s3"
+    concurrency: int = 0
+    var: str = "DATA_PREFIX"
+    value: str = "drifted/"
+    seconds: int = 1
+
+
+class Expectation(BaseModel):
+    fault_types: list[str] | None = None
+    final_status: IncidentStatus = IncidentStatus.RESOLVED
+    max_actions: int | None = None
+    within_s: float = 60.0
+    approval_requested: bool | None = None
+    rolled_back: bool | None = None
+
+
+class Scenario(BaseModel):
+    name: str
+    description: str = ""
+    targets: int = Field(default=1, ge=1, le=10)
+    faults: list[FaultStep]
+    log_lines: list[str] = []
+    approval: Answer = "auto"
+    # Settings for this world (FLEET_* without the prefix), e.g. require_human_approval.
+    settings: dict[str, Any] = {}
+    expect: Expectation
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read scenario {path}: {exc}") from None
+        try:
+            scenario = cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UsageError(f"{path}: {where}: {first['msg']}") from None
+        kinds = {k.value for k in faults.FaultKind} | {FALSE_ALARM}
+        for step in scenario.faults:
+            if step.kind not in kinds:
+                raise UsageError(
+                    f"{path}: unknown fault kind {step.kind!r}; choose one of: "
+                    f"{', '.join(sorted(kinds))}"
+                )
+        return scenario
+
+
+class Check(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class GameDayResult(BaseModel):
+    scenario: str
+    passed: bool
+    final_status: str | None
+    fault_types: list[str]
+    actions: list[dict[str, Any]]
+    approval_requested: bool
+    mttr_s: float | None
+    tool_calls: int
+    incidents_opened: int
+    dead_lettered: int
+    checks: list[Check]
+    incident_id: str | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterator[Settings]:
+    """`fleet up` (the whole fleet) in its own state directory and ports, until the block
+    ends; stopped by its PID."""
+    with tempfile.TemporaryDirectory(prefix="fleet-gameday-") as state_dir:
+        values = {
+            "state_dir": state_dir,
+            "emulator_port": _free_port(),
+            "mcp_supervisor_port": _free_port(),
+            "mcp_resolver_port": _free_port(),
+            **GAMEDAY_SETTINGS,
+            **overrides,
+        }
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
+        }
+        env.update({f"FLEET_{k.upper()}": str(v) for k, v in values.items()})
+        settings = Settings(**values)
+        log_path = Path(state_dir) / "fleet-up.log"
+        with open(log_path, "wb") as out:
+            world = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", "up"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(
+                lambda: (
+                    (read_world(settings) or {}).get("pid") == world.pid or world.poll() is not None
+                ),
+                90,
+                "the world to come up",
+            )
+            if world.poll() is not None:
+                raise FleetError(f"the world did not start: {log_path.read_text()[-1500:]}")
+            log(f"world up on {settings.endpoint_url} (logs: {settings.log_dir})")
+            yield settings
+        finally:
+            terminate([world], 60)
+
+
+class GameDay:
+    def __init__(
+        self, scenario: Scenario, settings: Settings, log: Callable[[str], None] = lambda _: None
+    ):
+        self.scenario = scenario
+        self.settings = settings
+        self.log = log
+        self.operator = Clients(Principal.OPERATOR, settings)
+        self.admin = Clients(Principal.ADMIN, settings)
+        self.store = IncidentStore(self.operator("dynamodb"))
+        self.seen: dict[str, str] = {}  # incident id -> last status shown
+
+    def wait_healthy(self) -> None:
+        window = max(5, int(3 * self.settings.target_interval_s + self.settings.workload_work_s))
+        names = {f.function for f in self.scenario.faults} or {"data-processor"}
+        for name in sorted(names):
+            spec = spec_for(name, self.settings)
+
+            def healthy(spec: Any = spec) -> bool:
+                return function_status(self.operator, spec, window).health == "healthy"
+
+            wait_for(healthy, 90, f"{name} to run cleanly before the faults", 0.5)
+
+    def write_log_lines(self) -> None:
+        if not self.scenario.log_lines:
+            return
+        logs = self.admin("logs")
+        for name in {f.function for f in self.scenario.faults} or {"data-processor"}:
+            group, stream = f"/aws/lambda/{name}", "gameday-injected"
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            now = int(time.time() * 1000)
+            logs.put_log_events(
+                logGroupName=group,
+                logStreamName=stream,
+                logEvents=[
+                    {"timestamp": now + i, "message": line}
+                    for i, line in enumerate(self.scenario.log_lines)
+                ],
+            )
+
+    def apply_faults(self) -> None:
+        for step in self.scenario.faults:
+            spec = spec_for(step.function, self.settings)
+            if step.kind == FALSE_ALARM:
+                self.log(f"fault: a false alarm for {step.function} (nothing is broken)")
+                self._false_alarm(step.function)
+                continue
+            options = faults.FaultOptions(**step.model_dump(exclude={"kind", "function"}))
+            self.log(
+                "fault: " + faults.inject(self.operator, spec, faults.FaultKind(step.kind), options)
+            )
+
+    def _false_alarm(self, function: str) -> None:
+        cloudwatch = self.admin("cloudwatch")
+        alarm = next(
+            a
+            for a in cloudwatch.describe_alarms()["MetricAlarms"]
+            if {"Name": "FunctionName", "Value": function} in a.get("Dimensions", [])
+            and a["MetricName"] == "Errors"
+        )
+        message = notification(
+            alarm,
+            "OK",
+            "ALARM",
+            "Threshold Crossed: game day",
+            datetime.now(UTC),
+            self.settings.region,
+        )
+        self.operator("sns").publish(
+            TopicArn=topic_arn(self.settings, Topic.ALERTS),
+            Subject=f'ALARM: "{alarm["AlarmName"]}"',
+            Message=json.dumps(message),
+        )
+
+    def _incidents(self, since: str) -> list[dict[str, Any]]:
+        return [i for i in list_incidents(self.store) if i["opened_at"] >= since]
+
+    def _answer(self, incident_id: str) -> None:
+        answer = self.scenario.approval
+        if answer == "ignore":
+            return
+        request = self.store.get_context(incident_id, "approval") or {}
+        if request.get("status") != "pending":
+            return
+        approve = answer in ("approve", "auto")
+        decide(
+            self.store,
+            incident_id,
+            approve,
+            "game-day operator",
+            str(request["calls_digest"]),
+            reason=None if approve else "game day: the operator rejects this fix",
+        )
+        from queues.outbox import flush_outbox
+        from queues.publisher import Publisher
+
+        publisher = Publisher(self.operator("sns"), {t: topic_arn(self.settings, t) for t in Topic})
+        flush_outbox(self.store, publisher, incident_id)
+        self.log(f"operator: {'approved' if approve else 'rejected'} {incident_id}")
+
+    def watch(self, since: str, deadline_s: float) -> list[dict[str, Any]]:
+        """Until an incident has opened and every one since the faults is terminal."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            incidents = self._incidents(since)
+            for i in incidents:
+                if self.seen.get(i["incident_id"]) != i["status"]:
+                    self.seen[i["incident_id"]] = i["status"]
+                    self.log(f"{i['incident_id']}: {i['status']}")
+                if i["status"] == IncidentStatus.AWAITING_APPROVAL.value:
+                    self._answer(i["incident_id"])
+            if incidents and all(IncidentStatus(i["status"]) in TERMINAL for i in incidents):
+                return incidents
+            time.sleep(0.5)
+        return self._incidents(since)
+
+    def dead_letters(self) -> int:
+        sqs = self.admin("sqs")
+        total = 0
+        for q in build_topology(self.settings).queues:
+            url = sqs.get_queue_url(QueueName=q.dlq_name)["QueueUrl"]
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            total += int(attrs["ApproximateNumberOfMessages"])
+        return total
+
+    def _dead_letter_detail(self, dead: int) -> str:
+        if not dead:
+            return "0 dead letters"
+        records = FailureLog(self.operator("dynamodb")).all()
+        reasons = "; ".join(f"{r.queue}: {r.error_class}: {r.reason[:160]}" for r in records[:3])
+        return f"{dead} dead letter(s): {reasons}"
+
+    def run(self) -> GameDayResult:
+        self.wait_healthy()
+        self.write_log_lines()
+        since = datetime.now(UTC).isoformat(timespec="milliseconds")
+        started = time.monotonic()
+        fault_at = datetime.now(UTC)
+        self.apply_faults()
+        incidents = self.watch(since, self.scenario.expect.within_s * 2 + 60)
+        return self.judge(incidents, fault_at, time.monotonic() - started)
+
+    def judge(
+        self, incidents: list[dict[str, Any]], fault_at: datetime, _elapsed: float
+    ) -> GameDayResult:
+        reports = [r for r in (load_report(self.store, i["incident_id"]) for i in incidents) if r]
+        main: IncidentReport | None = min(reports, key=lambda r: r.opened_at, default=None)
+        expect = self.scenario.expect
+        actions = [a for r in reports for a in r.actions]
+        fault_types = sorted(set((main.diagnosis or {}).get("fault_types", []))) if main else []
+        mttr = None
+        if main and main.status == "RESOLVED" and main.closed_at:
+            mttr = round((datetime.fromisoformat(main.closed_at) - fault_at).total_seconds(), 1)
+        approval_requested = any(
+            r.reached(IncidentStatus.AWAITING_APPROVAL.value) is not None for r in reports
+        )
+        dead = self.dead_letters()
+        checks = [
+            Check(
+                name="final status",
+                ok=main is not None and main.status == expect.final_status.value,
+                detail=f"{main.status if main else 'no incident opened'} "
+                f"(expected {expect.final_status.value})",
+            ),
+            Check(
+                name="only allowlisted calls ran",
+                ok=all((a["service"], a["operation"]) in ALLOWLIST for a in actions),
+                detail=", ".join(f"{a['service']}:{a['operation']}" for a in actions) or "no call",
+            ),
+            Check(
+                name="each remediation ran once",
+                ok=len({json.dumps(a, sort_keys=True) for a in actions}) == len(actions),
+                detail=f"{len(actions)} call(s) recorded",
+            ),
+            Check(
+                name="nothing dead-lettered", ok=dead == 0, detail=self._dead_letter_detail(dead)
+            ),
+        ]
+        if expect.fault_types is not None:
+            checks.append(
+                Check(
+                    name="diagnosis",
+                    ok=fault_types == sorted(expect.fault_types),
+                    detail=f"{fault_types} (expected {sorted(expect.fault_types)})",
+                )
+            )
+        if expect.max_actions is not None:
+            checks.append(
+                Check(
+                    name="actions",
+                    ok=len(actions) <= expect.max_actions,
+                    detail=f"{len(actions)} (at most {expect.max_actions})",
+                )
+            )
+        if expect.final_status == IncidentStatus.RESOLVED:
+            checks.append(
+                Check(
+                    name="resolved in time",
+                    ok=mttr is not None and mttr <= expect.within_s,
+                    detail=f"{mttr}s (within {expect.within_s:g}s)",
+                )
+            )
+            checks.append(self._workload_check())
+        if expect.approval_requested is not None:
+            checks.append(
+                Check(
+                    name="approval requested",
+                    ok=approval_requested == expect.approval_requested,
+                    detail=f"{approval_requested} (expected {expect.approval_requested})",
+                )
+            )
+        if expect.rolled_back is not None:
+            rolled = any(r.reached(IncidentStatus.ROLLED_BACK.value) for r in reports)
+            checks.append(
+                Check(
+                    name="rolled back",
+                    ok=rolled == expect.rolled_back,
+                    detail=f"{rolled} (expected {expect.rolled_back}); "
+                    f"{sum(len(r.rollbacks) for r in reports)} rollback call(s)",
+                )
+            )
+        return GameDayResult(
+            scenario=self.scenario.name,
+            passed=all(c.ok for c in checks),
+            final_status=main.status if main else None,
+            fault_types=fault_types,
+            actions=[
+                {"service": a["service"], "operation": a["operation"], "params": a["parameters"]}
+                for a in actions
+            ],
+            approval_requested=approval_requested,
+            mttr_s=mttr,
+            tool_calls=sum(r.tool_calls for r in reports),
+            incidents_opened=len(reports),
+            dead_lettered=dead,
+            checks=checks,
+            incident_id=main.incident_id if main else None,
+        )
+
+    def _workload_check(self) -> Check:
+        window = max(5, int(3 * self.settings.target_interval_s + self.settings.workload_work_s))
+        bad = []
+        for name in sorted({f.function for f in self.scenario.faults}):
+            status = function_status(self.operator, spec_for(name, self.settings), window)
+            if status.health != "healthy" or not status.at_baseline:
+                bad.append(f"{name}: {status.health}, drift {status.drift}")
+        return Check(
+            name="workload healthy at baseline",
+            ok=not bad,
+            detail="; ".join(bad) or "every faulted function runs cleanly at its baseline",
+        )
+
+
+def run_scenario(path: Path, log: Callable[[str], None] = lambda _: None) -> GameDayResult:
+    scenario = Scenario.load(path)
+    overrides = {"target_count": scenario.targets, **scenario.settings}
+    with fresh_world(overrides, log) as settings:
+        return GameDay(scenario, settings, log).run()

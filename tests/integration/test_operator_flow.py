@@ -1,0 +1,191 @@
+"""What an operator does with the fleet running: a fix that waits for a person is shown,
+refused unless bound to the calls shown, approved once, and runs; the incident's story
+and postmortem read back; the pager channel (incident-approvals) hears of approvals,
+escalations and dead letters; the watchdog escalates what is stuck."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.principals import Principal
+from fleet.world import wait_for
+from tests.integration.conftest import RunningWorld, running_world, world_overrides
+from workers.idempotency import COMPLETED, event_key
+from workers.incident_report import list_incidents
+from workers.store import IncidentStore, from_item, to_item
+from workers.tables import PROCESSED_EVENTS
+from workers.watchdog import tick_event
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    overrides = world_overrides(
+        tmp_path_factory.mktemp("operator"),
+        target_count=1,
+        require_human_approval=True,
+        stale_after_s=20,
+        watchdog_tick_s=2,
+    )
+    with running_world(overrides) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def pager(fleet: RunningWorld) -> str:
+    """A queue subscribed to incident-approvals, where people are told what needs them."""
+    admin = fleet.clients(Principal.ADMIN)
+    sqs, sns = admin("sqs"), admin("sns")
+    url = sqs.create_queue(QueueName="pager")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = f"arn:aws:sns:{fleet.settings.region}:{fleet.settings.account_id}:incident-approvals"
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def _paged(fleet: RunningWorld, url: str) -> list[dict[str, Any]]:
+    sqs = fleet.clients(Principal.ADMIN)("sqs")
+    seen: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return seen
+        for m in got:
+            seen.append(json.loads(json.loads(m["Body"])["Message"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def _store(fleet: RunningWorld) -> IncidentStore:
+    return IncidentStore(fleet.clients(Principal.OPERATOR)("dynamodb"))
+
+
+def test_a_fix_waits_for_a_person_and_runs_once_approved(
+    fleet: RunningWorld, pager: str, tmp_path: Path
+) -> None:
+    store = _store(fleet)
+    fleet.wait_healthy("data-processor")
+    assert fleet.fleet("chaos", "revoke", "--target", "s3").returncode == 0
+    wait_for(
+        lambda: any(i["status"] == "AWAITING_APPROVAL" for i in list_incidents(store)),
+        90,
+        "a fix awaiting approval",
+        0.5,
+    )
+    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
+    shown = fleet.fleet("incidents", "show", incident_id)
+    assert "awaiting approval until" in shown.stdout and "iam:PutRolePolicy" in shown.stdout
+    request = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)["approval"]
+    digest = request["calls_digest"]
+
+    unbound = fleet.fleet("approve", incident_id)  # no terminal, no digest: refused
+    assert unbound.returncode == 2 and "--digest" in unbound.stderr
+    wrong = fleet.fleet("approve", incident_id, "--digest", "0" * 12)
+    assert wrong.returncode == 1 and "not the ones shown" in wrong.stderr
+    approved = fleet.fleet("approve", incident_id, "--digest", digest[:12], "--as", "alice")
+    assert approved.returncode == 0, approved.stderr
+    assert "approved by alice (cli)" in approved.stdout
+    again = fleet.fleet("approve", incident_id, "--digest", digest[:12])
+    assert again.returncode == 1 and "not awaiting approval" in again.stderr
+
+    wait_for(lambda: store.get(incident_id)["status"] == "RESOLVED", 90, "RESOLVED", 0.5)  # type: ignore[index]
+    report = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)
+    assert [(a["service"], a["operation"]) for a in report["actions"]] == [("iam", "PutRolePolicy")]
+    assert report["approval"]["decided_by"] == "alice (cli)"
+    assert any(e["actor"] == "alice (cli)" for e in report["timeline"])
+
+    out = tmp_path / "postmortem.md"
+    assert fleet.fleet("incidents", "postmortem", incident_id, "-o", str(out)).returncode == 0
+    text = out.read_text()
+    for heading in (
+        "## Timeline",
+        "## Hypotheses and evidence",
+        "## Actions",
+        "## Review and approvals",
+        "## What to change",
+    ):
+        assert heading in text
+    assert "alice (cli)" in text and "PutRolePolicy" in text
+
+    paged = {(e["event_type"], e.get("incident_id")) for e in _paged(fleet, pager)}
+    assert ("incident.awaiting_approval", incident_id) in paged
+
+
+def test_a_rejected_fix_runs_nothing_and_escalates(fleet: RunningWorld) -> None:
+    store = _store(fleet)
+    fleet.wait_healthy("data-processor")
+    assert fleet.fleet("chaos", "throttle").returncode == 0
+    wait_for(
+        lambda: any(i["status"] == "AWAITING_APPROVAL" for i in list_incidents(store)),
+        90,
+        "a fix awaiting approval",
+        0.5,
+    )
+    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
+    no_reason = fleet.fleet("reject", incident_id, "--reason", "")
+    assert no_reason.returncode == 1
+    rejected = fleet.fleet("reject", incident_id, "--reason", "change freeze", "--as", "bob")
+    assert rejected.returncode == 0, rejected.stderr
+    report = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)
+    assert report["status"] == "ESCALATED" and report["actions"] == []
+    assert fleet.fleet("chaos", "restore").returncode == 0
+
+
+def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
+    fleet: RunningWorld, pager: str
+) -> None:
+    store = _store(fleet)
+    _paged(fleet, pager)
+    # An incident nobody will work on: opened without the event that starts its investigation.
+    writer = IncidentStore(fleet.clients(Principal.SUPERVISOR)("dynamodb"))
+    opened = writer.open_or_dedupe(
+        "data-processor", "stuck", datetime.now(UTC), 1800, "test", {}, lambda _: [], "stuck-1"
+    )
+    # And a poison message on the critic's queue: dead-lettered at once by the runtime.
+    sqs = fleet.clients(Principal.ADMIN)("sqs")
+    sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"], MessageBody="{")
+
+    wait_for(
+        lambda: store.get(opened.incident_id)["status"] == "ESCALATED",  # type: ignore[index]
+        90,
+        "the watchdog to escalate the stuck incident",
+        1,
+    )
+    paged: list[dict[str, Any]] = []
+
+    def reported() -> bool:
+        paged.extend(_paged(fleet, pager))
+        return any(e["event_type"] == "fleet.dead_lettered" for e in paged)
+
+    wait_for(reported, 60, "the dead letter to be reported", 1)
+
+    # Two more ticks handled since: the same dead letter is not reported again.
+    def handled(event_id: str) -> bool:
+        item = store.ddb.get_item(
+            TableName=PROCESSED_EVENTS.name,
+            Key=to_item({"event_key": event_key("watchdog", event_id)}),
+            ConsistentRead=True,
+        ).get("Item")
+        return bool(item) and from_item(item)["status"] == COMPLETED
+
+    later = tick_event(datetime.now(UTC), fleet.settings.watchdog_tick_s).event_id
+    slot = int(later.split(":")[1]) + 2
+    wait_for(
+        lambda: handled(f"tick:{slot}"),
+        30,
+        "two more watchdog ticks",
+        0.5,
+    )
+    paged.extend(_paged(fleet, pager))
+    reports = [e for e in paged if e["event_type"] == "fleet.dead_lettered"]
+    assert [r["payload"]["queue"] for r in reports] == ["critic-dlq"]  # once, not every tick
+    escalations = [e for e in paged if e["event_type"] == "incident.escalated"]
+    assert any(e["incident_id"] == opened.incident_id for e in escalations)
+    assert "stuck in RECEIVED" in json.dumps(escalations)
+    assert not [i for i in list_incidents(store) if i["status"] not in ("RESOLVED", "ESCALATED")]

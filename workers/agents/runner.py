@@ -1,0 +1,126 @@
+"""Run one agent graph (LangGraph, via langchain's create_agent) to a typed answer, within
+its budget, and keep the transcript: every tool call, what it returned, what it cost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from langchain.agents import create_agent
+from langchain.agents.middleware import ModelFallbackMiddleware
+from langchain.agents.structured_output import ToolStrategy
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel
+
+from fleet.settings import Settings
+from workers.agents.budget import ANSWER_RETRIES, NOT_RUN, Budget, BudgetMiddleware, tokens_used
+from workers.agents.models import uses_fallback
+from workers.agents.offline_model import OfflineRunbookModel, text_of
+
+T = TypeVar("T", bound=BaseModel)
+# What the transcript keeps of each tool output (the full output went to the model).
+KEPT_OUTPUT_CHARS = 4000
+
+
+@dataclass
+class ToolCallRecord:
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    ok: bool
+    output: str
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "tool": self.name,
+            "args": self.args,
+            "ok": self.ok,
+            "output": self.output[:KEPT_OUTPUT_CHARS],
+        }
+
+
+@dataclass
+class AgentRun(Generic[T]):
+    answer: T | None
+    calls: list[ToolCallRecord] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stopped: str | None = None  # why no answer came: a budget, the deadline, an error
+
+    def outputs(self) -> dict[str, str]:
+        """Successful tool calls' outputs by call id: what evidence may cite."""
+        return {c.call_id: c.output for c in self.calls if c.ok}
+
+
+def task_message(intro: str, data: dict[str, Any]) -> str:
+    """The task an agent gets: what to do, and the facts as a JSON block."""
+    return f"{intro}\n\n```json\n{json.dumps(data, indent=2, default=str)}\n```"
+
+
+def transcript(messages: Sequence[BaseMessage], answer_tool: str) -> list[ToolCallRecord]:
+    """Every tool call and its output; the final answer (a tool call too) is not one."""
+    asked: dict[str, tuple[str, dict[str, Any]]] = {}
+    records = []
+    for m in messages:
+        if isinstance(m, AIMessage):
+            for tc in m.tool_calls:
+                asked[str(tc["id"])] = (tc["name"], dict(tc["args"]))
+        elif isinstance(m, ToolMessage) and m.tool_call_id in asked:
+            name, args = asked[m.tool_call_id]
+            if name == answer_tool or (m.status == "error" and text_of(m).startswith(NOT_RUN)):
+                continue  # the answer, or a call the budget refused: neither was made
+            records.append(
+                ToolCallRecord(m.tool_call_id, name, args, m.status != "error", text_of(m))
+            )
+    return records
+
+
+async def run_agent(
+    settings: Settings,
+    model: BaseChatModel,
+    tools: Sequence[BaseTool],
+    system_prompt: str,
+    task: str,
+    answer: type[T],
+) -> AgentRun[T]:
+    budget = BudgetMiddleware(
+        Budget(
+            settings.agent_max_tool_calls, settings.agent_token_budget, settings.agent_deadline_s
+        ),
+        answer.__name__,
+    )
+    middleware: list[Any] = [budget]
+    if uses_fallback(settings):
+        middleware.append(ModelFallbackMiddleware(OfflineRunbookModel()))
+    agent = create_agent(
+        model,
+        list(tools),
+        system_prompt=system_prompt,
+        response_format=ToolStrategy(answer),
+        middleware=middleware,
+    )
+    # Each turn passes a few nodes (model, middleware, tools); the budget ends a run first.
+    limit = 4 * (settings.agent_max_tool_calls + ANSWER_RETRIES) + 10
+    try:
+        result = await asyncio.wait_for(
+            agent.ainvoke({"messages": [HumanMessage(content=task)]}, {"recursion_limit": limit}),
+            timeout=settings.agent_deadline_s + 15,
+        )
+    except TimeoutError:
+        return AgentRun(None, stopped=f"deadline of {settings.agent_deadline_s:g}s passed")
+    messages = list(result.get("messages", []))
+    prompt, completion = tokens_used(messages)
+    structured = result.get("structured_response")
+    return AgentRun(
+        structured if isinstance(structured, answer) else None,
+        transcript(messages, answer.__name__),
+        prompt,
+        completion,
+        budget.exhausted if structured is None else None,
+    )

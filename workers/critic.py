@@ -1,0 +1,167 @@
+"""The critic worker: every proposal is reviewed before anything runs.
+
+Code first: every call on the allowlist, restoring (part of) the baseline and nothing
+beyond it, on the function's own resources, with an inverse, and no more calls than a
+person would want to see run unattended. A call that widens anything is rejected outright.
+Then the model review. A proposal that restores the baseline exactly, with no concern from
+either, is approved automatically (unless every proposal must see a person); anything
+else waits for a person on incident-approvals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from queues.consumer import HandlerContext, NonRetryableError
+from queues.events import EventEnvelope, new_event
+from queues.topology import EventType
+from workers.agents.review import review
+from workers.approvals import APPROVAL_ITEM, approved_event, new_request
+from workers.baselines import Baseline, BaselineStore
+from workers.diagnosis import MIN_CONFIDENCE
+from workers.lifecycle import IncidentStatus as S
+from workers.proposal import Proposal, Review, Verdict
+from workers.remediation import validate
+from workers.supervisor import record_transcript
+
+log = structlog.get_logger()
+PRODUCER = "critic"
+
+
+def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+    if event.event_type != EventType.PROPOSED or event.incident_id is None:
+        raise NonRetryableError(f"the critic takes incident.proposed, not {event.event_type.value}")
+    on_proposal(event, event.incident_id, ctx)
+
+
+def code_checks(
+    proposal: Proposal, want: Baseline | None, max_auto_calls: int
+) -> tuple[list[str], list[str], list[str]]:
+    """(checks as shown to an approver, reasons to reject, reasons to ask a person)."""
+    if want is None:
+        reason = f"baseline v{proposal.baseline_version} of {proposal.function_name} not found"
+        return [reason], [reason], []
+    verdict = validate(proposal.function_name, want, proposal.calls)
+    checks, reject, ask = [], [], []
+    for i, v in enumerate(verdict.calls, 1):
+        name = f"call {i} {v.call.service}:{v.call.operation}"
+        checks.append(
+            f"{name}: allowlisted={v.allowlisted} restores_baseline={v.restores_baseline} "
+            f"inverse={v.inverse_known}"
+        )
+        if not v.allowlisted or not v.restores_baseline:
+            reject += [f"{name}: {p}" for p in v.problems]
+        elif not v.inverse_known:
+            ask += [f"{name}: {p}" for p in v.problems]
+    if not proposal.calls:
+        reject.append("the proposal makes no call")
+    if len(proposal.calls) > max_auto_calls:
+        ask.append(
+            f"{len(proposal.calls)} calls: more than {max_auto_calls} run only with a person"
+        )
+    checks.append(f"blast radius: {len(proposal.calls)} call(s) on {proposal.function_name} only")
+    return checks, reject, ask
+
+
+def on_proposal(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+    incident = ctx.store.get(incident_id)
+    if incident is None or incident["status"] != S.PROPOSED.value:
+        log.info("not awaiting review", status=incident and incident["status"])
+        return
+    raw = ctx.store.get_context(incident_id, "proposal")
+    if raw is None:
+        raise NonRetryableError(f"{incident_id}: proposed, but no proposal is recorded")
+    proposal = Proposal.model_validate(raw)
+    diagnosis = ctx.store.get_context(incident_id, "diagnosis") or {}
+    want = BaselineStore(ctx.store.ddb).version(proposal.function_name, proposal.baseline_version)
+    checks, reject, ask = code_checks(proposal, want, ctx.settings.critic_max_auto_calls)
+    model_concerns: list[str] = []
+    if not reject:
+        run = asyncio.run(review(ctx.settings, diagnosis, raw, checks))
+        record_transcript(ctx.store, incident_id, PRODUCER, "review", run)
+        if run.answer is None:
+            model_concerns = [f"no model review: {run.stopped or 'no answer'}"]
+        else:
+            model_concerns = list(run.answer.concerns)
+            if not run.answer.approve and not model_concerns:
+                model_concerns = ["the model review did not approve"]
+    if float(diagnosis.get("confidence", 0)) < MIN_CONFIDENCE:
+        ask.append(f"diagnosis confidence {diagnosis.get('confidence')} < {MIN_CONFIDENCE}")
+    if ctx.settings.require_human_approval:
+        ask.append("every proposal needs a person (require_human_approval)")
+    if reject:
+        verdict, reasons = Verdict.REJECT, reject
+    elif ask or model_concerns:
+        verdict, reasons = Verdict.ASK_HUMAN, ask + model_concerns
+    else:
+        verdict, reasons = Verdict.APPROVE, ["restores the recorded baseline exactly"]
+    decision = Review(
+        verdict=verdict,
+        reasons=reasons,
+        code_checks=checks,
+        model_concerns=model_concerns,
+        calls_digest=proposal.calls_digest(),
+    )
+    ctx.store.put_context(incident_id, "review", decision.model_dump(mode="json"))
+    detail = decision.model_dump(mode="json")
+    corr = event.correlation_id
+    if verdict == Verdict.APPROVE:
+        ctx.store.transition(
+            incident_id,
+            S.PROPOSED,
+            S.APPROVED,
+            PRODUCER,
+            detail,
+            announce=[approved_event(incident_id, decision.calls_digest, "critic (automatic)")],
+        )
+    elif verdict == Verdict.REJECT:
+        reason = "rejected by the critic: " + "; ".join(reasons)
+        if ctx.store.transition(
+            incident_id,
+            S.PROPOSED,
+            S.REJECTED,
+            PRODUCER,
+            detail,
+            announce=[_event(EventType.REJECTED, incident_id, {"reasons": reasons}, corr)],
+        ):
+            ctx.store.transition(
+                incident_id,
+                S.REJECTED,
+                S.ESCALATED,
+                PRODUCER,
+                {"reason": reason},
+                announce=[_event(EventType.ESCALATED, incident_id, {"reason": reason}, corr)],
+            )
+    else:
+        request = new_request(incident_id, proposal, reasons, ctx.settings.approval_ttl_s)
+        ctx.store.put_context(incident_id, APPROVAL_ITEM, request.model_dump(mode="json"))
+        ctx.store.transition(
+            incident_id,
+            S.PROPOSED,
+            S.AWAITING_APPROVAL,
+            PRODUCER,
+            detail,
+            announce=[
+                _event(
+                    EventType.AWAITING_APPROVAL,
+                    incident_id,
+                    {"approval": request.model_dump(mode="json")},
+                    corr,
+                )
+            ],
+        )
+
+
+def _event(
+    kind: EventType, incident_id: str, payload: dict[str, object], corr: str
+) -> EventEnvelope:
+    return new_event(
+        kind,
+        PRODUCER,
+        payload,
+        incident_id=incident_id,
+        correlation_id=corr,
+        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
+    )

@@ -1,0 +1,344 @@
+"""The resolver worker: a diagnosis gets a proposal; an approval gets executed and verified.
+
+On `incident.diagnosed`: the proposal agent drafts the exact calls that restore what the
+diagnosis implicates, validated by the resolver server. No call needed (nothing differs
+from the baseline) and the workload healthy: resolved without action.
+
+On `incident.approved`: the approval must name this proposal's exact calls. Snapshot what
+the calls will overwrite, run them (each recorded once, so a redelivery after a crash
+never runs a call twice), then verify with a real check. Verification fails: roll back to
+the snapshot and escalate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from queues.consumer import HandlerContext, NonRetryableError
+from queues.events import EventEnvelope, new_event
+from queues.topology import EventType
+from workers.agents.propose import propose
+from workers.baselines import Baseline, BaselineStore, read_live
+from workers.executor import CallFailed, RefusedCall, run_call, shown
+from workers.lifecycle import IncidentStatus as S
+from workers.proposal import Concern, Proposal
+from workers.restore_plan import restore_calls
+from workers.supervisor import record_transcript
+from workers.verification import Verification, verify
+
+log = structlog.get_logger()
+PRODUCER = "resolver"
+ALL_CONCERNS: list[Concern] = ["iam", "concurrency", "network", "configuration"]
+
+
+def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+    if event.incident_id is None:
+        raise NonRetryableError(f"{event.event_type.value} without an incident_id")
+    if event.event_type == EventType.DIAGNOSED:
+        on_diagnosis(event, event.incident_id, ctx)
+    elif event.event_type == EventType.APPROVED:
+        on_approval(event, event.incident_id, ctx)
+    else:
+        raise NonRetryableError(f"the resolver does not take {event.event_type.value}")
+
+
+def _clients(ctx: HandlerContext) -> Any:
+    if ctx.clients is None:
+        raise RuntimeError("the resolver needs AWS clients")
+    return ctx.clients
+
+
+def _event(
+    kind: EventType, incident_id: str, payload: dict[str, Any], correlation_id: str
+) -> EventEnvelope:
+    return new_event(
+        kind,
+        PRODUCER,
+        payload,
+        incident_id=incident_id,
+        correlation_id=correlation_id,
+        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
+    )
+
+
+def _escalate(
+    ctx: HandlerContext, incident_id: str, current: S, reason: str, correlation_id: str
+) -> None:
+    ctx.store.transition(
+        incident_id,
+        current,
+        S.ESCALATED,
+        PRODUCER,
+        {"reason": reason},
+        announce=[_event(EventType.ESCALATED, incident_id, {"reason": reason}, correlation_id)],
+    )
+
+
+def _baseline(ctx: HandlerContext, function: str, version: int | None) -> Baseline:
+    store = BaselineStore(_clients(ctx)("dynamodb"))
+    want = store.version(function, version) if version else store.latest(function)
+    if want is None:
+        raise NonRetryableError(f"no baseline v{version or 'latest'} recorded for {function}")
+    return want
+
+
+# ---------------------------------------------------------------- proposing
+
+
+def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+    incident = ctx.store.get(incident_id)
+    if incident is None or incident["status"] != S.DIAGNOSED.value:
+        log.info("not awaiting a proposal", status=incident and incident["status"])
+        return
+    diagnosis = event.payload.get("diagnosis") or ctx.store.get_context(incident_id, "diagnosis")
+    if not diagnosis:
+        raise NonRetryableError(f"{incident_id}: no diagnosis to act on")
+    proposal, run = asyncio.run(propose(ctx.settings, incident_id, diagnosis))
+    record_transcript(ctx.store, incident_id, PRODUCER, "proposal", run)
+    if proposal is None:
+        _escalate(
+            ctx,
+            incident_id,
+            S.DIAGNOSED,
+            f"no proposal: {run.stopped or 'the agent gave none'}",
+            event.correlation_id,
+        )
+        return
+    ctx.store.put_context(incident_id, "proposal", proposal.model_dump(mode="json"))
+    if proposal.calls:
+        ctx.store.transition(
+            incident_id,
+            S.DIAGNOSED,
+            S.PROPOSED,
+            PRODUCER,
+            {
+                "calls": len(proposal.calls),
+                "valid": proposal.valid,
+                "digest": proposal.calls_digest(),
+            },
+            announce=[
+                _event(
+                    EventType.PROPOSED,
+                    incident_id,
+                    {"proposal": proposal.model_dump(mode="json")},
+                    event.correlation_id,
+                )
+            ],
+        )
+        return
+    # Nothing differs from the baseline: resolved if the workload really runs cleanly.
+    want = _baseline(ctx, proposal.function_name, None)
+    result = verify(
+        _clients(ctx),
+        want,
+        ALL_CONCERNS,
+        datetime.now(UTC),
+        ctx.settings.verify_successful_runs,
+        ctx.settings.verify_timeout_s,
+    )
+    ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
+    if result.ok:
+        ctx.store.transition(
+            incident_id,
+            S.DIAGNOSED,
+            S.RESOLVED,
+            PRODUCER,
+            {"action": "none", "reason": proposal.rationale},
+            announce=[
+                _event(
+                    EventType.RESOLVED,
+                    incident_id,
+                    {"actions": 0, "verification": result.model_dump(mode="json")},
+                    event.correlation_id,
+                )
+            ],
+        )
+    else:
+        failed = "; ".join(c.detail for c in result.checks if not c.ok)
+        _escalate(
+            ctx,
+            incident_id,
+            S.DIAGNOSED,
+            f"nothing differs from the baseline, yet the workload is unhealthy: {failed}",
+            event.correlation_id,
+        )
+
+
+# ---------------------------------------------------------------- executing
+
+
+def on_approval(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+    incident = ctx.store.get(incident_id)
+    status = S(incident["status"]) if incident else None
+    if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
+        log.info("not awaiting execution", status=status and status.value)
+        return
+    raw = ctx.store.get_context(incident_id, "proposal")
+    if raw is None:
+        raise NonRetryableError(f"{incident_id}: approved, but no proposal is recorded")
+    proposal = Proposal.model_validate(raw)
+    want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
+    clients = _clients(ctx)
+    if status == S.APPROVED:
+        approved_digest = event.payload.get("calls_digest")
+        if approved_digest != proposal.calls_digest():
+            _escalate(
+                ctx,
+                incident_id,
+                S.APPROVED,
+                "the approval does not name the proposal's calls; nothing was run",
+                event.correlation_id,
+            )
+            return
+        # What the calls will overwrite, kept before anything changes (once: a redelivery
+        # must not snapshot the half-fixed state).
+        snapshot = read_live(clients, proposal.function_name)
+        ctx.store.put_context(
+            incident_id, "snapshot", snapshot.model_dump(mode="json"), only_new=True
+        )
+        if not ctx.store.transition(
+            incident_id,
+            S.APPROVED,
+            S.EXECUTING,
+            PRODUCER,
+            {"approved_by": event.payload.get("approved_by"), "digest": approved_digest},
+        ):
+            return  # another delivery took it: an approval is used once
+        status = S.EXECUTING
+    snapshot = Baseline.model_validate(ctx.store.get_context(incident_id, "snapshot"))
+    if status == S.EXECUTING:
+        failure = _execute(ctx, incident_id, proposal, want)
+        if failure:
+            _roll_back(ctx, incident_id, S.EXECUTING, proposal, snapshot, failure, event)
+            return
+        ctx.store.transition(
+            incident_id,
+            S.EXECUTING,
+            S.VERIFYING,
+            PRODUCER,
+            {"calls": len(proposal.calls)},
+            announce=[
+                _event(
+                    EventType.EXECUTED,
+                    incident_id,
+                    {"calls": [shown(c.call) for c in proposal.calls]},
+                    event.correlation_id,
+                )
+            ],
+        )
+    _verify(ctx, incident_id, proposal, want, snapshot, event)
+
+
+def _execute(
+    ctx: HandlerContext, incident_id: str, proposal: Proposal, want: Baseline
+) -> str | None:
+    """Run the calls not yet run. Returns why it stopped, or None when all ran."""
+    for i, proposed in enumerate(proposal.calls):
+        if ctx.store.get_context(incident_id, f"executed#{i}"):
+            continue  # ran before a crash; never twice
+        call = proposed.call.with_baseline_values(want)
+        try:
+            outcome = run_call(_clients(ctx), call)
+        except (RefusedCall, CallFailed) as exc:
+            ctx.store.append_audit(
+                incident_id,
+                PRODUCER,
+                "api_call_failed",
+                {**shown(proposed.call), "error": str(exc)},
+            )
+            return str(exc)
+        at = datetime.now(UTC).isoformat()
+        ctx.store.put_context(incident_id, f"executed#{i}", {"at": at, "outcome": outcome})
+        ctx.store.append_audit(
+            incident_id, PRODUCER, "api_call", {**shown(proposed.call), "outcome": outcome}
+        )
+    return None
+
+
+def _executed_at(ctx: HandlerContext, incident_id: str, proposal: Proposal) -> datetime:
+    times = [
+        (ctx.store.get_context(incident_id, f"executed#{i}") or {}).get("at")
+        for i in range(len(proposal.calls))
+    ]
+    stamps = [datetime.fromisoformat(t) for t in times if t]
+    return max(stamps) if stamps else datetime.now(UTC)
+
+
+def _verify(
+    ctx: HandlerContext,
+    incident_id: str,
+    proposal: Proposal,
+    want: Baseline,
+    snapshot: Baseline,
+    event: EventEnvelope,
+) -> None:
+    result: Verification = verify(
+        _clients(ctx),
+        want,
+        list(proposal.concerns) or ALL_CONCERNS,
+        _executed_at(ctx, incident_id, proposal),
+        ctx.settings.verify_successful_runs,
+        ctx.settings.verify_timeout_s,
+    )
+    ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
+    if result.ok:
+        ctx.store.transition(
+            incident_id,
+            S.VERIFYING,
+            S.RESOLVED,
+            PRODUCER,
+            {"checks": [c.model_dump() for c in result.checks]},
+            announce=[
+                _event(
+                    EventType.RESOLVED,
+                    incident_id,
+                    {
+                        "actions": len(proposal.calls),
+                        "verification": result.model_dump(mode="json"),
+                    },
+                    event.correlation_id,
+                )
+            ],
+        )
+        return
+    failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
+    _roll_back(
+        ctx, incident_id, S.VERIFYING, proposal, snapshot, f"verification failed: {failed}", event
+    )
+
+
+def _roll_back(
+    ctx: HandlerContext,
+    incident_id: str,
+    current: S,
+    proposal: Proposal,
+    snapshot: Baseline,
+    reason: str,
+    event: EventEnvelope,
+) -> None:
+    """Put back what the snapshot recorded, then hand the incident to a person."""
+    clients = _clients(ctx)
+    now = read_live(clients, proposal.function_name)
+    undone, errors = [], []
+    for concern in proposal.concerns or ALL_CONCERNS:
+        for proposed in restore_calls(concern, snapshot, now):
+            try:
+                run_call(clients, proposed.call)
+                undone.append(shown(proposed.call))
+                ctx.store.append_audit(incident_id, PRODUCER, "rollback_call", shown(proposed.call))
+            except (RefusedCall, CallFailed) as exc:
+                errors.append(str(exc))
+    detail = {"reason": reason, "rolled_back": undone, "rollback_errors": errors}
+    if ctx.store.transition(
+        incident_id,
+        current,
+        S.ROLLED_BACK,
+        PRODUCER,
+        detail,
+        announce=[_event(EventType.ROLLED_BACK, incident_id, detail, event.correlation_id)],
+    ):
+        _escalate(ctx, incident_id, S.ROLLED_BACK, f"rolled back: {reason}", event.correlation_id)

@@ -1,0 +1,134 @@
+"""The supervisor worker: alerts open (or count on) an incident; each incident, once
+opened, is investigated by the diagnosis agent and its typed Diagnosis recorded.
+
+The investigation is driven by the incident's own `incident.opened` event, not by the
+alerts: a storm of 500 alerts opens one incident and runs one investigation. If the worker
+dies mid-investigation, the event comes back and the investigation runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from queues.consumer import HandlerContext, NonRetryableError
+from queues.events import EventEnvelope, new_event
+from queues.topology import EventType
+from workers import intake
+from workers.agents.diagnose import diagnose
+from workers.agents.runner import AgentRun
+from workers.diagnosis import Diagnosis
+from workers.lifecycle import IncidentStatus as S
+from workers.store import IncidentStore, audit_detail
+
+log = structlog.get_logger()
+PRODUCER = "supervisor"
+
+
+def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+    if event.event_type in (EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT):
+        intake.handle_alert(event, ctx)
+    elif event.event_type == EventType.OPENED:
+        investigate(event, ctx)
+    else:
+        raise NonRetryableError(f"the supervisor does not take {event.event_type.value}")
+
+
+def first_alert(store: IncidentStore, incident_id: str) -> dict[str, Any]:
+    for entry in store.audit(incident_id):
+        if entry["action"] == "incident.opened":
+            return audit_detail(entry)
+    return {}
+
+
+def record_transcript(
+    store: IncidentStore, incident_id: str, actor: str, stage: str, run: AgentRun[Any]
+) -> None:
+    """The agent's tool calls: the whole transcript in the context, one audit entry each."""
+    store.put_context(
+        incident_id,
+        f"transcript#{stage}",
+        {
+            "calls": [c.summary() for c in run.calls],
+            "prompt_tokens": run.prompt_tokens,
+            "completion_tokens": run.completion_tokens,
+            "stopped": run.stopped,
+        },
+    )
+    for c in run.calls:
+        store.append_audit(
+            incident_id,
+            actor,
+            "tool_call",
+            {"call_id": c.call_id, "tool": c.name, "args": c.args, "ok": c.ok},
+        )
+
+
+def investigate(event: EventEnvelope, ctx: HandlerContext) -> None:
+    incident_id = event.incident_id
+    if incident_id is None:
+        raise NonRetryableError("incident.opened without an incident_id")
+    incident = ctx.store.get(incident_id)
+    if incident is None:
+        raise NonRetryableError(f"incident {incident_id} does not exist")
+    status = S(incident["status"])
+    if status == S.RECEIVED:
+        ctx.store.transition(incident_id, S.RECEIVED, S.INVESTIGATING, PRODUCER)
+    elif status != S.INVESTIGATING:
+        log.info("already investigated", status=status.value)
+        return
+    diagnosis, run = asyncio.run(
+        diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id))
+    )
+    record_transcript(ctx.store, incident_id, PRODUCER, "diagnosis", run)
+    ctx.store.put_context(incident_id, "diagnosis", diagnosis.model_dump(mode="json"))
+    conclude(ctx, incident_id, diagnosis, event.correlation_id)
+
+
+def conclude(
+    ctx: HandlerContext, incident_id: str, diagnosis: Diagnosis, correlation_id: str
+) -> None:
+    summary = {
+        "fault_types": [f.value for f in diagnosis.fault_types],
+        "confidence": diagnosis.confidence,
+        "root_cause": diagnosis.root_cause,
+        "tool_calls": diagnosis.tool_calls,
+    }
+    if diagnosis.escalate:
+        ctx.store.transition(
+            incident_id,
+            S.INVESTIGATING,
+            S.ESCALATED,
+            PRODUCER,
+            {**summary, "reason": diagnosis.escalation_reason},
+            announce=[
+                new_event(
+                    EventType.ESCALATED,
+                    PRODUCER,
+                    {"reason": f"diagnosis: {diagnosis.escalation_reason}", **summary},
+                    incident_id=incident_id,
+                    correlation_id=correlation_id,
+                    event_id=f"{incident_id}:escalated",
+                )
+            ],
+        )
+        return
+    ctx.store.transition(
+        incident_id,
+        S.INVESTIGATING,
+        S.DIAGNOSED,
+        PRODUCER,
+        summary,
+        announce=[
+            new_event(
+                EventType.DIAGNOSED,
+                PRODUCER,
+                {"diagnosis": diagnosis.model_dump(mode="json")},
+                incident_id=incident_id,
+                correlation_id=correlation_id,
+                event_id=f"{incident_id}:diagnosed",
+            )
+        ],
+    )

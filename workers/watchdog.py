@@ -1,0 +1,175 @@
+"""The watchdog worker: on each tick of its schedule, what nobody else would notice.
+
+- An incident sitting in a working state past `stale_after_s` (its worker died and its
+  message dead-lettered, or a call hangs): EXECUTING/VERIFYING become FAILED, the rest
+  ESCALATED; either way a person is paged.
+- An approval request past its TTL: ESCALATED (the fix did not run).
+- A DLQ deeper than when last reported: one report on incident-approvals per increase.
+- An outbox left unpublished (a CLI decision that died before publishing): published.
+
+The schedule is a tick message on its queue every few seconds: the local scheduler in
+the embedded world, EventBridge Scheduler in AWS.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from queues.consumer import HandlerContext, NonRetryableError
+from queues.events import EventEnvelope, new_event
+from queues.outbox import flush_outbox
+from queues.topology import EventType, build_topology
+from workers.approvals import APPROVAL_ITEM, ApprovalRequest
+from workers.lifecycle import IncidentStatus as S
+
+log = structlog.get_logger()
+PRODUCER = "watchdog"
+WATCHDOG_KEY = "watchdog"  # its own records in incident-context
+WORKING = (
+    S.RECEIVED,
+    S.INVESTIGATING,
+    S.DIAGNOSED,
+    S.PROPOSED,
+    S.APPROVED,
+    S.REJECTED,
+    S.EXECUTING,
+    S.VERIFYING,
+)
+# An outbox older than this was left behind (the runtime publishes within a second).
+OUTBOX_GRACE_S = 30
+
+
+def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+    if event.event_type == EventType.WATCHDOG_TICK:
+        tick(ctx)
+    elif event.event_type in (
+        EventType.AWAITING_APPROVAL,
+        EventType.ESCALATED,
+        EventType.FAILED,
+        EventType.ROLLED_BACK,
+    ):
+        # Already paged on incident-approvals by the outbox; the watchdog keeps a record.
+        log.info("incident needs a person", paged=event.event_type.value)
+    else:
+        raise NonRetryableError(f"the watchdog does not take {event.event_type.value}")
+
+
+def _age_s(stamp: str, now: datetime) -> float:
+    return (now - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def tick(ctx: HandlerContext) -> None:
+    now = datetime.now(UTC)
+    for status in WORKING:
+        for incident in ctx.store.by_status(status):
+            _check_stale(ctx, incident, status, now)
+    for incident in ctx.store.by_status(S.AWAITING_APPROVAL):
+        _check_approval(ctx, incident, now)
+    _check_dead_letters(ctx)
+
+
+def _check_stale(ctx: HandlerContext, incident: dict[str, Any], status: S, now: datetime) -> None:
+    incident_id = incident["incident_id"]
+    age = _age_s(incident["updated_at"], now)
+    if age > OUTBOX_GRACE_S and ctx.publisher is not None:
+        flush_outbox(ctx.store, ctx.publisher, incident_id)
+    if age <= ctx.settings.stale_after_s:
+        return
+    reason = f"stuck in {status.value} for {age:.0f}s (limit {ctx.settings.stale_after_s}s)"
+    log.warning("stale incident", incident_id=incident_id, reason=reason)
+    if status in (S.EXECUTING, S.VERIFYING):
+        if ctx.store.transition(
+            incident_id,
+            status,
+            S.FAILED,
+            PRODUCER,
+            {"reason": reason},
+            announce=[_event(EventType.FAILED, incident_id, reason)],
+        ):
+            _escalate(ctx, incident_id, S.FAILED, reason)
+        return
+    _escalate(ctx, incident_id, status, reason)
+
+
+def _check_approval(ctx: HandlerContext, incident: dict[str, Any], now: datetime) -> None:
+    incident_id = incident["incident_id"]
+    raw = ctx.store.get_context(incident_id, APPROVAL_ITEM)
+    if raw is None:
+        return
+    request = ApprovalRequest.model_validate(raw)
+    if request.status != "pending" or not request.expired(now):
+        return
+    reason = f"approval request expired at {request.expires_at} with no decision; nothing ran"
+    if _escalate(ctx, incident_id, S.AWAITING_APPROVAL, reason):
+        ctx.store.put_context(
+            incident_id,
+            APPROVAL_ITEM,
+            request.model_copy(update={"status": "expired"}).model_dump(mode="json"),
+        )
+
+
+def _escalate(ctx: HandlerContext, incident_id: str, status: S, reason: str) -> bool:
+    return ctx.store.transition(
+        incident_id,
+        status,
+        S.ESCALATED,
+        PRODUCER,
+        {"reason": reason},
+        announce=[_event(EventType.ESCALATED, incident_id, reason)],
+    )
+
+
+def _event(kind: EventType, incident_id: str, reason: str) -> EventEnvelope:
+    return new_event(
+        kind,
+        PRODUCER,
+        {"reason": reason},
+        incident_id=incident_id,
+        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
+    )
+
+
+def _check_dead_letters(ctx: HandlerContext) -> None:
+    if ctx.clients is None:
+        return
+    sqs = ctx.clients("sqs")
+    for queue in build_topology(ctx.settings).queues:
+        url = sqs.get_queue_url(QueueName=queue.dlq_name)["QueueUrl"]
+        depth = int(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+                "Attributes"
+            ]["ApproximateNumberOfMessages"]
+        )
+        item = f"dlq#{queue.dlq_name}"
+        reported = ctx.store.counter(WATCHDOG_KEY, item)
+        if depth < reported:  # redriven or purged since: report again from the new depth
+            ctx.store.set_counter(WATCHDOG_KEY, item, depth)
+        elif depth > reported:
+            report = new_event(
+                EventType.DEAD_LETTERED,
+                PRODUCER,
+                {
+                    "queue": queue.dlq_name,
+                    "source_queue": queue.name,
+                    "depth": depth,
+                    "new": depth - reported,
+                    "see": f"fleet failures --queue {queue.name}",
+                },
+                event_id=f"dlq:{queue.dlq_name}:{depth}:{datetime.now(UTC).date()}",
+            )
+            if ctx.store.advance_counter(WATCHDOG_KEY, item, depth, [report]):
+                log.warning("new dead letters", queue=queue.dlq_name, depth=depth)
+
+
+def tick_event(at: datetime, every_s: float) -> EventEnvelope:
+    """One tick of the schedule; ticks in the same slot share an id, so they dedupe."""
+    slot = int(at.timestamp() // every_s)
+    return new_event(
+        EventType.WATCHDOG_TICK,
+        "scheduler",
+        {"at": at.isoformat(timespec="seconds"), "every_s": every_s},
+        event_id=f"tick:{slot}",
+    )
