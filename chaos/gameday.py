@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,10 +26,10 @@ from chaos.alarm_evaluator import notification
 from chaos.status import function_status
 from chaos.workload.spec import spec_for
 from fleet.aws import Clients
-from fleet.errors import FleetError, UsageError
+from fleet.errors import UsageError
 from fleet.principals import Principal
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, read_world, terminate, wait_for
+from fleet.world import free_port, start_world_process, terminate, wait_for
 from queues.failures import FailureLog
 from queues.topology import Topic, build_topology, topic_arn
 from workers.approvals import decide
@@ -128,12 +124,6 @@ class GameDayResult(BaseModel):
     incident_id: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterator[Settings]:
     """`fleet up` (the whole fleet) in its own state directory and ports, until the block
@@ -141,38 +131,14 @@ def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterat
     with tempfile.TemporaryDirectory(prefix="fleet-gameday-") as state_dir:
         values = {
             "state_dir": state_dir,
-            "emulator_port": _free_port(),
-            "mcp_supervisor_port": _free_port(),
-            "mcp_resolver_port": _free_port(),
+            "emulator_port": free_port(),
+            "mcp_supervisor_port": free_port(),
+            "mcp_resolver_port": free_port(),
             **GAMEDAY_SETTINGS,
             **overrides,
         }
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
-        }
-        env.update({f"FLEET_{k.upper()}": str(v) for k, v in values.items()})
-        settings = Settings(**values)
-        log_path = Path(state_dir) / "fleet-up.log"
-        with open(log_path, "wb") as out:
-            world = subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", "up"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        world, settings, _env = start_world_process(values, Path(state_dir) / "fleet-up.log")
         try:
-            wait_for(
-                lambda: (
-                    (read_world(settings) or {}).get("pid") == world.pid or world.poll() is not None
-                ),
-                90,
-                "the world to come up",
-            )
-            if world.poll() is not None:
-                raise FleetError(f"the world did not start: {log_path.read_text()[-1500:]}")
             log(f"world up on {settings.endpoint_url} (logs: {settings.log_dir})")
             yield settings
         finally:

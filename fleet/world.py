@@ -72,6 +72,13 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for worlds started side by side)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -368,6 +375,45 @@ def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = pr
     finally:
         world.stop()
         echo("world stopped")
+
+
+def start_world_process(
+    values: dict[str, Any], log_path: Path, timeout_s: float = 90.0
+) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
+    """`fleet up` as a child process with exactly these settings (as FLEET_* variables;
+    nothing inherited from this process's FLEET_*, AWS_* or MCP key), once its world is up.
+    The caller stops it by its PID (:func:`terminate`)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
+    }
+    env.update({f"FLEET_{name.upper()}": str(value) for name, value in values.items()})
+    settings = Settings(**values)
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", "up"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: (
+                (read_world(settings) or {}).get("pid") == process.pid or process.poll() is not None
+            ),
+            timeout_s,
+            "the world to come up",
+        )
+    except WorldError:
+        terminate([process], STOP_GRACE_S)
+        raise
+    if process.poll() is not None:
+        raise WorldError(
+            f"fleet up exited with {process.returncode}: {log_path.read_text()[-2000:]}"
+        )
+    return process, settings, env
 
 
 def stop_world(settings: Settings, timeout_s: float = 30.0) -> int:

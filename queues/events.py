@@ -122,6 +122,25 @@ def new_event(
     )
 
 
+def incident_event(
+    event_type: EventType,
+    producer: str,
+    incident_id: str,
+    payload: BaseModel | dict[str, Any],
+    correlation_id: str | None = None,
+) -> EventEnvelope:
+    """An event announcing a step of an incident. Its id names the incident and the step,
+    so the step announced again (a handler run twice after a crash) dedupes downstream."""
+    return new_event(
+        event_type,
+        producer,
+        payload,
+        incident_id=incident_id,
+        correlation_id=correlation_id,
+        event_id=f"{incident_id}:{event_type.value.split('.')[-1]}",
+    )
+
+
 def _loads(text: str, what: str) -> Any:
     try:
         return json.loads(text)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fleet.errors import FleetError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.executor import shown
 from workers.lifecycle import IncidentStatus as S
@@ -180,10 +180,4 @@ def approved_event(incident_id: str, digest: str, approved_by: str) -> EventEnve
 def _event(
     kind: EventType, incident_id: str, producer: str, payload: dict[str, Any]
 ) -> EventEnvelope:
-    return new_event(
-        kind,
-        producer,
-        payload,
-        incident_id=incident_id,
-        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
-    )
+    return incident_event(kind, producer, incident_id, payload)

@@ -15,7 +15,7 @@ import asyncio
 import structlog
 
 from queues.consumer import HandlerContext, NonRetryableError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.agents.review import review
 from workers.approvals import APPROVAL_ITEM, approved_event, new_request
@@ -157,11 +157,4 @@ def on_proposal(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> 
 def _event(
     kind: EventType, incident_id: str, payload: dict[str, object], corr: str
 ) -> EventEnvelope:
-    return new_event(
-        kind,
-        PRODUCER,
-        payload,
-        incident_id=incident_id,
-        correlation_id=corr,
-        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
-    )
+    return incident_event(kind, PRODUCER, incident_id, payload, corr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from queues.consumer import HandlerContext, NonRetryableError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 
 PRODUCER = "supervisor"
@@ -53,13 +53,12 @@ def handle_alert(event: EventEnvelope, ctx: HandlerContext) -> None:
         PRODUCER,
         detail,
         announce=lambda incident_id: [
-            new_event(
+            incident_event(
                 EventType.OPENED,
                 PRODUCER,
+                incident_id,
                 {"resource": resource, "signature": signature, "first_alert": event.event_id},
-                incident_id=incident_id,
-                correlation_id=event.correlation_id,
-                event_id=f"{incident_id}:opened",
+                event.correlation_id,
             )
         ],
         alert_id=event.event_id,

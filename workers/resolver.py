@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from queues.consumer import HandlerContext, NonRetryableError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.agents.propose import propose
 from workers.baselines import Baseline, BaselineStore, read_live
@@ -55,14 +55,7 @@ def _clients(ctx: HandlerContext) -> Any:
 def _event(
     kind: EventType, incident_id: str, payload: dict[str, Any], correlation_id: str
 ) -> EventEnvelope:
-    return new_event(
-        kind,
-        PRODUCER,
-        payload,
-        incident_id=incident_id,
-        correlation_id=correlation_id,
-        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
-    )
+    return incident_event(kind, PRODUCER, incident_id, payload, correlation_id)
 
 
 def _escalate(
@@ -75,6 +68,32 @@ def _escalate(
         PRODUCER,
         {"reason": reason},
         announce=[_event(EventType.ESCALATED, incident_id, {"reason": reason}, correlation_id)],
+    )
+
+
+def _resolve(
+    ctx: HandlerContext,
+    incident_id: str,
+    current: S,
+    actions: int,
+    result: Verification,
+    correlation_id: str,
+) -> None:
+    verification = result.model_dump(mode="json")
+    ctx.store.transition(
+        incident_id,
+        current,
+        S.RESOLVED,
+        PRODUCER,
+        {"actions": actions, "checks": verification["checks"]},
+        announce=[
+            _event(
+                EventType.RESOLVED,
+                incident_id,
+                {"actions": actions, "verification": verification},
+                correlation_id,
+            )
+        ],
     )
 
 
@@ -142,21 +161,7 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) ->
     )
     ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
     if result.ok:
-        ctx.store.transition(
-            incident_id,
-            S.DIAGNOSED,
-            S.RESOLVED,
-            PRODUCER,
-            {"action": "none", "reason": proposal.rationale},
-            announce=[
-                _event(
-                    EventType.RESOLVED,
-                    incident_id,
-                    {"actions": 0, "verification": result.model_dump(mode="json")},
-                    event.correlation_id,
-                )
-            ],
-        )
+        _resolve(ctx, incident_id, S.DIAGNOSED, 0, result, event.correlation_id)
     else:
         failed = "; ".join(c.detail for c in result.checks if not c.ok)
         _escalate(
@@ -286,24 +291,7 @@ def _verify(
     )
     ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
     if result.ok:
-        ctx.store.transition(
-            incident_id,
-            S.VERIFYING,
-            S.RESOLVED,
-            PRODUCER,
-            {"checks": [c.model_dump() for c in result.checks]},
-            announce=[
-                _event(
-                    EventType.RESOLVED,
-                    incident_id,
-                    {
-                        "actions": len(proposal.calls),
-                        "verification": result.model_dump(mode="json"),
-                    },
-                    event.correlation_id,
-                )
-            ],
-        )
+        _resolve(ctx, incident_id, S.VERIFYING, len(proposal.calls), result, event.correlation_id)
         return
     failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
     _roll_back(

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from queues.consumer import HandlerContext, NonRetryableError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers import intake
 from workers.agents.diagnose import diagnose
@@ -104,13 +104,12 @@ def conclude(
             PRODUCER,
             {**summary, "reason": diagnosis.escalation_reason},
             announce=[
-                new_event(
+                incident_event(
                     EventType.ESCALATED,
                     PRODUCER,
+                    incident_id,
                     {"reason": f"diagnosis: {diagnosis.escalation_reason}", **summary},
-                    incident_id=incident_id,
-                    correlation_id=correlation_id,
-                    event_id=f"{incident_id}:escalated",
+                    correlation_id,
                 )
             ],
         )
@@ -122,13 +121,12 @@ def conclude(
         PRODUCER,
         summary,
         announce=[
-            new_event(
+            incident_event(
                 EventType.DIAGNOSED,
                 PRODUCER,
+                incident_id,
                 {"diagnosis": diagnosis.model_dump(mode="json")},
-                incident_id=incident_id,
-                correlation_id=correlation_id,
-                event_id=f"{incident_id}:diagnosed",
+                correlation_id,
             )
         ],
     )

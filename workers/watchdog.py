@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from queues.consumer import HandlerContext, NonRetryableError
-from queues.events import EventEnvelope, new_event
+from queues.events import EventEnvelope, incident_event, new_event
 from queues.outbox import flush_outbox
 from queues.topology import EventType, build_topology
 from workers.approvals import APPROVAL_ITEM, ApprovalRequest
@@ -123,13 +123,7 @@ def _escalate(ctx: HandlerContext, incident_id: str, status: S, reason: str) -> 
 
 
 def _event(kind: EventType, incident_id: str, reason: str) -> EventEnvelope:
-    return new_event(
-        kind,
-        PRODUCER,
-        {"reason": reason},
-        incident_id=incident_id,
-        event_id=f"{incident_id}:{kind.value.split('.')[-1]}",
-    )
+    return incident_event(kind, PRODUCER, incident_id, {"reason": reason})
 
 
 def _check_dead_letters(ctx: HandlerContext) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,15 @@ from chaos.workload.spec import spec_for
 from fleet.aws import Clients
 from fleet.principals import Principal
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, pid_alive, read_world, terminate, wait_for
+from fleet.world import (
+    PROJECT_ROOT,
+    free_port,
+    pid_alive,
+    read_world,
+    start_world_process,
+    terminate,
+    wait_for,
+)
 
 TARGETS = 2
 STATUS_WINDOW_S = 5
@@ -38,12 +45,6 @@ FAST_QUEUES: dict[str, Any] = {
     "retry_backoff_base_s": 0.5,
     "runtime_metrics_flush_s": 1,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -132,35 +133,10 @@ def running_world(overrides: dict[str, Any]) -> Iterator[RunningWorld]:
     must be gone and its state files removed."""
     state_dir = Path(overrides["state_dir"])
     port = int(overrides["emulator_port"])
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
-    }
-    env.update({f"FLEET_{name.upper()}": str(value) for name, value in overrides.items()})
-    settings = Settings(**overrides)
     log_path = state_dir / "fleet-up.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli", "up"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process, settings, env = start_world_process(overrides, log_path)
     running = RunningWorld(settings, env, process)
     try:
-        wait_for(
-            lambda: (
-                (read_world(settings) or {}).get("pid") == process.pid or process.poll() is not None
-            ),
-            90,
-            "the world to come up",
-        )
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"fleet up exited with {process.returncode}: {log_path.read_text()[-2000:]}"
-            )
         running.record = read_world(settings) or {}
         yield running
     finally:

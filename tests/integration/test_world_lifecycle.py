@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, pid_alive, port_in_use, read_world, wait_for
-from tests.integration.conftest import free_port
+from fleet.world import PROJECT_ROOT, free_port, pid_alive, port_in_use, read_world, wait_for
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:

@@ -13,14 +13,14 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import ModelFallbackMiddleware
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
 from fleet.settings import Settings
 from workers.agents.budget import ANSWER_RETRIES, NOT_RUN, Budget, BudgetMiddleware, tokens_used
 from workers.agents.models import uses_fallback
-from workers.agents.offline_model import OfflineRunbookModel, text_of
+from workers.agents.offline_model import OfflineRunbookModel, Transcript
 
 T = TypeVar("T", bound=BaseModel)
 # What the transcript keeps of each tool output (the full output went to the model).
@@ -64,21 +64,13 @@ def task_message(intro: str, data: dict[str, Any]) -> str:
 
 
 def transcript(messages: Sequence[BaseMessage], answer_tool: str) -> list[ToolCallRecord]:
-    """Every tool call and its output; the final answer (a tool call too) is not one."""
-    asked: dict[str, tuple[str, dict[str, Any]]] = {}
-    records = []
-    for m in messages:
-        if isinstance(m, AIMessage):
-            for tc in m.tool_calls:
-                asked[str(tc["id"])] = (tc["name"], dict(tc["args"]))
-        elif isinstance(m, ToolMessage) and m.tool_call_id in asked:
-            name, args = asked[m.tool_call_id]
-            if name == answer_tool or (m.status == "error" and text_of(m).startswith(NOT_RUN)):
-                continue  # the answer, or a call the budget refused: neither was made
-            records.append(
-                ToolCallRecord(m.tool_call_id, name, args, m.status != "error", text_of(m))
-            )
-    return records
+    """Every tool call and its output; the final answer (a tool call too) and the calls the
+    budget refused were not calls made."""
+    return [
+        ToolCallRecord(r.call_id, r.name, r.args, r.ok, r.text)
+        for r in Transcript.of(messages).results
+        if r.name != answer_tool and not (not r.ok and r.text.startswith(NOT_RUN))
+    ]
 
 
 async def run_agent(
