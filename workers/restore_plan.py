@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.baseline_diff import flat_rules
+from workers.baseline_diff import network_diff
 from workers.baselines import Baseline
 from workers.proposal import Concern
 from workers.remediation import FROM_BASELINE, ApiCall, ProposedCall
@@ -113,17 +113,11 @@ def _concurrency(want: Baseline, now: Baseline) -> list[ProposedCall]:
 
 
 def _network(want: Baseline, now: Baseline) -> list[ProposedCall]:
-    live = {g.group_id: g for g in now.security_groups}
     calls = []
-    for group in want.security_groups:
-        current = live.get(group.group_id)
-        have = flat_rules(current.egress) if current else []
-        wanted = flat_rules(group.egress)
-        extra = [r for r in have if r not in wanted]
-        missing = [r for r in wanted if r not in have]
+    for group in network_diff(want, now).groups:
         for rules, do, undo in (
-            (extra, "RevokeSecurityGroupEgress", "AuthorizeSecurityGroupEgress"),
-            (missing, "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress"),
+            (group.egress_extra, "RevokeSecurityGroupEgress", "AuthorizeSecurityGroupEgress"),
+            (group.egress_missing, "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress"),
         ):
             if rules:
                 params = {"GroupId": group.group_id, "IpPermissions": rules}

@@ -66,19 +66,20 @@ def _store(fleet: RunningWorld) -> IncidentStore:
     return IncidentStore(fleet.clients(Principal.OPERATOR)("dynamodb"))
 
 
+def _awaiting_approval(store: IncidentStore) -> str:
+    wait_for(
+        lambda: bool(list_incidents(store, "AWAITING_APPROVAL")), 90, "a fix awaiting approval", 0.5
+    )
+    return str(list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"])
+
+
 def test_a_fix_waits_for_a_person_and_runs_once_approved(
     fleet: RunningWorld, pager: str, tmp_path: Path
 ) -> None:
     store = _store(fleet)
     fleet.wait_healthy("data-processor")
     assert fleet.fleet("chaos", "revoke", "--target", "s3").returncode == 0
-    wait_for(
-        lambda: any(i["status"] == "AWAITING_APPROVAL" for i in list_incidents(store)),
-        90,
-        "a fix awaiting approval",
-        0.5,
-    )
-    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
+    incident_id = _awaiting_approval(store)
     shown = fleet.fleet("incidents", "show", incident_id)
     assert "awaiting approval until" in shown.stdout and "iam:PutRolePolicy" in shown.stdout
     request = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)["approval"]
@@ -121,13 +122,7 @@ def test_a_rejected_fix_runs_nothing_and_escalates(fleet: RunningWorld) -> None:
     store = _store(fleet)
     fleet.wait_healthy("data-processor")
     assert fleet.fleet("chaos", "throttle").returncode == 0
-    wait_for(
-        lambda: any(i["status"] == "AWAITING_APPROVAL" for i in list_incidents(store)),
-        90,
-        "a fix awaiting approval",
-        0.5,
-    )
-    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
+    incident_id = _awaiting_approval(store)
     no_reason = fleet.fleet("reject", incident_id, "--reason", "")
     assert no_reason.returncode == 1
     rejected = fleet.fleet("reject", incident_id, "--reason", "change freeze", "--as", "bob")
