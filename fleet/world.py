@@ -37,6 +37,8 @@ from workers.tables import provision_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 10.0
+# A worker that dies more often than this is crash-looping: it is left down, and reported.
+MAX_RESTARTS_PER_MINUTE = 5
 
 
 class WorldError(FleetError):
@@ -317,15 +319,22 @@ class World:
         ECS would); another child's death is reported; the emulator's ends the world (1)."""
         reported: set[str] = set()
         restartable = {service.name: service for service in self.fleet_services()}
+        restarts: dict[str, list[float]] = {}
         while not self.stop_event.wait(0.5):
             for name, proc in list(self.processes.items()):
                 if proc.poll() is None or name in reported:
                     continue
-                if name in restartable and not self.stop_event.is_set():
+                recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
+                if name in restartable and len(recent) < MAX_RESTARTS_PER_MINUTE:
+                    if self.stop_event.is_set():
+                        continue
                     self.echo(f"{name} exited with {proc.returncode}; starting it again")
+                    restarts[name] = [*recent, time.monotonic()]
                     self._spawn(restartable[name])
                     self.write_world_file()
                     continue
+                if name in restartable:  # crash-looping: leave it down, and say so
+                    self.echo(f"{name} exited {len(recent)} times within a minute; not restarted")
                 reported.add(name)
                 self.echo(
                     f"{name} exited with {proc.returncode}; see {self.settings.log_dir}/{name}.log"

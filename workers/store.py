@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,14 +130,22 @@ class IncidentStore:
             items.extend(from_item(i) for i in page["Items"])
         return items
 
-    def by_status(self, status: IncidentStatus) -> list[dict[str, Any]]:
+    def by_status(
+        self, status: IncidentStatus, updated_since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Incidents in a status (only those updated since a time, if given: the index is
+        ordered by update time, so a long history costs nothing)."""
+        condition, values = "#s = :s", {":s": status.value}
+        if updated_since:
+            condition += " AND updated_at >= :since"
+            values[":since"] = updated_since
         items: list[dict[str, Any]] = []
         for page in self.ddb.get_paginator("query").paginate(
             TableName=INCIDENT_STATE.name,
             IndexName="by-status",
-            KeyConditionExpression="#s = :s",
+            KeyConditionExpression=condition,
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=to_item({":s": status.value}),
+            ExpressionAttributeValues=to_item(values),
         ):
             items.extend(from_item(i) for i in page["Items"])
         return items
@@ -508,6 +517,30 @@ class IncidentStore:
             (i["item"], EventEnvelope.model_validate_json(i["event"]))
             for i in self.context(incident_id, OUTBOX_PREFIX)
         ]
+
+    def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
+        """Take an outbox item for publishing, unless someone else is publishing it now.
+
+        Two processes may flush one outbox at once (a handler's runtime and the next event
+        of the same incident, or the watchdog): the lease makes one of them publish. If the
+        holder dies before clearing the item, the lease runs out and the item is published
+        later: at least once, and in the common case exactly once."""
+        now = time.time()
+        try:
+            self.ddb.update_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Key=to_item({"incident_id": incident_id, "item": item}),
+                UpdateExpression="SET leased_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(#item) AND "
+                    "(attribute_not_exists(leased_until) OR leased_until < :now)"
+                ),
+                ExpressionAttributeNames={"#item": "item"},
+                ExpressionAttributeValues=to_item({":until": now + lease_s, ":now": now}),
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def clear_event(self, incident_id: str, item: str) -> None:
         self.ddb.delete_item(

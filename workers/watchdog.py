@@ -5,7 +5,7 @@
   ESCALATED; either way a person is paged.
 - An approval request past its TTL: ESCALATED (the fix did not run).
 - A DLQ deeper than when last reported: one report on incident-approvals per increase.
-- An outbox left unpublished (a CLI decision that died before publishing): published.
+- An outbox left unpublished (its writer died, or a CLI decision did): published.
 
 The schedule is a tick message on its queue every few seconds: the local scheduler in
 the embedded world, EventBridge Scheduler in AWS.
@@ -13,7 +13,7 @@ the embedded world, EventBridge Scheduler in AWS.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -24,6 +24,7 @@ from queues.outbox import flush_outbox
 from queues.topology import EventType, build_topology
 from workers.approvals import APPROVAL_ITEM, ApprovalRequest
 from workers.lifecycle import IncidentStatus as S
+from workers.state_machine import TERMINAL
 
 log = structlog.get_logger()
 PRODUCER = "watchdog"
@@ -38,8 +39,11 @@ WORKING = (
     S.EXECUTING,
     S.VERIFYING,
 )
-# An outbox older than this was left behind (the runtime publishes within a second).
-OUTBOX_GRACE_S = 30
+# An outbox older than this was left behind (the runtime publishes within a second, or
+# when its handler returns; a lease on an item lasts 30 s). Incidents quiet for longer
+# than the horizon have long been flushed.
+OUTBOX_GRACE_S = 45
+OUTBOX_HORIZON_S = 3600
 
 
 def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
@@ -63,19 +67,29 @@ def _age_s(stamp: str, now: datetime) -> float:
 
 def tick(ctx: HandlerContext) -> None:
     now = datetime.now(UTC)
-    for status in WORKING:
-        for incident in ctx.store.by_status(status):
-            _check_stale(ctx, incident, status, now)
-    for incident in ctx.store.by_status(S.AWAITING_APPROVAL):
-        _check_approval(ctx, incident, now)
+    horizon = (now - timedelta(seconds=OUTBOX_HORIZON_S)).isoformat()
+    for status in S:
+        # Every open incident; of the closed ones, only those recently closed.
+        since = horizon if status in TERMINAL else None
+        for incident in ctx.store.by_status(status, since):
+            _flush_left_behind(ctx, incident, now)
+            if status in WORKING:
+                _check_stale(ctx, incident, status, now)
+            elif status == S.AWAITING_APPROVAL:
+                _check_approval(ctx, incident, now)
     _check_dead_letters(ctx)
+
+
+def _flush_left_behind(ctx: HandlerContext, incident: dict[str, Any], now: datetime) -> None:
+    """Publish an outbox its writer left behind (it died, or a CLI decision did)."""
+    age = _age_s(incident["updated_at"], now)
+    if OUTBOX_GRACE_S < age < OUTBOX_HORIZON_S and ctx.publisher is not None:
+        flush_outbox(ctx.store, ctx.publisher, incident["incident_id"])
 
 
 def _check_stale(ctx: HandlerContext, incident: dict[str, Any], status: S, now: datetime) -> None:
     incident_id = incident["incident_id"]
     age = _age_s(incident["updated_at"], now)
-    if age > OUTBOX_GRACE_S and ctx.publisher is not None:
-        flush_outbox(ctx.store, ctx.publisher, incident_id)
     if age <= ctx.settings.stale_after_s:
         return
     reason = f"stuck in {status.value} for {age:.0f}s (limit {ctx.settings.stale_after_s}s)"

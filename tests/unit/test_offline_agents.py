@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from fleet.settings import Settings
 from mcp_servers.supervisor.server import (
@@ -265,3 +265,19 @@ def test_a_claim_whose_quote_is_not_in_the_cited_output_is_dropped() -> None:
 
     nothing = finalize(draft.model_copy(update={"evidence": draft.evidence[1:]}), {}, 1, 1, 1)
     assert nothing.escalate and nothing.confidence <= 0.2
+
+
+def test_an_unreadable_metric_is_not_taken_for_health() -> None:
+    def refused(**_: Any) -> str:
+        raise ToolException("AccessDenied: cloudwatch:GetMetricStatistics")
+
+    broken = StructuredTool.from_function(
+        func=refused,
+        name="lambda_metrics",
+        description="lambda_metrics",
+        args_schema={"type": "object"},
+        handle_tool_error=True,
+    )
+    run, diagnosis = diagnose([broken, *tools(recent_log_events=logs())])
+    assert diagnosis is not None and run.calls[0].ok is False
+    assert diagnosis.fault_types == [] and diagnosis.escalate

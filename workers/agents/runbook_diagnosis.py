@@ -63,7 +63,7 @@ def _total(metrics: Any, name: str, since: str, statistic: str = "Sum") -> float
 
 
 def _metric_pattern(name: str) -> str:
-    return rf'"metric":\s*"{name}",\s*"statistic":\s*"Sum",\s*"total":\s*[0-9.]+'
+    return rf'"metric":\s*"{name}",\s*"statistic":\s*"Sum",\s*"total":\s*(?:null|[0-9.]+)'
 
 
 def _error_lines(result: ToolResult, since: str) -> list[str]:
@@ -195,14 +195,19 @@ def diagnose(t: Transcript) -> Step:
             step = _explain(t, fn, metrics, logs, lines[-1], findings)
             if step is not None:
                 return step
-        elif errors == 0 and throttles == 0:
+        elif errors == 0 and throttles == 0 and m is not None:
+            # Healthy only on evidence: the metrics were read (a failed read proves nothing).
             findings.append(
                 Finding(
                     FaultType.NONE,
-                    "no errors or throttles in the last minutes and no error in the logs",
+                    "no errors or throttles since the symptom began and no error in the logs",
                     0.8,
                     _cite(metrics, "no invocation failed", _metric_pattern("Errors"))
-                    + _cite(logs, "no error line in the logs", r'"matched":\s*0\b'),
+                    + _cite(
+                        logs,
+                        "the logs were read: no error line since the symptom began",
+                        r'"matched":\s*\d+',
+                    ),
                 )
             )
     if not findings:
