@@ -281,6 +281,7 @@ class GameDay:
         return f"{dead} dead letter(s): {reasons}"
 
     def run(self) -> GameDayResult:
+        self.log("waiting for the workload to run cleanly")
         self.wait_healthy()
         self.write_log_lines()
         since = datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -29,8 +29,6 @@ def run_demo() -> int:
     say("starting the embedded world and the fleet (emulator, workload, MCP servers, workers)")
     with fresh_world({"target_count": scenario.targets, **scenario.settings}, say) as settings:
         gameday = GameDay(scenario, settings, say)
-        say("waiting for healthy runs of data-processor")
-        gameday.wait_healthy()
         result = gameday.run()
         print()
         if result.incident_id:
