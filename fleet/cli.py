@@ -330,6 +330,86 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from queues.dlq import DeadLetters
+    from queues.tail import snapshot
+    from queues.topology import build_topology
+
+    clients = Clients(Principal.CONSOLE, settings)
+    topology = build_topology(settings)
+    letters = DeadLetters(
+        clients("sqs"), clients("dynamodb"), topology, settings.dlq_move_visibility_s
+    )
+    if args.action == "list":
+        queues = snapshot(clients, topology).queues
+        if args.json:
+            _emit_json([q.model_dump() for q in queues])
+            return 0
+        header = ("queue", "visible", "in flight", "delayed", "dlq", "depth")
+        print("{:<12} {:>7} {:>9} {:>7}   {:<16} {:>5}".format(*header))
+        for q in queues:
+            print(
+                f"{q.queue:<12} {q.visible:>7} {q.in_flight:>9} {q.delayed:>7}   "
+                f"{q.dlq:<16} {q.dlq_visible:>5}"
+            )
+        return 0
+    if not args.queue:
+        raise UsageError(
+            f"`fleet dlq {args.action}` needs a queue: {', '.join(letters.dlq_names())}"
+        )
+    if args.action == "peek":
+        found = letters.peek(args.queue, args.limit)
+        if args.json:
+            _emit_json([d.model_dump() for d in found])
+            return 0
+        if not found:
+            print(f"{letters.resolve(args.queue)[0]} is empty")
+        for d in found:
+            print(
+                f"{d.message_id}  {d.event_type or '-'}  incident {d.incident_id or '-'}  "
+                f"received {d.receive_count}x  sent {d.sent_at}"
+            )
+            print(
+                f"  failed in {d.failed_stage or d.source_queue}: {d.error_class or '?'}: "
+                f"{d.failure_reason or 'no reason recorded (moved by the redrive policy)'}"
+            )
+            print("  " + d.body.replace("\n", "\n  "))
+        return 0
+    if args.action == "purge":
+        if not args.yes:
+            raise UsageError(
+                f"purging deletes every message in {letters.resolve(args.queue)[0]} for good: "
+                "add --yes to confirm"
+            )
+        print(
+            f"purged {letters.purge(args.queue)} message(s) from {letters.resolve(args.queue)[0]}"
+        )
+        return 0
+
+    def progress(moved: int, total: int | None) -> None:
+        print(
+            f"\r  moved {moved}/{total if total is not None else '?'}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    ids = [i for part in args.ids or [] for i in part.split(",") if i]
+    result = letters.redrive(args.queue, args.to, ids or None, args.rate, progress)
+    print(file=sys.stderr)
+    if args.json:
+        _emit_json(result.model_dump())
+    else:
+        print(
+            f"{result.moved} message(s) moved from {result.queue} to {result.destination} "
+            f"({result.method}); {result.failed} failed"
+            + (f"; not found: {', '.join(result.not_found)}" if result.not_found else "")
+        )
+    return 0 if not result.failed and not result.not_found else 1
+
+
 def cmd_gameday(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -598,6 +678,17 @@ def build_parser() -> argparse.ArgumentParser:
     reject.add_argument("--reason", required=True)
     reject.add_argument("--as", dest="as_", help="who rejects (default: $USER)")
     reject.set_defaults(digest=None, yes=True, only=None, func=cmd_decide)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list the queues, peek, redrive, purge")
+    dlq.add_argument("action", choices=["list", "peek", "redrive", "purge"])
+    dlq.add_argument("queue", nargs="?", help="a stage, its queue or its DLQ")
+    dlq.add_argument("--to", help="redrive: to this queue instead of the source")
+    dlq.add_argument("--ids", nargs="+", help="redrive: only these message ids")
+    dlq.add_argument("--rate", type=float, help="redrive: at most N messages per second")
+    dlq.add_argument("--limit", type=int, default=100, help="peek: at most N messages")
+    dlq.add_argument("--yes", action="store_true", help="purge: confirm")
+    dlq.add_argument("--json", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
 
     gameday = sub.add_parser(
         "gameday", help="run game-day scenarios, each on a fresh world with the whole fleet"

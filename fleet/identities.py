@@ -214,6 +214,12 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     "RedriveDeadLetters",
                 ),
                 allow(["sns:Publish"], [events], "PublishDecisions"),
+                # The runtime's per-stage counters, shown beside the queues.
+                allow(
+                    ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],
+                    "*",
+                    "ReadCounters",
+                ),
                 *_incident_store(a),
             ]
         case Principal.OPERATOR:

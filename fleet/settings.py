@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     dlq_retention_s: int = Field(default=14 * 24 * 3600)
 
     tail_refresh_s: float = Field(default=1.0, gt=0)
+    # The DLQ mover holds a message this long while copying it (back in the DLQ after it,
+    # if the mover dies).
+    dlq_move_visibility_s: int = Field(default=60, ge=1, le=43200)
 
     # The worker runtime (queues/consumer.py).
     worker_wait_time_s: int = Field(default=20, ge=0, le=20)
