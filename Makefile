@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced
 
 .PHONY: help demo test test-unit test-integration lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
-        chaos-timeout chaos-restore chaos-status tail-queues bench gameday clean
+        chaos-timeout chaos-restore chaos-status tail-queues console bench gameday clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ chaos-restore: $(STAMP) ## put every function back to its baseline
 
 chaos-status: $(STAMP) ## each function against its baseline, and its last runs
 	$(FLEET) chaos status $(FUNCTION_ARG)
+
+console: $(STAMP) ## serve the web console on 127.0.0.1:8088 (CONSOLE_TOKEN, or one is printed)
+	$(FLEET) console
 
 tail-queues: $(STAMP) ## live queue depths and incidents (Ctrl-C to leave)
 	$(FLEET) tail

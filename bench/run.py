@@ -18,17 +18,9 @@ from rich.table import Table
 from bench.runtime import runtime_overhead, storm
 from fleet import structured_logging
 from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, World, port_in_use
+from fleet.world import PROJECT_ROOT, World, free_port, port_in_use
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _commit() -> str:
@@ -46,14 +38,17 @@ def run(messages: int = 300, rounds: int = 3, alerts: int = 500, storm_workers: 
     # The runtime under test logs like a worker would, to stderr; only warnings here, so
     # the terminal does not become part of what is measured.
     structured_logging.configure("bench", level=logging.WARNING)
-    port = _free_port()
+    port = free_port()
     assert not port_in_use("127.0.0.1", port)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as state:
         settings = Settings(
             state_dir=Path(state),
             emulator_port=port,
-            mcp_supervisor_port=_free_port(),
-            mcp_resolver_port=_free_port(),
+            mcp_supervisor_port=free_port(),
+            mcp_resolver_port=free_port(),
+            console_port=free_port(),
+            # The storm and the overhead run their own workers.
+            run_workers=False,
             target_count=1,
             worker_wait_time_s=1,
             worker_concurrency=10,

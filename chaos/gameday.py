@@ -134,6 +134,7 @@ def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterat
             "emulator_port": free_port(),
             "mcp_supervisor_port": free_port(),
             "mcp_resolver_port": free_port(),
+            "console_port": free_port(),
             **GAMEDAY_SETTINGS,
             **overrides,
         }

@@ -330,6 +330,40 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    import uvicorn
+
+    from console.app import build_app
+    from fleet import structured_logging
+    from fleet.aws import Clients
+    from fleet.principals import Principal
+    from fleet.service_process import stop_when_orphaned
+
+    structured_logging.configure("console")
+    if args.port:
+        settings = settings.model_copy(update={"console_port": args.port})
+    token, source = settings.console_token, "CONSOLE_TOKEN"
+    if not token and settings.console_token_file.exists():
+        token, source = (
+            settings.console_token_file.read_text().strip(),
+            str(settings.console_token_file),
+        )
+    url = f"http://{settings.console_host}:{settings.console_port}"
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"console on {url}; token (generated, set CONSOLE_TOKEN to choose): {token}")
+    else:
+        print(f"console on {url}; token from {source}")
+    sys.stdout.flush()
+    if settings.launcher_pid:
+        stop_when_orphaned(settings.launcher_pid)
+    app = build_app(settings, Clients(Principal.CONSOLE, settings), token)
+    uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level="warning")
+    return 0
+
+
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from fleet.aws import Clients
     from fleet.principals import Principal
@@ -679,6 +713,10 @@ def build_parser() -> argparse.ArgumentParser:
     reject.add_argument("--as", dest="as_", help="who rejects (default: $USER)")
     reject.set_defaults(digest=None, yes=True, only=None, func=cmd_decide)
 
+    console = sub.add_parser("console", help="serve the web console (queues, DLQs, incidents)")
+    console.add_argument("--port", type=int, help="default FLEET_CONSOLE_PORT or 8088")
+    console.set_defaults(func=cmd_console)
+
     dlq = sub.add_parser("dlq", help="dead letters: list the queues, peek, redrive, purge")
     dlq.add_argument("action", choices=["list", "peek", "redrive", "purge"])
     dlq.add_argument("queue", nargs="?", help="a stage, its queue or its DLQ")
@@ -709,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Long-running processes configure their own JSON logs.
-SERVICES = frozenset({"up", "worker", "mcp"})
+SERVICES = frozenset({"up", "worker", "mcp", "console"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

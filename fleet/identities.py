@@ -213,7 +213,9 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     a.all_queues(),
                     "RedriveDeadLetters",
                 ),
-                allow(["sns:Publish"], [events], "PublishDecisions"),
+                allow(["sns:Publish"], [events, a.topic(Topic.APPROVALS)], "PublishDecisions"),
+                # The approvals page shows each pending fix against the live function.
+                *_diagnostic_reads(a),
                 # The runtime's per-stage counters, shown beside the queues.
                 allow(
                     ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],

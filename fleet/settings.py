@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     # Whether `fleet up` starts the four stage workers (and the watchdog's scheduler).
     run_workers: bool = True
 
+    # The console (console/): where it listens, and the token every page and action needs
+    # (CONSOLE_TOKEN; unset, one is generated and printed at start).
+    console_host: str = "127.0.0.1"
+    console_port: int = 8088
+    console_token: str | None = Field(default=None, validation_alias="CONSOLE_TOKEN", repr=False)
+    console_refresh_s: float = Field(default=2.0, gt=0)
+
     # The incident store: alerts for one resource and fault signature within this window
     # belong to one incident.
     incident_window_s: int = Field(default=1800, ge=60)
@@ -157,6 +164,10 @@ class Settings(BaseSettings):
                 f"no MCP API key: set MCP_API_KEY or start the world (`fleet up`), which "
                 f"writes one to {self.mcp_api_key_file}"
             ) from None
+
+    @property
+    def console_token_file(self) -> Path:
+        return self.state_dir / "console-token"
 
     @property
     def log_dir(self) -> Path:

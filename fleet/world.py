@@ -213,6 +213,11 @@ class World:
                 f"port {s.emulator_port} on {s.emulator_host} is in use: free it, or choose "
                 "another with --port or FLEET_EMULATOR_PORT"
             )
+        if port_in_use(s.console_host, s.console_port):
+            raise WorldError(
+                f"port {s.console_port} on {s.console_host} (the console) is in use: free it, "
+                "or choose another with FLEET_CONSOLE_PORT"
+            )
         for server, port in self.mcp_servers():
             if port_in_use(s.mcp_host, port):
                 raise WorldError(
@@ -278,13 +283,23 @@ class World:
                 30,
                 f"the {server} MCP server on {s.mcp_host}:{port}",
             )
+        if not s.console_token:  # generated once per world, beside its other secrets
+            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
+        self._spawn(ServiceProcess("console", [sys.executable, "-m", "fleet.cli", "console"]))
+        wait_for(
+            functools.partial(self._healthy, s.console_host, s.console_port),
+            30,
+            f"the console on {s.console_host}:{s.console_port}",
+        )
         if s.run_workers:
             for service in self.fleet_services():
                 self._spawn(service)
         self.write_world_file()
         self.echo(
             f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
-            f"{s.target_interval_s:g}s; logs in {s.log_dir}/; Ctrl-C or `fleet down` stops it"
+            f"{s.target_interval_s:g}s; console on http://{s.console_host}:{s.console_port} "
+            f"(token: CONSOLE_TOKEN or {s.console_token_file}); logs in {s.log_dir}/; "
+            "Ctrl-C or `fleet down` stops it"
         )
 
     def fleet_services(self) -> list[ServiceProcess]:
@@ -349,6 +364,7 @@ class World:
             self.settings.world_file,
             self.settings.credentials_file,
             self.settings.mcp_api_key_file,
+            self.settings.console_token_file,
         ):
             path.unlink(missing_ok=True)
 

@@ -321,7 +321,26 @@ class DeadLetters:
         }
         self.sqs.send_message(QueueUrl=target, MessageBody=m["Body"], MessageAttributes=attributes)
 
-    # ------------------------------------------------------------------ purge
+    # ------------------------------------------------------------------ delete, purge
+
+    def delete(self, name: str, ids: list[str]) -> tuple[int, list[str]]:
+        """Delete the chosen dead letters for good: (deleted, ids not found)."""
+        dlq, _ = self.resolve(name)
+        url, wanted = self.url(dlq), set(ids)
+        deleted: set[str] = set()
+        others: dict[str, dict[str, Any]] = {}
+        empty_rounds = 0
+        while wanted - deleted and empty_rounds < 2:
+            batch = self._receive(url, PEEK_VISIBILITY_S)
+            empty_rounds = 0 if batch else empty_rounds + 1
+            for m in batch:
+                if m["MessageId"] in wanted:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                    deleted.add(m["MessageId"])
+                else:
+                    others[m["MessageId"]] = m
+        self._hand_back(url, list(others.values()))
+        return len(deleted), sorted(wanted - deleted)
 
     def purge(self, name: str) -> int:
         dlq, _ = self.resolve(name)

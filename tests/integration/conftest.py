@@ -121,6 +121,7 @@ def world_overrides(state_dir: Path, **more: Any) -> dict[str, Any]:
         "emulator_port": free_port(),
         "mcp_supervisor_port": free_port(),
         "mcp_resolver_port": free_port(),
+        "console_port": free_port(),
         "target_count": TARGETS,
         **FAST_QUEUES,
         **more,
