@@ -36,13 +36,19 @@ SCENARIOS ?= scenarios/*.yaml
 gameday: $(STAMP) ## run game-day scenarios, each on a fresh world (SCENARIOS=files)
 	$(FLEET) gameday --scenario $(SCENARIOS)
 
-test: $(STAMP) lint typecheck ## lint, type-check, and run every test (starts its own emulator)
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@# The console's browser tests drive Debian's Chromium: no tool can download a browser here.
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+test: $(STAMP) $(CHROMIUM) lint typecheck ## lint, type-check, and run every test (starts its own emulator, installs Chromium if missing)
 	$(VENV)/bin/pytest
 
 test-unit: $(STAMP) ## unit tests only (no emulator)
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: $(STAMP) ## integration tests against the moto server over HTTP
+test-integration: $(STAMP) $(CHROMIUM) ## integration tests against the moto server over HTTP
 	$(VENV)/bin/pytest tests/integration
 
 lint: $(STAMP) ## ruff

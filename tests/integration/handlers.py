@@ -10,7 +10,7 @@ import os
 import time
 import uuid
 
-from queues.consumer import HandlerContext
+from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType
 from workers.lifecycle import IncidentStatus
@@ -71,3 +71,14 @@ def intake(event: EventEnvelope, ctx: HandlerContext) -> None:
 
     if event.event_type != EventType.OPENED:
         handle_alert(event, ctx)
+
+
+BUG_FILE = "handler-bug"
+
+
+def buggy_until_fixed(event: EventEnvelope, ctx: HandlerContext) -> None:
+    """Fails for good while the state directory holds a bug file (a bug in the handler);
+    once it is removed (the fix deployed), records its run like `slow`."""
+    if (ctx.settings.state_dir / BUG_FILE).exists():
+        raise NonRetryableError(f"KeyError: 'records' in batch {event.payload.get('probe')}")
+    ctx.store.put_context(event.payload["probe"], f"run#{uuid.uuid4()}", {"pid": os.getpid()})

@@ -1,0 +1,194 @@
+"""The console in a real headless browser (Debian's Chromium, driven by Playwright), as an
+operator uses it during an incident. Each test saves a screenshot of every page it visits
+in its own output folder."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from fleet.principals import Principal
+from fleet.world import PROJECT_ROOT, terminate, wait_for
+from queues.events import new_event
+from queues.topology import EventType
+from tests.integration.conftest import RunningWorld, running_world, world_overrides
+from tests.integration.handlers import BUG_FILE
+from workers.incident_report import list_incidents
+from workers.store import IncidentStore
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, without a sandbox; and nothing that reaches for Google's hosts on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def _console(world: RunningWorld) -> str:
+    return f"http://{world.settings.console_host}:{world.settings.console_port}"
+
+
+def _log_in(chromium: Browser, world: RunningWorld, shots: Path) -> Page:
+    page = chromium.new_context().new_page()
+    page.goto(_console(world) + "/queues")
+    expect(page.locator("#token")).to_be_visible()  # the login form, not the queues
+    page.screenshot(path=str(shots / "login.png"))
+    page.fill("#token", world.settings.console_token_file.read_text().strip())
+    page.click("#login")
+    expect(page.locator("#queues")).to_be_visible()
+    page.screenshot(path=str(shots / "queues.png"))
+    return page
+
+
+def _sqs(world: RunningWorld) -> Any:
+    return world.clients(Principal.ADMIN)("sqs")
+
+
+def _drain(world: RunningWorld, name: str) -> None:
+    sqs = _sqs(world)
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
+    world: RunningWorld, chromium: Browser, tmp_path: Path
+) -> None:
+    for name in ("critic", "critic-dlq"):
+        _drain(world, name)
+    bug = world.settings.state_dir / BUG_FILE
+    bug.write_text("the handler cannot read this batch")
+    store = IncidentStore(world.clients(Principal.ADMIN)("dynamodb"))
+    probe = f"probe-{tmp_path.name}"
+    event = new_event(EventType.PROPOSED, "test", {"probe": probe})
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fleet.cli",
+                "worker",
+                "critic",
+                "--handler",
+                "tests.integration.handlers:buggy_until_fixed",
+            ],
+            cwd=PROJECT_ROOT,
+            env=world.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        sqs = _sqs(world)
+        sqs.send_message(
+            QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"],
+            MessageBody=event.model_dump_json(),
+        )
+        page = _log_in(chromium, world, tmp_path)
+        expect(page.locator('tr[data-queue="critic"] [data-field="dlq_visible"]')).to_have_text(
+            "1", timeout=30_000
+        )  # the queues page refreshes itself
+        page.click('a[href="/dlq/critic-dlq"]')
+        row = page.locator("tr.letter")
+        expect(row).to_have_count(1)
+        expect(row.locator(".reason")).to_contain_text("KeyError: 'records'")
+        expect(row.locator(".reason")).to_contain_text("NonRetryableError")
+        expect(row).to_contain_text("incident.proposed")
+        page.screenshot(path=str(tmp_path / "dead-letters.png"), full_page=True)
+
+        bug.unlink()  # the fix is deployed
+        row.locator("input.pick").check()
+        page.click("#redrive")
+        expect(page.locator("#status")).to_have_text("done", timeout=30_000)
+        expect(page.locator("#result")).to_contain_text("1 moved")
+        page.screenshot(path=str(tmp_path / "redrive.png"))
+        wait_for(lambda: bool(store.context(probe, "run#")), 60, "the redriven message handled")
+        page.goto(_console(world) + "/dlq/critic-dlq")
+        expect(page.locator("#empty")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "dead-letters-after.png"))
+    finally:
+        bug.unlink(missing_ok=True)
+        terminate([worker], 30)
+
+
+def test_a_script_in_a_payload_is_shown_as_text_and_never_runs(
+    world: RunningWorld, chromium: Browser, tmp_path: Path
+) -> None:
+    _drain(world, "watchdog-dlq")
+    payload = '<script>window.__owned = 1</script><img src=x onerror="window.__owned = 2">'
+    sqs = _sqs(world)
+    sqs.send_message(
+        QueueUrl=sqs.get_queue_url(QueueName="watchdog-dlq")["QueueUrl"], MessageBody=payload
+    )
+    page = _log_in(chromium, world, tmp_path)
+    page.goto(_console(world) + "/dlq/watchdog-dlq")
+    expect(page.locator("pre.payload")).to_have_text(payload)
+    assert page.evaluate("window.__owned") is None
+    assert page.locator("pre.payload script, pre.payload img").count() == 0
+    page.screenshot(path=str(tmp_path / "script-payload.png"), full_page=True)
+    _drain(world, "watchdog-dlq")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    overrides = world_overrides(
+        tmp_path_factory.mktemp("approvals"), target_count=1, require_human_approval=True
+    )
+    with running_world(overrides) as world:
+        yield world
+
+
+def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
+    fleet: RunningWorld, chromium: Browser, tmp_path: Path
+) -> None:
+    store = IncidentStore(fleet.clients(Principal.OPERATOR)("dynamodb"))
+    fleet.wait_healthy("data-processor")
+    assert fleet.fleet("chaos", "revoke", "--target", "s3").returncode == 0
+    wait_for(
+        lambda: bool(list_incidents(store, "AWAITING_APPROVAL")), 90, "a fix awaiting approval", 0.5
+    )
+    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
+
+    page = _log_in(chromium, fleet, tmp_path)
+    page.click('a[href="/approvals"]')
+    card = page.locator(f'.approval[data-incident="{incident_id}"]')
+    expect(card).to_contain_text("iam")
+    expect(card).to_contain_text("PutRolePolicy")
+    page.screenshot(path=str(tmp_path / "approvals.png"), full_page=True)
+    card.locator("input.approver").fill("dana")
+    card.locator("button.approve").click()
+    expect(page.locator(".result")).to_contain_text("approved by dana (console)")
+
+    wait_for(
+        lambda: (store.get(incident_id) or {}).get("status") == "RESOLVED", 90, "RESOLVED", 0.5
+    )
+    page.goto(_console(fleet) + f"/incidents/{incident_id}")
+    expect(page.locator("#status")).to_have_text("RESOLVED")
+    expect(page.locator("#approval")).to_contain_text("approved by dana (console)")
+    expect(page.locator("#actions")).to_contain_text("PutRolePolicy")
+    page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+    page.click('a[href="/incidents"]')
+    expect(page.locator(f'tr[data-incident="{incident_id}"] .status')).to_have_text("RESOLVED")
+    page.screenshot(path=str(tmp_path / "incidents.png"))
