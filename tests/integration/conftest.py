@@ -178,3 +178,38 @@ def sns_messages(sqs: Any, queue: str, max_rounds: int = 3) -> list[dict[str, An
             bodies.append(json.loads(m["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return bodies
+
+
+HANDLERS = "tests.integration.handlers"
+
+
+@dataclass
+class Workers:
+    world: RunningWorld
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, stage: str, handler: str | None = None) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "fleet.cli", "worker", stage]
+        if handler:
+            argv += ["--handler", f"{HANDLERS}:{handler}"]
+        log = self.log_dir / f"{stage}-{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                argv, cwd=PROJECT_ROOT, env=self.world.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.procs.append(proc)
+        wait_for(
+            lambda: b'"consuming"' in log.read_bytes() or proc.poll() is not None,
+            30,
+            f"the {stage} worker to start",
+        )
+        assert proc.poll() is None, log.read_text()
+        return proc
+
+
+@pytest.fixture
+def workers(world: RunningWorld, tmp_path: Path) -> Iterator[Workers]:
+    w = Workers(world, tmp_path)
+    yield w
+    terminate(w.procs, 15)

@@ -5,8 +5,6 @@ in its own output folder."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from fleet.principals import Principal
-from fleet.world import PROJECT_ROOT, terminate, wait_for
+from fleet.world import wait_for
 from queues.events import new_event
 from queues.topology import EventType
-from tests.integration.conftest import RunningWorld, running_world, world_overrides
+from tests.integration.conftest import RunningWorld, Workers, running_world, world_overrides
 from tests.integration.handlers import BUG_FILE
 from workers.incident_report import list_incidents
 from workers.store import IncidentStore
@@ -75,7 +73,7 @@ def _drain(world: RunningWorld, name: str) -> None:
 
 
 def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
-    world: RunningWorld, chromium: Browser, tmp_path: Path
+    world: RunningWorld, workers: Workers, chromium: Browser, tmp_path: Path
 ) -> None:
     for name in ("critic", "critic-dlq"):
         _drain(world, name)
@@ -84,22 +82,7 @@ def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
     store = IncidentStore(world.clients(Principal.ADMIN)("dynamodb"))
     probe = f"probe-{tmp_path.name}"
     event = new_event(EventType.PROPOSED, "test", {"probe": probe})
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fleet.cli",
-                "worker",
-                "critic",
-                "--handler",
-                "tests.integration.handlers:buggy_until_fixed",
-            ],
-            cwd=PROJECT_ROOT,
-            env=world.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    workers.start("critic", "buggy_until_fixed")
     try:
         sqs = _sqs(world)
         sqs.send_message(
@@ -130,7 +113,6 @@ def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
         page.screenshot(path=str(tmp_path / "dead-letters-after.png"))
     finally:
         bug.unlink(missing_ok=True)
-        terminate([worker], 30)
 
 
 def test_a_script_in_a_payload_is_shown_as_text_and_never_runs(

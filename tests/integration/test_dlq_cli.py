@@ -14,7 +14,7 @@ import pytest
 
 from fleet.principals import Principal
 from fleet.world import PROJECT_ROOT, terminate, wait_for
-from tests.integration.conftest import RunningWorld
+from tests.integration.conftest import RunningWorld, Workers
 
 
 def _sqs(world: RunningWorld) -> Any:
@@ -54,21 +54,13 @@ def empty(world: RunningWorld) -> RunningWorld:
 
 
 def test_a_poison_message_is_seen_with_its_reason_and_peeking_takes_nothing(
-    empty: RunningWorld, tmp_path: Any
+    empty: RunningWorld, workers: Workers
 ) -> None:
     world = empty
     _sqs(world).send_message(QueueUrl=_url(world, "critic"), MessageBody="<script>{")
-    with open(tmp_path / "critic.log", "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli", "worker", "critic"],
-            cwd=PROJECT_ROOT,
-            env=world.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for(lambda: _depth(world, "critic-dlq")[0] == 1, 60, "the poison message in the DLQ")
-    finally:
+    workers.start("critic")
+    wait_for(lambda: _depth(world, "critic-dlq")[0] == 1, 60, "the poison message in the DLQ")
+    for worker in workers.procs:  # nothing may take the dead letter back now
         terminate([worker], 30)
 
     peeks = [json.loads(world.fleet("dlq", "peek", "critic", "--json").stdout) for _ in range(2)]

@@ -10,7 +10,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,43 +20,9 @@ from fleet.world import PROJECT_ROOT, terminate, wait_for
 from queues.events import new_event
 from queues.failures import FailureLog
 from queues.topology import EventType
-from tests.integration.conftest import RunningWorld
+from tests.integration.conftest import HANDLERS, RunningWorld, Workers
 from workers.lifecycle import IncidentStatus
 from workers.store import IncidentStore
-
-HANDLERS = "tests.integration.handlers"
-
-
-@dataclass
-class Workers:
-    world: RunningWorld
-    log_dir: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, stage: str, handler: str | None = None) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "fleet.cli", "worker", stage]
-        if handler:
-            argv += ["--handler", f"{HANDLERS}:{handler}"]
-        log = self.log_dir / f"{stage}-{len(self.procs)}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=self.world.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self.procs.append(proc)
-        wait_for(
-            lambda: b'"consuming"' in log.read_bytes() or proc.poll() is not None,
-            30,
-            f"the {stage} worker to start",
-        )
-        assert proc.poll() is None, log.read_text()
-        return proc
-
-
-@pytest.fixture
-def workers(world: RunningWorld, tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(world, tmp_path)
-    yield w
-    terminate(w.procs, 15)
 
 
 def _url(sqs: Any, queue: str) -> str:
