@@ -19,7 +19,7 @@ from fleet.world import PROJECT_ROOT, child_environment, terminate, wait_for
 from queues.consumer import Consumer, HandlerContext
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
-from workers.lifecycle import IncidentStatus
+from workers.incident_report import list_incidents
 from workers.store import IncidentStore
 
 BATCH = 10
@@ -154,7 +154,8 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
     finally:
         terminate(procs, 30)
     store = IncidentStore(admin("dynamodb"))
-    incidents = [i for i in store.by_status(IncidentStatus.RECEIVED) if i["resource"] == function]
+    # Any status: the supervisor goes on to investigate the incident it opened.
+    incidents = [i for i in list_incidents(store) if i["resource"] == function]
     dead = int(
         sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"][
             "ApproximateNumberOfMessages"
@@ -165,7 +166,7 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
         "workers": workers,
         "publish_s": round(publish_s, 2),
         "incidents_opened": len(incidents),
-        "alerts_counted": int(incidents[0]["alert_count"]) if len(incidents) == 1 else None,
+        "alerts_counted": int(incidents[0]["alerts"]) if len(incidents) == 1 else None,
         "drain_s": round(drain_s, 2),
         "dead_lettered": dead,
     }

@@ -120,8 +120,16 @@ def write_private_text(path: Path, text: str) -> None:
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    """What every child needs to find the world; no AWS credentials are inherited."""
+    """What every child needs to find the world; no AWS credentials are inherited.
+
+    Every setting the launcher was given (from its environment or, in process, by keyword)
+    is passed on as its FLEET_ variable, so a world started from code (`fleet bench`) has
+    its children on the same ports as one started from the shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    for name in sorted(settings.model_fields_set):
+        value = getattr(settings, name)
+        if value is not None and Settings.model_fields[name].validation_alias is None:
+            env[f"FLEET_{name.upper()}"] = str(value)
     env.update(
         FLEET_STATE_DIR=str(settings.state_dir.resolve()),
         FLEET_EMULATOR_PORT=str(settings.emulator_port),
