@@ -117,19 +117,20 @@ def decide(
         }
     )
     detail = {"decided_by": decided_by, "reason": reason, "calls_digest": request.calls_digest}
+    # The guarded transition first: a decision someone else took first changes nothing.
+    # The records follow; the approval's event is published only after this returns, so
+    # the resolver reads the narrowed proposal (and a crash in between leaves digests
+    # that differ: the resolver then runs nothing and escalates).
     if approve:
+        narrowed = proposal.calls
         if only_calls:
             bad = [i for i in only_calls if not 1 <= i <= len(proposal.calls)]
             if bad:
                 raise ApprovalError(f"no call number {bad} (1..{len(proposal.calls)})")
             narrowed = [proposal.calls[i - 1] for i in sorted(set(only_calls))]
-            store.put_context(incident_id, "proposal#original", proposal.model_dump(mode="json"))
-            proposal = proposal.model_copy(update={"calls": narrowed})
-            store.put_context(incident_id, "proposal", proposal.model_dump(mode="json"))
             decided.approved_calls = sorted(set(only_calls))
-        digest = calls_digest(proposal.calls)
+        digest = calls_digest(narrowed)
         detail["approved_digest"] = digest
-        store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
         if not store.transition(
             incident_id,
             S.AWAITING_APPROVAL,
@@ -139,8 +140,15 @@ def decide(
             announce=[approved_event(incident_id, digest, decided_by)],
         ):
             raise ApprovalError(f"{incident_id} was decided by someone else first")
+        if only_calls:
+            store.put_context(incident_id, "proposal#original", proposal.model_dump(mode="json"))
+            store.put_context(
+                incident_id,
+                "proposal",
+                proposal.model_copy(update={"calls": narrowed}).model_dump(mode="json"),
+            )
+        store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
         return decided
-    store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
     if not store.transition(
         incident_id,
         S.AWAITING_APPROVAL,
@@ -150,6 +158,7 @@ def decide(
         announce=[_event(EventType.REJECTED, incident_id, decided_by, detail)],
     ):
         raise ApprovalError(f"{incident_id} was decided by someone else first")
+    store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
     store.transition(
         incident_id,
         S.REJECTED,

@@ -1,0 +1,126 @@
+"""Deciding an approval, on an in-memory stand-in for the incident store: bound to the
+calls shown, narrowed never widened, used once, expired refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from queues.events import EventEnvelope
+from workers.approvals import APPROVAL_ITEM, ApprovalError, decide, new_request
+from workers.lifecycle import IncidentStatus as S
+from workers.proposal import Proposal, calls_digest
+from workers.remediation import ApiCall, ProposedCall
+from workers.state_machine import can_move
+
+INCIDENT = "inc-1"
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.status = S.AWAITING_APPROVAL
+        self.items: dict[str, dict[str, Any]] = {}
+        self.events: list[EventEnvelope] = []
+
+    def get(self, incident_id: str) -> dict[str, Any] | None:
+        return {"incident_id": incident_id, "status": self.status.value}
+
+    def get_context(self, _incident_id: str, item: str) -> dict[str, Any] | None:
+        return self.items.get(item)
+
+    def put_context(self, _incident_id: str, item: str, data: dict[str, Any], **_: Any) -> bool:
+        self.items[item] = data
+        return True
+
+    def transition(
+        self,
+        _incident_id: str,
+        expected: S,
+        new: S,
+        _actor: str,
+        _detail: dict[str, Any] | None = None,
+        announce: list[EventEnvelope] | None = None,
+    ) -> bool:
+        if self.status != expected or not can_move(expected, new):
+            return False
+        self.status = new
+        self.events += announce or []
+        return True
+
+
+def _call(n: int) -> ProposedCall:
+    params = {"FunctionName": "fn", "ReservedConcurrentExecutions": n}
+    return ProposedCall(
+        call=ApiCall(service="lambda", operation="PutFunctionConcurrency", parameters=params),
+        inverse=ApiCall(
+            service="lambda",
+            operation="DeleteFunctionConcurrency",
+            parameters={"FunctionName": "fn"},
+        ),
+    )
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    s = MemoryStore()
+    proposal = Proposal(
+        function_name="fn",
+        baseline_version=1,
+        concerns=["concurrency"],
+        calls=[_call(1), _call(2)],
+        rationale="r",
+    )
+    s.items["proposal"] = proposal.model_dump(mode="json")
+    s.items[APPROVAL_ITEM] = new_request(INCIDENT, proposal, ["a person"], 600).model_dump(
+        mode="json"
+    )
+    return s
+
+
+def _digest(store: MemoryStore) -> str:
+    return str(store.items[APPROVAL_ITEM]["calls_digest"])
+
+
+def test_an_approval_names_exactly_the_calls_and_is_used_once(store: MemoryStore) -> None:
+    shown = _digest(store)
+    decided = decide(store, INCIDENT, True, "erin (cli)", shown[:12])
+    assert decided.status == "approved" and decided.decided_by == "erin (cli)"
+    (event,) = store.events
+    assert event.payload["calls_digest"] == shown and event.payload["approved_by"] == "erin (cli)"
+    assert store.items[APPROVAL_ITEM]["status"] == "approved"
+    with pytest.raises(ApprovalError, match="not awaiting approval"):
+        decide(store, INCIDENT, True, "frank (cli)", shown)
+
+
+def test_calls_other_than_those_shown_are_refused(store: MemoryStore) -> None:
+    with pytest.raises(ApprovalError, match="not the ones shown"):
+        decide(store, INCIDENT, True, "erin", "deadbeef")
+    assert store.status == S.AWAITING_APPROVAL and not store.events
+
+
+def test_an_approver_may_narrow_never_widen(store: MemoryStore) -> None:
+    shown = _digest(store)
+    with pytest.raises(ApprovalError, match="no call number"):
+        decide(store, INCIDENT, True, "erin", shown, only_calls=[3])
+    decide(store, INCIDENT, True, "erin", shown, only_calls=[2])
+    narrowed = Proposal.model_validate(store.items["proposal"])
+    assert [c.call.parameters["ReservedConcurrentExecutions"] for c in narrowed.calls] == [2]
+    assert store.events[0].payload["calls_digest"] == calls_digest(narrowed.calls) != shown
+    assert len(Proposal.model_validate(store.items["proposal#original"]).calls) == 2
+
+
+def test_an_expired_request_cannot_be_decided(store: MemoryStore) -> None:
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
+    store.items[APPROVAL_ITEM]["expires_at"] = past
+    with pytest.raises(ApprovalError, match="expired"):
+        decide(store, INCIDENT, True, "erin", _digest(store))
+
+
+def test_a_rejection_needs_a_reason_and_escalates(store: MemoryStore) -> None:
+    with pytest.raises(ApprovalError, match="needs a reason"):
+        decide(store, INCIDENT, False, "erin", _digest(store))
+    decide(store, INCIDENT, False, "erin", _digest(store), reason="freeze")
+    assert store.status == S.ESCALATED
+    assert [e.event_type.value for e in store.events] == ["incident.rejected", "incident.escalated"]
