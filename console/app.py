@@ -47,7 +47,7 @@ from queues.publisher import Publisher
 from queues.tail import snapshot
 from queues.topology import Topic, build_topology, topic_arn
 from workers.approvals import ApprovalError, decide
-from workers.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from workers.baseline_diff import DIFFS
 from workers.baselines import BaselineStore, read_live
 from workers.incident_report import list_incidents, load_report
 from workers.lifecycle import IncidentStatus
@@ -56,12 +56,6 @@ from workers.store import IncidentStore
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PUBLIC_PATHS = frozenset({"/login", "/health"})
-DIFFS = {
-    "iam": iam_diff,
-    "concurrency": concurrency_diff,
-    "network": network_diff,
-    "configuration": config_diff,
-}
 
 
 class RequireToken:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -149,3 +150,14 @@ def config_diff(want: Baseline, now: Baseline) -> ConfigDiff:
         environment_changed=env,
         at_baseline=not (env or timeout or memory),
     )
+
+
+# What a fix may restore, one concern at a time, and how each differs from the baseline.
+Concern = Literal["iam", "concurrency", "network", "configuration"]
+DIFFS: dict[Concern, Callable[[Baseline, Baseline], Any]] = {
+    "iam": iam_diff,
+    "concurrency": concurrency_diff,
+    "network": network_diff,
+    "configuration": config_diff,
+}
+CONCERNS: tuple[Concern, ...] = tuple(DIFFS)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from workers.baseline_diff import Concern
 from workers.remediation import ProposedCall
-
-Concern = Literal["iam", "concurrency", "network", "configuration"]
 
 
 class ProposalDraft(BaseModel):

@@ -22,6 +22,7 @@ from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.agents.propose import propose
+from workers.baseline_diff import CONCERNS
 from workers.baselines import Baseline, BaselineStore, read_live
 from workers.executor import CallFailed, RefusedCall, run_call, shown
 from workers.lifecycle import IncidentStatus as S
@@ -32,7 +33,7 @@ from workers.verification import Verification, verify
 
 log = structlog.get_logger()
 PRODUCER = "resolver"
-ALL_CONCERNS: list[Concern] = ["iam", "concurrency", "network", "configuration"]
+ALL_CONCERNS: list[Concern] = list(CONCERNS)
 
 
 def handle(event: EventEnvelope, ctx: HandlerContext) -> None:

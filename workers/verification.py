@@ -8,23 +8,15 @@ its alarms are out of ALARM, and what the fix touched matches the baseline.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from workers.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from workers.baseline_diff import DIFFS, Concern
 from workers.baselines import Baseline, read_live
-from workers.proposal import Concern
 
 POLL_S = 1.0
-AT_BASELINE: dict[Concern, Callable[[Baseline, Baseline], Any]] = {
-    "iam": iam_diff,
-    "concurrency": concurrency_diff,
-    "network": network_diff,
-    "configuration": config_diff,
-}
 
 
 class Check(BaseModel):
@@ -95,7 +87,7 @@ def alarms_check(cloudwatch: Any, function: str) -> Check:
 
 def baseline_check(clients: Any, want: Baseline, concerns: list[Concern]) -> Check:
     now = read_live(clients, want.function)
-    off = [c for c in concerns if not AT_BASELINE[c](want, now).at_baseline]
+    off = [c for c in concerns if not DIFFS[c](want, now).at_baseline]
     return Check(
         name="state matches the baseline",
         ok=not off,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.agents.offline_model import Step, Transcript
-from workers.proposal import Concern
+from workers.baseline_diff import CONCERNS, Concern
 
 CONCERNS_OF: dict[str, tuple[Concern, ...]] = {
     "iam_permission_missing": ("iam",),
@@ -20,7 +20,7 @@ CONCERNS_OF: dict[str, tuple[Concern, ...]] = {
     "config_drift": ("configuration",),
     "timeout_misconfigured": ("configuration",),
 }
-ALL_CONCERNS: tuple[Concern, ...] = ("iam", "concurrency", "network", "configuration")
+ALL_CONCERNS = CONCERNS
 
 
 def _concerns(fault_types: list[str]) -> list[Concern]:
