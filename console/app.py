@@ -392,7 +392,9 @@ def build_app(settings: Settings, clients: Clients, token: str) -> Starlette:
                 secret_key=session_secret(token),
                 session_cookie="fleet_console",
                 same_site="strict",
-                https_only=False,  # 127.0.0.1; behind TLS on AWS set it (issue 7)
+                # Secure only when served over HTTPS: on plain http://127.0.0.1 a browser
+                # would drop a Secure cookie and no one could log in.
+                https_only=settings.console_https,
                 max_age=8 * 3600,
             ),
             Middleware(RequireToken, token=token),

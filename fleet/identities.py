@@ -11,25 +11,46 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import BaseModel
+
 from fleet.principals import Principal
+from fleet.protection import PROTECTED_TAG
 from fleet.provisioning import ProvisionReport, outcome
 from fleet.settings import Settings
+from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
 from queues.topology import Stage, Topic, TopologySpec, topic_arn
 from workers.tables import INCIDENT_AUDIT, TABLES, TableSpec
 
 PROTECTED_PREFIX = "data-processor"
+# Bedrock's cross-region inference profiles carry a geography before the model id.
+INFERENCE_PROFILE_GEOGRAPHIES = ("us", "eu", "apac", "ca", "jp", "au", "us-gov", "global")
 
 Statement = dict[str, Any]
+
+
+class ProtectedResources(BaseModel, frozen=True):
+    """The functions the fleet diagnoses and repairs, and their execution roles (IAM name
+    patterns). The default is every copy of the demo workload; on AWS, stack config may
+    name the user's own functions instead."""
+
+    functions: tuple[str, ...] = (f"{PROTECTED_PREFIX}*",)
+    roles: tuple[str, ...] = (f"{PROTECTED_PREFIX}*",)
 
 
 class Arns:
     """ARN builders for the fleet's own resources and the protected workload's."""
 
-    def __init__(self, settings: Settings, topology: TopologySpec):
+    def __init__(
+        self,
+        settings: Settings,
+        topology: TopologySpec,
+        protected: ProtectedResources | None = None,
+    ):
         self.settings = settings
         self.region = settings.region
         self.account = settings.account_id
         self.topology = topology
+        self.protected = protected or ProtectedResources()
 
     def topic(self, topic: Topic) -> str:
         return topic_arn(self.settings, topic)
@@ -48,25 +69,66 @@ class Arns:
         base = f"arn:aws:dynamodb:{self.region}:{self.account}:table"
         return [arn for t in only for arn in (f"{base}/{t.name}", f"{base}/{t.name}/index/*")]
 
-    # The protected workload: every copy of data-processor.
+    # The protected workload.
     def functions(self) -> list[str]:
-        return [f"arn:aws:lambda:{self.region}:{self.account}:function:{PROTECTED_PREFIX}*"]
+        base = f"arn:aws:lambda:{self.region}:{self.account}:function"
+        return [f"{base}:{name}" for name in self.protected.functions]
 
     def roles(self) -> list[str]:
-        return [f"arn:aws:iam::{self.account}:role/{PROTECTED_PREFIX}*"]
+        return [f"arn:aws:iam::{self.account}:role/{name}" for name in self.protected.roles]
 
     def log_groups(self) -> list[str]:
+        base = f"arn:aws:logs:{self.region}:{self.account}:log-group:/aws/lambda"
+        # The group itself, and its streams (FilterLogEvents names the group ARN with :*).
         return [
-            f"arn:aws:logs:{self.region}:{self.account}:log-group:/aws/lambda/{PROTECTED_PREFIX}*"
+            arn
+            for name in self.protected.functions
+            for arn in (f"{base}/{name}", f"{base}/{name}:*")
         ]
 
     def security_groups(self) -> list[str]:
+        # Groups have no names in their ARNs: the PROTECTED_TAG condition narrows them.
         return [f"arn:aws:ec2:{self.region}:{self.account}:security-group/*"]
 
+    def models(self) -> list[str]:
+        """The configured Bedrock model: an inference profile and the foundation model it
+        routes to (in whichever region it picks), or a foundation model in its region."""
+        model_id, region = self.settings.bedrock_model_id, self.settings.bedrock_region
+        geography, _, base = model_id.partition(".")
+        if geography in INFERENCE_PROFILE_GEOGRAPHIES and base:
+            return [
+                f"arn:aws:bedrock:{region}:{self.account}:inference-profile/{model_id}",
+                f"arn:aws:bedrock:*::foundation-model/{base}",
+            ]
+        return [f"arn:aws:bedrock:{region}::foundation-model/{model_id}"]
 
-def allow(actions: Iterable[str], resources: Iterable[str] | str, sid: str) -> Statement:
+
+def allow(
+    actions: Iterable[str],
+    resources: Iterable[str] | str,
+    sid: str,
+    condition: dict[str, dict[str, str]] | None = None,
+) -> Statement:
     res = [resources] if isinstance(resources, str) else sorted(resources)
-    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": res}
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": res,
+    }
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def put_metrics(namespace: str, sid: str) -> Statement:
+    """PutMetricData names no resource on AWS; the namespace condition narrows it."""
+    return allow(
+        ["cloudwatch:PutMetricData"],
+        "*",
+        sid,
+        {"StringEquals": {"cloudwatch:namespace": namespace}},
+    )
 
 
 CONSUME = (
@@ -109,7 +171,6 @@ FUNCTION_READ = (
     "lambda:GetFunction",
     "lambda:GetFunctionConfiguration",
     "lambda:GetFunctionConcurrency",
-    "lambda:ListFunctions",
     "lambda:ListTags",
 )
 ROLE_READ = (
@@ -121,10 +182,10 @@ ROLE_READ = (
     "iam:GetPolicyVersion",
 )
 NETWORK_READ = ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")
-TELEMETRY_READ = (
-    "logs:FilterLogEvents",
-    "logs:GetLogEvents",
-    "logs:DescribeLogStreams",
+LOG_READ = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams")
+# Listing and metric reads name no resource on AWS.
+LIST_AND_METRICS_READ = (
+    "lambda:ListFunctions",
     "logs:DescribeLogGroups",
     "cloudwatch:GetMetricStatistics",
     "cloudwatch:GetMetricData",
@@ -158,10 +219,11 @@ def _incident_store(a: Arns) -> list[Statement]:
 
 def _diagnostic_reads(a: Arns) -> list[Statement]:
     return [
-        allow(FUNCTION_READ, "*", "ReadProtectedFunctions"),
+        allow(FUNCTION_READ, a.functions(), "ReadProtectedFunctions"),
         allow(ROLE_READ, a.roles(), "ReadProtectedRoles"),
+        allow(LOG_READ, a.log_groups(), "ReadProtectedLogs"),
         allow(NETWORK_READ, "*", "ReadSecurityGroups"),
-        allow(TELEMETRY_READ, "*", "ReadTelemetry"),
+        allow(LIST_AND_METRICS_READ, "*", "ListAndReadMetrics"),
     ]
 
 
@@ -169,7 +231,12 @@ def _remediation_writes(a: Arns) -> list[Statement]:
     return [
         allow(REMEDIATION_WRITES["roles"], a.roles(), "WriteProtectedRoles"),
         allow(REMEDIATION_WRITES["functions"], a.functions(), "WriteProtectedFunctions"),
-        allow(REMEDIATION_WRITES["security_groups"], a.security_groups(), "WriteEgress"),
+        allow(
+            REMEDIATION_WRITES["security_groups"],
+            a.security_groups(),
+            "WriteProtectedEgress",
+            {"StringEquals": {f"aws:ResourceTag/{PROTECTED_TAG}": "true"}},
+        ),
     ]
 
 
@@ -184,12 +251,12 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 allow(CONSUME, a.stage_queues(stage), "ConsumeOwnQueue"),
                 allow(["sns:Publish"], [events, a.topic(Topic.APPROVALS)], "PublishEvents"),
                 *_incident_store(a),
-                allow(["bedrock:InvokeModel", "bedrock:Converse"], "*", "InvokeModel"),
-                # The runtime's counters (no resource-level permissions exist for it).
-                allow(["cloudwatch:PutMetricData"], "*", "RuntimeMetrics"),
+                put_metrics(RUNTIME_NAMESPACE, "RuntimeMetrics"),
             ]
             if principal == Principal.WATCHDOG:
                 statements.append(allow(QUEUE_READ, a.all_queues(), "WatchAllQueues"))
+            else:  # the three stages with an agent; Converse is authorized as InvokeModel
+                statements.append(allow(["bedrock:InvokeModel"], a.models(), "InvokeModel"))
             if principal == Principal.RESOLVER:
                 # Snapshots before a change, then the allowlisted writes: the executor alone.
                 statements += _diagnostic_reads(a) + _remediation_writes(a)
@@ -246,10 +313,10 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             ]
         case Principal.LAMBDA_RUNTIME:
             return [
-                allow(FUNCTION_READ, "*", "ReadFunctions"),
+                allow((*FUNCTION_READ, "lambda:ListFunctions"), "*", "ReadFunctions"),
                 allow(NETWORK_READ, "*", "ReadSecurityGroups"),
                 allow(["sts:AssumeRole"], a.roles(), "AssumeExecutionRoles"),
-                allow(["cloudwatch:PutMetricData"], "*", "EmitLambdaMetrics"),
+                put_metrics("AWS/Lambda", "EmitLambdaMetrics"),
             ]
         case Principal.SCHEDULER:
             watchdog = a.queue(a.topology.queue(Stage.WATCHDOG).name)

@@ -6,6 +6,7 @@ Nothing else in the code base reads ``os.environ`` for configuration: it takes a
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
     # Where the workers reach the MCP servers; unset: http://{mcp_host}:{port}.
     mcp_supervisor_url: str | None = None
     mcp_resolver_url: str | None = None
+    # More Host values the MCP servers accept ("name:port"), beside their own address: the
+    # names the workers reach them by on AWS (ECS Service Connect).
+    mcp_allowed_hosts: list[str] = []
 
     # The critic: true sends every proposal to a person, even one that restores the
     # baseline exactly. A proposal with more calls than this is never auto-approved.
@@ -117,6 +121,8 @@ class Settings(BaseSettings):
     console_port: int = 8088
     console_token: str | None = Field(default=None, validation_alias="CONSOLE_TOKEN", repr=False)
     console_refresh_s: float = Field(default=2.0, gt=0)
+    # The console is reached over HTTPS (a TLS proxy in front): its session cookie is Secure.
+    console_https: bool = False
 
     # The incident store: alerts for one resource and fault signature within this window
     # belong to one incident.
@@ -124,6 +130,25 @@ class Settings(BaseSettings):
 
     # Set by `fleet up` for its children: the process whose death means "stop too".
     launcher_pid: int | None = None
+
+    @property
+    def agent_hard_timeout_s(self) -> float:
+        """When an agent run is abandoned even if the budget's own deadline check missed."""
+        return self.agent_deadline_s + 15
+
+    def explicit_environment(self) -> dict[str, str]:
+        """Every setting given explicitly (not defaulted) as its FLEET_ variable.
+
+        Settings read through another name (AWS_REGION, MCP_API_KEY, CONSOLE_TOKEN) are left
+        out: the caller decides how those travel (a secret is never a plain variable)."""
+        env = {}
+        for name in sorted(self.model_fields_set):
+            value = getattr(self, name)
+            if value is None or Settings.model_fields[name].validation_alias is not None:
+                continue
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[f"FLEET_{name.upper()}"] = text
+        return env
 
     @property
     def endpoint_url(self) -> str | None:

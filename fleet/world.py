@@ -126,10 +126,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     is passed on as its FLEET_ variable, so a world started from code (`fleet bench`) has
     its children on the same ports as one started from the shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    for name in sorted(settings.model_fields_set):
-        value = getattr(settings, name)
-        if value is not None and Settings.model_fields[name].validation_alias is None:
-            env[f"FLEET_{name.upper()}"] = str(value)
+    env.update(settings.explicit_environment())
     env.update(
         FLEET_STATE_DIR=str(settings.state_dir.resolve()),
         FLEET_EMULATOR_PORT=str(settings.emulator_port),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from mcp.server.fastmcp import FastMCP
@@ -18,7 +18,10 @@ from mcp_servers.auth import ApiKeyMiddleware
 HEALTH_PATH = "/health"
 
 
-def new_server(name: str, instructions: str, host: str, port: int) -> FastMCP:
+def new_server(
+    name: str, instructions: str, host: str, port: int, also_known_as: Sequence[str] = ()
+) -> FastMCP:
+    """`also_known_as`: more "name:port" Host values to accept (a service-discovery name)."""
     return FastMCP(
         name,
         instructions=instructions,
@@ -27,7 +30,7 @@ def new_server(name: str, instructions: str, host: str, port: int) -> FastMCP:
         # DNS rebinding: only our own address as Host, and no foreign Origin.
         transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"{host}:{port}", f"localhost:{port}"],
+            allowed_hosts=[f"{host}:{port}", f"localhost:{port}", *also_known_as],
             allowed_origins=[f"http://{host}:{port}", f"http://localhost:{port}"],
         ),
     )

@@ -80,6 +80,10 @@ class StageQueue(BaseModel, frozen=True):
     name: str
     dlq_name: str
     visibility_timeout_s: int = Field(ge=1, le=43200)
+    # The longest one message's handler may legitimately run (see handler_deadline_s).
+    # Heartbeats keep a message hidden while it runs; a visibility above this also keeps
+    # it hidden through a frozen worker (infra/ holds AWS to that; test worlds go shorter).
+    handler_deadline_s: float = Field(gt=0)
     max_receive_count: int = Field(ge=2)
     retention_s: int = Field(ge=60, le=1209600)
     dlq_retention_s: int = Field(ge=60, le=1209600)
@@ -131,6 +135,28 @@ STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
 }
 
 
+# The watchdog's tick reads the store and the queue depths: a few AWS calls, each bounded
+# by the clients' read timeout.
+WATCHDOG_DEADLINE_S = 30.0
+# What an execution adds to its verification: a handful of allowlisted calls and a snapshot.
+EXECUTION_ALLOWANCE_S = 30.0
+
+
+def handler_deadline_s(settings: Settings, stage: Stage) -> float:
+    """The longest a stage's handler runs: its agent's hard timeout, and for the resolver
+    also an execution and its verification."""
+    match stage:
+        case Stage.SUPERVISOR | Stage.CRITIC:
+            return settings.agent_hard_timeout_s
+        case Stage.RESOLVER:
+            return max(
+                settings.agent_hard_timeout_s,
+                settings.verify_timeout_s + EXECUTION_ALLOWANCE_S,
+            )
+        case Stage.WATCHDOG:
+            return WATCHDOG_DEADLINE_S
+
+
 def topic_arn(settings: Settings, topic: Topic) -> str:
     return f"arn:aws:sns:{settings.region}:{settings.account_id}:{topic.value}"
 
@@ -142,6 +168,7 @@ def build_topology(settings: Settings) -> TopologySpec:
             name=stage.value,
             dlq_name=f"{stage.value}-dlq",
             visibility_timeout_s=settings.queue_visibility_timeout_s,
+            handler_deadline_s=handler_deadline_s(settings, stage),
             max_receive_count=settings.queue_max_receive_count,
             retention_s=settings.queue_retention_s,
             dlq_retention_s=settings.dlq_retention_s,

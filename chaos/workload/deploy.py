@@ -113,6 +113,13 @@ class WorkloadDeployer:
                 GroupName=spec.security_group_name,
                 Description=f"{spec.name}: HTTPS egress to AWS APIs only",
                 VpcId=vpc_id,
+                # The resolver may change the egress of tagged groups only.
+                TagSpecifications=[
+                    {
+                        "ResourceType": "security-group",
+                        "Tags": [{"Key": PROTECTED_TAG, "Value": "true"}],
+                    }
+                ],
             )["GroupId"]
         changed = ensure_baseline_egress(ec2, group_id)
         self.report.record("security-group", spec.security_group_name, outcome(created, changed))

@@ -43,6 +43,14 @@ STATEMENT_IDS: dict[PermissionTarget, str] = {
     PermissionTarget.METRICS: "PutCustomMetrics",
     PermissionTarget.SNS: "ReportFailures",
 }
+VPC_ACCESS_SID = "AttachToVpc"
+VPC_ACCESS_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
 
 
 class FunctionSpec(BaseModel, frozen=True):
@@ -100,18 +108,26 @@ class FunctionSpec(BaseModel, frozen=True):
             PermissionTarget.METRICS: ["*"],
             PermissionTarget.SNS: [self.alerts_topic_arn],
         }
-        return {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": STATEMENT_IDS[t],
-                    "Effect": "Allow",
-                    "Action": list(PERMISSION_ACTIONS[t]),
-                    "Resource": resources[t],
-                }
-                for t in PermissionTarget
-            ],
-        }
+        statements = [
+            {
+                "Sid": STATEMENT_IDS[t],
+                "Effect": "Allow",
+                "Action": list(PERMISSION_ACTIONS[t]),
+                "Resource": resources[t],
+            }
+            for t in PermissionTarget
+        ]
+        # Lambda attaches a function in a VPC through network interfaces it manages with the
+        # execution role (these EC2 actions name no resource on AWS).
+        statements.append(
+            {
+                "Sid": VPC_ACCESS_SID,
+                "Effect": "Allow",
+                "Action": list(VPC_ACCESS_ACTIONS),
+                "Resource": ["*"],
+            }
+        )
+        return {"Version": "2012-10-17", "Statement": statements}
 
     def trust_policy(self, extra_principal_arns: list[str]) -> dict[str, Any]:
         """Lambda may assume the role; in the embedded world, so may the local runtime."""

@@ -45,7 +45,11 @@ class RestoreDraft(BaseModel):
 
 def build_server(settings: Settings, clients: Clients) -> FastMCP:
     server = new_server(
-        "fleet-resolver-tools", INSTRUCTIONS, settings.mcp_host, settings.mcp_resolver_port
+        "fleet-resolver-tools",
+        INSTRUCTIONS,
+        settings.mcp_host,
+        settings.mcp_resolver_port,
+        settings.mcp_allowed_hosts,
     )
     checks = Diagnostics(clients)
     baselines = BaselineStore(clients("dynamodb"))

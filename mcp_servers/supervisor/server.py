@@ -293,7 +293,11 @@ class Diagnostics:
 
 def build_server(settings: Settings, clients: Clients) -> FastMCP:
     server = new_server(
-        "fleet-supervisor-tools", INSTRUCTIONS, settings.mcp_host, settings.mcp_supervisor_port
+        "fleet-supervisor-tools",
+        INSTRUCTIONS,
+        settings.mcp_host,
+        settings.mcp_supervisor_port,
+        settings.mcp_allowed_hosts,
     )
     d = Diagnostics(clients)
 

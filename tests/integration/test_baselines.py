@@ -26,6 +26,7 @@ def test_the_world_recorded_a_baseline_of_each_function(world: RunningWorld) -> 
         "WriteOwnLogs",
         "PutCustomMetrics",
         "ReportFailures",
+        "AttachToVpc",
     }
     assert b["reserved_concurrency"] is None
     assert b["environment"]["DATA_PREFIX"] == f"{FUNCTION}/"

@@ -102,7 +102,7 @@ async def run_agent(
     try:
         result = await asyncio.wait_for(
             agent.ainvoke({"messages": [HumanMessage(content=task)]}, {"recursion_limit": limit}),
-            timeout=settings.agent_deadline_s + 15,
+            timeout=settings.agent_hard_timeout_s,
         )
     except TimeoutError:
         return AgentRun(None, stopped=f"deadline of {settings.agent_deadline_s:g}s passed")
