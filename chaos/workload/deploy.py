@@ -18,7 +18,7 @@ from chaos.workload.baseline import (
     restore_role_policies,
     security_group_id,
 )
-from chaos.workload.spec import HANDLER, MEMORY_MB, RUNTIME, FunctionSpec
+from chaos.workload.spec import HANDLER, MEMORY_MB, RUNTIME, FunctionSpec, alarm_definitions
 from fleet.aws import Clients
 from fleet.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from fleet.provisioning import ProvisionReport, outcome
@@ -74,7 +74,7 @@ class WorkloadDeployer:
                 CreateBucketConfiguration={"LocationConstraint": spec.region},
             )
             self.report.record("s3-bucket", spec.bucket, "created")
-        key = f"{spec.prefix}input/batch.json"
+        key = spec.input_key
         try:
             s3.head_object(Bucket=spec.bucket, Key=key)
             self.report.record("s3-object", key, "unchanged")
@@ -150,29 +150,17 @@ class WorkloadDeployer:
 
     def _alarms(self, spec: FunctionSpec) -> None:
         cw = self.c("cloudwatch")
-        period = self.alarm_period_s
+        definitions = alarm_definitions(spec.name, spec.alerts_topic_arn, self.alarm_period_s)
         existing = {
             a["AlarmName"]
-            for a in cw.describe_alarms(AlarmNames=list(spec.alarm_names))["MetricAlarms"]
+            for a in cw.describe_alarms(AlarmNames=[d["AlarmName"] for d in definitions])[
+                "MetricAlarms"
+            ]
         }
-        for alarm_name, metric in zip(spec.alarm_names, ("Errors", "Throttles"), strict=True):
+        for definition in definitions:
+            alarm_name = definition["AlarmName"]
             if alarm_name in existing:
                 self.report.record("cloudwatch-alarm", alarm_name, "unchanged")
                 continue
-            cw.put_metric_alarm(
-                AlarmName=alarm_name,
-                AlarmDescription=f"{spec.name} reported {metric.lower()}",
-                Namespace="AWS/Lambda",
-                MetricName=metric,
-                Dimensions=[{"Name": "FunctionName", "Value": spec.name}],
-                Statistic="Sum",
-                Period=period,
-                EvaluationPeriods=1,
-                DatapointsToAlarm=1,
-                Threshold=1.0,
-                ComparisonOperator="GreaterThanOrEqualToThreshold",
-                TreatMissingData="notBreaching",
-                AlarmActions=[spec.alerts_topic_arn],
-                OKActions=[spec.alerts_topic_arn],
-            )
+            cw.put_metric_alarm(**definition)
             self.report.record("cloudwatch-alarm", alarm_name, "created")

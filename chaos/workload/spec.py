@@ -78,16 +78,17 @@ class FunctionSpec(BaseModel, frozen=True):
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.name}"
 
     @property
+    def input_key(self) -> str:
+        """The batch each run reads (the handler's `{DATA_PREFIX}input/batch.json`)."""
+        return f"{self.prefix}input/batch.json"
+
+    @property
     def log_group(self) -> str:
         return f"/aws/lambda/{self.name}"
 
     @property
     def security_group_name(self) -> str:
         return f"{self.name}-sg"
-
-    @property
-    def alarm_names(self) -> tuple[str, str]:
-        return (f"{self.name}-errors", f"{self.name}-throttles")
 
     def environment(self) -> dict[str, str]:
         return {
@@ -138,6 +139,32 @@ class FunctionSpec(BaseModel, frozen=True):
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
         }
+
+
+def alarm_definitions(
+    function_name: str, alerts_topic_arn: str, period_s: int
+) -> list[dict[str, Any]]:
+    """A protected function's alarms (Errors, Throttles) as put_metric_alarm arguments: both
+    notify incident-alerts on ALARM and on OK. The embedded world and infra/ both use these."""
+    return [
+        {
+            "AlarmName": f"{function_name}-{metric.lower()}",
+            "AlarmDescription": f"{function_name} reported {metric.lower()}",
+            "Namespace": "AWS/Lambda",
+            "MetricName": metric,
+            "Dimensions": [{"Name": "FunctionName", "Value": function_name}],
+            "Statistic": "Sum",
+            "Period": period_s,
+            "EvaluationPeriods": 1,
+            "DatapointsToAlarm": 1,
+            "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [alerts_topic_arn],
+            "OKActions": [alerts_topic_arn],
+        }
+        for metric in ("Errors", "Throttles")
+    ]
 
 
 def function_name(index: int) -> str:

@@ -69,3 +69,19 @@ def test_a_wrong_key_never_reaches_the_app() -> None:
     )  # type: ignore[arg-type]
     assert reached == ["/health", "/mcp"]
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [401, 401]
+
+
+def test_a_server_answers_to_its_service_discovery_name_and_no_other() -> None:
+    from starlette.testclient import TestClient
+
+    from mcp_servers.app import build_app, new_server
+
+    key = "k" * 32
+    server = new_server("t", "test", "0.0.0.0", 8080, ["mcp-supervisor:8080"])
+    app = build_app(server, key)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    with TestClient(app) as client:
+        for host, refused in (("mcp-supervisor:8080", False), ("evil.example:8080", True)):
+            answer = client.post("/mcp", json=body, headers={**headers, "Host": host})
+            assert (answer.status_code == 421) is refused, (host, answer.status_code)

@@ -1,0 +1,175 @@
+"""What an operator watches: an alarm on every DLQ's depth and on the age of each stage's
+oldest message (to incident-approvals, where people are paged), and a dashboard of the
+pipeline: queue depths, the runtime's counters, tasks, and the guarded functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from queues.runtime_metrics import COUNTERS
+from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
+from queues.topology import TopologySpec
+
+
+def dashboard_body(
+    region: str,
+    topology: TopologySpec,
+    cluster_name: str,
+    services: list[str],
+    functions: list[str],
+) -> dict[str, Any]:
+    def widget(title: str, metrics: list[list[Any]], stat: str = "Maximum") -> dict[str, Any]:
+        return {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "stat": stat,
+                "period": 60,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    sqs = "AWS/SQS"
+    return {
+        "widgets": [
+            widget(
+                "Messages waiting, by stage",
+                [
+                    [sqs, "ApproximateNumberOfMessagesVisible", "QueueName", q.name]
+                    for q in topology.queues
+                ],
+            ),
+            widget(
+                "Messages in flight, by stage",
+                [
+                    [sqs, "ApproximateNumberOfMessagesNotVisible", "QueueName", q.name]
+                    for q in topology.queues
+                ],
+            ),
+            widget(
+                "Dead letters",
+                [
+                    [sqs, "ApproximateNumberOfMessagesVisible", "QueueName", q.dlq_name]
+                    for q in topology.queues
+                ],
+            ),
+            widget(
+                "Age of the oldest message (s)",
+                [
+                    [sqs, "ApproximateAgeOfOldestMessage", "QueueName", q.name]
+                    for q in topology.queues
+                ],
+            ),
+            widget(
+                "Runtime counters (all stages)",
+                [
+                    [RUNTIME_NAMESPACE, counter, "Stage", q.stage.value]
+                    for q in topology.queues
+                    for counter in COUNTERS
+                ],
+                stat="Sum",
+            ),
+            widget(
+                "Running tasks",
+                [
+                    [
+                        "ECS/ContainerInsights",
+                        "RunningTaskCount",
+                        "ClusterName",
+                        cluster_name,
+                        "ServiceName",
+                        s,
+                    ]
+                    for s in services
+                ],
+                stat="Average",
+            ),
+            widget(
+                "Guarded functions: errors and throttles",
+                [
+                    ["AWS/Lambda", metric, "FunctionName", f]
+                    for f in functions
+                    for metric in ("Errors", "Throttles")
+                ],
+                stat="Sum",
+            ),
+        ]
+    }
+
+
+class Operations(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str,
+        topology: TopologySpec,
+        pager_topic_arn: pulumi.Input[str],
+        cluster_name: pulumi.Input[str],
+        services: list[str],
+        functions: list[str],
+        oldest_message_alarm_s: int,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("incident-fleet:operations:Operations", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        for q in topology.queues:
+            aws.cloudwatch.MetricAlarm(
+                f"{q.dlq_name}-depth",
+                name=f"incident-fleet-{q.dlq_name}-not-empty",
+                alarm_description=(
+                    f"Messages in {q.dlq_name}: see why with `fleet failures --queue {q.name}`, "
+                    f"then redrive from the console or `fleet dlq redrive {q.dlq_name}`"
+                ),
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": q.dlq_name},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=1,
+                threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[pager_topic_arn],
+                ok_actions=[pager_topic_arn],
+                opts=child,
+            )
+            aws.cloudwatch.MetricAlarm(
+                f"{q.name}-oldest-message",
+                name=f"incident-fleet-{q.name}-falling-behind",
+                alarm_description=(
+                    f"The oldest message on {q.name} has waited over {oldest_message_alarm_s}s: "
+                    f"its workers are down, stuck or too few"
+                ),
+                namespace="AWS/SQS",
+                metric_name="ApproximateAgeOfOldestMessage",
+                dimensions={"QueueName": q.name},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=3,
+                threshold=oldest_message_alarm_s,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[pager_topic_arn],
+                ok_actions=[pager_topic_arn],
+                opts=child,
+            )
+        self.dashboard = aws.cloudwatch.Dashboard(
+            "pipeline",
+            dashboard_name="incident-fleet",
+            dashboard_body=pulumi.Output.from_input(cluster_name).apply(
+                lambda cluster: json.dumps(
+                    dashboard_body(region, topology, cluster, services, functions)
+                )
+            ),
+            opts=child,
+        )
+        self.register_outputs({"dashboard_name": self.dashboard.dashboard_name})
