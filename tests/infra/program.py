@@ -3,6 +3,7 @@ with the inputs it would send to AWS, recorded for the checks to read."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,9 @@ def stack(**values: Any) -> StackConfig:
 
 def deploy(config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> Program:
     """Run the program to completion under the mocks; what it created and exported."""
+    # Pulumi's runtime awaits on the current event loop; a test before may have closed it.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = RecordingMocks(config.account_id, config.region)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=config.stack, preview=False)
     program = Program(config, mocks.resources)
@@ -116,5 +120,9 @@ def deploy(config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> P
         exported = build_fleet(config, opts)
         return pulumi.Output.from_input(exported).apply(program.outputs.update)
 
-    run()
+    try:
+        run()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
     return program
