@@ -53,7 +53,8 @@ def revoke(clients: Clients, spec: FunctionSpec, targets: list[PermissionTarget]
     drop = {STATEMENT_IDS[t] for t in targets}
     policy = spec.baseline_policy()
     policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] not in drop]
-    if policy["Statement"]:
+    # Every permission revoked: the whole baseline policy goes (its VPC access with it).
+    if set(targets) != set(PermissionTarget):
         iam.put_role_policy(
             RoleName=spec.role_name,
             PolicyName=BASELINE_POLICY_NAME,

@@ -37,37 +37,22 @@ def dashboard_body(
             },
         }
 
-    sqs = "AWS/SQS"
+    stages = [q.name for q in topology.queues]
+
+    def sqs(metric: str, queues: list[str]) -> list[list[Any]]:
+        return [["AWS/SQS", metric, "QueueName", name] for name in queues]
+
     return {
         "widgets": [
+            widget("Messages waiting, by stage", sqs("ApproximateNumberOfMessagesVisible", stages)),
             widget(
-                "Messages waiting, by stage",
-                [
-                    [sqs, "ApproximateNumberOfMessagesVisible", "QueueName", q.name]
-                    for q in topology.queues
-                ],
-            ),
-            widget(
-                "Messages in flight, by stage",
-                [
-                    [sqs, "ApproximateNumberOfMessagesNotVisible", "QueueName", q.name]
-                    for q in topology.queues
-                ],
+                "Messages in flight, by stage", sqs("ApproximateNumberOfMessagesNotVisible", stages)
             ),
             widget(
                 "Dead letters",
-                [
-                    [sqs, "ApproximateNumberOfMessagesVisible", "QueueName", q.dlq_name]
-                    for q in topology.queues
-                ],
+                sqs("ApproximateNumberOfMessagesVisible", [q.dlq_name for q in topology.queues]),
             ),
-            widget(
-                "Age of the oldest message (s)",
-                [
-                    [sqs, "ApproximateAgeOfOldestMessage", "QueueName", q.name]
-                    for q in topology.queues
-                ],
-            ),
+            widget("Age of the oldest message (s)", sqs("ApproximateAgeOfOldestMessage", stages)),
             widget(
                 "Runtime counters (all stages)",
                 [

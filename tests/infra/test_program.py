@@ -357,3 +357,25 @@ def test_the_example_stack_file_is_a_valid_fleet() -> None:
     keys = {k.split(":", 1)[1]: v for k, v in example.items() if k.startswith("incident-fleet:")}
     config = stack_config(keys, "dev", example["aws:region"], ACCOUNT)
     assert violations(deploy(config)) == {}
+
+
+def test_operators_are_paged_on_dead_letters_and_stalled_stages_and_get_a_dashboard(
+    program: Program,
+) -> None:
+    spec = build_topology(program.config.fleet_settings())
+    alarms = {
+        a.inputs["dimensions"]["QueueName"] + ":" + a.inputs["metricName"]: a.inputs
+        for a in program.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if a.inputs["namespace"] == "AWS/SQS"
+    }
+    approvals = f"arn:aws:sns:ca-central-1:{ACCOUNT}:incident-approvals"
+    for q in spec.queues:
+        depth = alarms[f"{q.dlq_name}:ApproximateNumberOfMessagesVisible"]
+        assert depth["threshold"] == 1 and depth["alarmActions"] == [approvals]
+        oldest = alarms[f"{q.name}:ApproximateAgeOfOldestMessage"]
+        assert oldest["threshold"] == program.config.oldest_message_alarm_s
+    (dashboard,) = program.of_type("aws:cloudwatch/dashboard:Dashboard")
+    shown = json.dumps(json.loads(dashboard.inputs["dashboardBody"]))
+    for q in spec.queues:
+        assert f'"{q.name}"' in shown and f'"{q.dlq_name}"' in shown
+    assert '"data-processor"' in shown
