@@ -10,7 +10,7 @@ VENV := .venv
 FLEET := $(VENV)/bin/fleet
 STAMP := $(VENV)/.synced
 
-.PHONY: help demo test test-unit test-integration lint typecheck up down provision \
+.PHONY: help demo test test-unit test-integration test-faults lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
         chaos-timeout chaos-restore chaos-status tail-queues console bench gameday clean
 
@@ -50,6 +50,9 @@ test-unit: $(STAMP) ## unit tests only (no emulator)
 
 test-integration: $(STAMP) $(CHROMIUM) ## integration tests against the moto server over HTTP
 	$(VENV)/bin/pytest tests/integration
+
+test-faults: $(STAMP) ## the fault-survival suite: kill, stop and confuse the fleet; nothing lost (also in `make test`)
+	$(VENV)/bin/pytest tests/faults
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
@@ -99,7 +102,7 @@ console: $(STAMP) ## serve the web console on 127.0.0.1:8088 (CONSOLE_TOKEN, or 
 tail-queues: $(STAMP) ## live queue depths and incidents (Ctrl-C to leave)
 	$(FLEET) tail
 
-bench: $(STAMP) ## measure runtime overhead and an alert storm; writes bench/results.json
+bench: $(STAMP) ## measure MTTR per fault, a storm, many incidents, overhead, agent cost, fault survival; writes bench/results.json
 	$(FLEET) bench
 
 clean: ## remove the virtualenvs and the world's state

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import incidents
 from bench.runtime import runtime_overhead, storm
+from chaos.gameday import GAMEDAY_SETTINGS
+from chaos.survival import CASES, SURVIVAL_SETTINGS, run_case
 from fleet import structured_logging
 from fleet.settings import Settings
 from fleet.world import PROJECT_ROOT, World, free_port, port_in_use
@@ -33,13 +37,15 @@ def _commit() -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def run(messages: int = 300, rounds: int = 3, alerts: int = 500, storm_workers: int = 1) -> int:
-    console = Console()
-    # The runtime under test logs like a worker would, to stderr; only warnings here, so
-    # the terminal does not become part of what is measured.
-    structured_logging.configure("bench", level=logging.WARNING)
+PARTS = ("runtime", "storm", "mttr", "many", "faults")
+
+
+def _runtime_and_storm(
+    parts: set[str], messages: int, rounds: int, alerts: int, log: Callable[[str], None]
+) -> dict[str, Any]:
     port = free_port()
     assert not port_in_use("127.0.0.1", port)
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as state:
         settings = Settings(
             state_dir=Path(state),
@@ -54,17 +60,66 @@ def run(messages: int = 300, rounds: int = 3, alerts: int = 500, storm_workers: 
             worker_concurrency=10,
             queue_visibility_timeout_s=30,
         )
-        world = World(settings, 1, echo=lambda line: console.print(f"[dim]{line}[/dim]"))
+        world = World(settings, 1, echo=lambda line: log(f"[dim]{line}[/dim]"))
         world.check_can_start()
         try:
             world.start()
-            console.print(f"runtime overhead: {messages} messages x {rounds} rounds ...")
-            overhead = runtime_overhead(settings, messages, rounds)
-            console.print(f"alert storm: {alerts} alarm notifications ...")
-            burst = storm(settings, alerts, storm_workers)
+            if "runtime" in parts:
+                log(f"runtime overhead: {messages} messages x {rounds} rounds ...")
+                out["runtime_overhead"] = runtime_overhead(settings, messages, rounds)
+                out["runtime_overhead_ratio"] = out["runtime_overhead"]["ratio"]
+            if "storm" in parts:
+                log(f"alert storm: {alerts} alarm notifications ...")
+                out["storm"] = storm(settings, alerts, 1)
         finally:
             world.stop()
+    return out
+
+
+def run(
+    messages: int = 300,
+    rounds: int = 3,
+    alerts: int = 500,
+    mttr_runs: int = 5,
+    targets: int = 10,
+    parts: tuple[str, ...] = PARTS,
+) -> int:
+    console = Console()
+    # The runtime under test logs like a worker would, to stderr; only warnings here, so
+    # the terminal does not become part of what is measured.
+    structured_logging.configure("bench", level=logging.WARNING)
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False)
+
+    wanted = set(parts)
+    measured: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+
+    def part(name: str, measure: Callable[[], dict[str, Any]]) -> None:
+        if name not in wanted:
+            return
+        console.rule(name)
+        try:
+            measured.update(measure())
+        except Exception as exc:  # one part failing must not cost the others' figures
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            log(f"[red]{name} failed: {errors[name]}[/red]")
+
+    if wanted & {"runtime", "storm"}:
+        try:
+            measured.update(_runtime_and_storm(wanted, messages, rounds, alerts, log))
+        except Exception as exc:
+            errors["runtime+storm"] = f"{type(exc).__name__}: {exc}"
+    part("mttr", lambda: incidents.mttr(mttr_runs, lambda line: None))
+    part("many", lambda: {"many": _many(targets, log)})
+    part("faults", lambda: {"faults": _faults(log)})
+
+    # A partial run (--parts) keeps the other parts' latest figures, and says so.
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    carried = [k for k in previous.get("figures", []) if k not in measured]
     results: dict[str, Any] = {
+        **{k: previous[k] for k in carried if k in previous},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "machine": {
@@ -73,27 +128,103 @@ def run(messages: int = 300, rounds: int = 3, alerts: int = 500, storm_workers: 
             "platform": platform.platform(),
         },
         "settings": {
-            "batch": overhead["batch"],
-            "worker_concurrency": settings.worker_concurrency,
-            "worker_wait_time_s": settings.worker_wait_time_s,
             "emulator": "moto 5.2.5 (server mode, IAM enforced)",
+            "runtime": {"batch": 10, "worker_concurrency": 10, "worker_wait_time_s": 1},
+            "incidents": {
+                **GAMEDAY_SETTINGS,
+                "target_interval_s": Settings().target_interval_s,
+                "alarm_period_s": Settings().alarm_period_s,
+                "model": "offline",
+            },
+            "fault_survival": SURVIVAL_SETTINGS,
         },
-        "runtime_overhead_ratio": overhead["ratio"],
-        "runtime_overhead": overhead,
-        "storm": burst,
+        **measured,
+        "figures": sorted(set(measured) | set(carried)),
+        "carried_over": carried,
+        "errors": errors,
     }
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    table = Table(title=f"make bench ({results['commit']}, {os.cpu_count()} cores)")
+    console.print(_table(results))
+    console.print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")
+    return 1 if errors else 0
+
+
+def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:
+    log(f"{targets} copies of the workload broken at once, one worker per stage ...")
+    one = incidents.many(targets, 1, lambda line: None)
+    log("... and two workers per stage ...")
+    two = incidents.many(targets, 2, lambda line: None)
+    return {
+        "targets": targets,
+        "one_worker_s": one["seconds"],
+        "two_workers_s": two["seconds"],
+        "resolved": min(one["resolved"], two["resolved"]),
+        "speedup": round(one["seconds"] / two["seconds"], 2) if two["seconds"] else None,
+        "runs": {"one_worker": one, "two_workers": two},
+    }
+
+
+def _faults(log: Callable[[str], None]) -> dict[str, Any]:
+    out = {}
+    for case in CASES:
+        log(f"fault survival: {case} ...")
+        result = run_case(case)
+        out[case] = {
+            "passed": result.passed,
+            "lost": result.lost,
+            "doubled": result.doubled,
+            "dead_lettered": result.dead_lettered,
+            "handled": result.handled,
+            "final_statuses": result.final_statuses,
+            "seconds": result.duration_s,
+            "problems": result.problems,
+        }
+    return out
+
+
+def _table(r: dict[str, Any]) -> Table:
+    table = Table(title=f"make bench ({r['commit']}, {r['machine']['cpus']} cores)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("bare receive+delete loop", f"{overhead['bare_msgs_per_s']} msg/s")
-    table.add_row("worker runtime, no-op handler", f"{overhead['runtime_msgs_per_s']} msg/s")
-    table.add_row("runtime / bare (median of rounds)", f"{overhead['ratio']}")
-    table.add_row("storm: alerts", str(burst["alerts"]))
-    table.add_row("storm: incidents opened", str(burst["incidents_opened"]))
-    table.add_row("storm: alerts counted on it", str(burst["alerts_counted"]))
-    table.add_row(f"storm: drain time ({burst['workers']} worker)", f"{burst['drain_s']} s")
-    table.add_row("storm: dead-lettered", str(burst["dead_lettered"]))
-    console.print(table)
-    console.print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")
-    return 0
+    if "runtime_overhead" in r:
+        o = r["runtime_overhead"]
+        table.add_row("bare receive+delete loop", f"{o['bare_msgs_per_s']} msg/s")
+        table.add_row("worker runtime, no-op handler", f"{o['runtime_msgs_per_s']} msg/s")
+        table.add_row("runtime / bare (median of rounds)", f"{o['ratio']}")
+    if "storm" in r:
+        b = r["storm"]
+        table.add_row(
+            f"storm: {b['alerts']} alerts → incidents opened",
+            f"{b['incidents_opened']} (counting {b['alerts_counted']})",
+        )
+        table.add_row(f"storm: drain time ({b['workers']} worker)", f"{b['drain_s']} s")
+        table.add_row("storm: dead-lettered", str(b["dead_lettered"]))
+    for kind, m in r.get("mttr", {}).items():
+        phases = " · ".join(f"{k} {v:g}" for k, v in m["phases_p50_s"].items())
+        table.add_row(
+            f"MTTR {kind} (p50 / p95, {m['runs']} runs)",
+            f"{m['p50_s']} / {m['p95_s']} s = {m['p50_over_floor']} x floor {m['floor_s']} s",
+        )
+        table.add_row(f"  {kind} by phase (p50, s)", phases)
+    if "many" in r:
+        m = r["many"]
+        table.add_row(
+            f"{m['targets']} incidents at once: 1 / 2 workers per stage",
+            f"{m['one_worker_s']} / {m['two_workers_s']} s ({m['resolved']} resolved)",
+        )
+    if "tool_calls" in r:
+        t, tokens = r["tool_calls"], r["diagnosis_tokens"]
+        table.add_row(
+            "tool calls per diagnosis (median / max)",
+            f"{t['median']} / {t['max']} of {t['budget']}",
+        )
+        table.add_row(
+            "tokens per diagnosis (prompt / completion, median)",
+            f"{tokens['prompt_median']} / {tokens['completion_median']}",
+        )
+    for case, f in r.get("faults", {}).items():
+        verdict = "passed" if f["passed"] else "FAILED: " + "; ".join(f["problems"])
+        table.add_row(f"survives {case}", f"{verdict} (lost {f['lost']}, doubled {f['doubled']})")
+    for name, error in r.get("errors", {}).items():
+        table.add_row(f"[red]{name}[/red]", error[:80])
+    return table

@@ -590,9 +590,20 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bench.run import run
+    from bench.run import PARTS, run
 
-    return run(messages=args.messages, rounds=args.rounds, alerts=args.alerts)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise UsageError(f"unknown bench part(s) {unknown}; choose from {', '.join(PARTS)}")
+    return run(
+        messages=args.messages,
+        rounds=args.rounds,
+        alerts=args.alerts,
+        mttr_runs=args.runs,
+        targets=args.targets,
+        parts=parts,
+    )
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -675,10 +686,19 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_tail)
 
-    bench = sub.add_parser("bench", help="measure the runtime and an alert storm (own world)")
+    bench = sub.add_parser(
+        "bench", help="measure the fleet (own worlds): runtime, storm, MTTR, load, fault survival"
+    )
     bench.add_argument("--messages", type=int, default=300)
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--alerts", type=int, default=500)
+    bench.add_argument("--runs", type=int, default=5, help="incidents per fault kind (MTTR)")
+    bench.add_argument("--targets", type=int, default=10, help="workload copies broken at once")
+    bench.add_argument(
+        "--parts",
+        default="runtime,storm,mttr,many,faults",
+        help="what to measure (the rest keeps its latest figures in bench/results.json)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     worker = sub.add_parser("worker", help="run a stage worker on its queue until SIGTERM")

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Backoff of a retried message, by its receive count: base * 2^(n-1), capped.
     retry_backoff_base_s: float = Field(default=2.0, ge=0)
     retry_backoff_max_s: int = Field(default=300, ge=0, le=43200)
+    # A dependency that is away (an MCP server restarting): try again no sooner than this,
+    # so an outage shorter than (maxReceiveCount - 1) x this costs nothing but time.
+    dependency_retry_s: float = Field(default=15.0, ge=0, le=43200)
     runtime_metrics_flush_s: float = Field(default=10.0, gt=0)
 
     # The MCP tool servers.
@@ -112,8 +115,10 @@ class Settings(BaseSettings):
     watchdog_tick_s: float = Field(default=5.0, gt=0)
     stale_after_s: int = Field(default=600, ge=10)
 
-    # Whether `fleet up` starts the four stage workers (and the watchdog's scheduler).
+    # Whether `fleet up` starts the four stage workers (and the watchdog's scheduler), and
+    # how many processes of each (like an ECS service's task count).
     run_workers: bool = True
+    workers_per_stage: int = Field(default=1, ge=1, le=8)
 
     # The console (console/): where it listens, and the token every page and action needs
     # (CONSOLE_TOKEN; unset, one is generated and printed at start).

@@ -308,13 +308,17 @@ class World:
         )
 
     def fleet_services(self) -> list[ServiceProcess]:
-        """The fleet itself: the four stage workers and the watchdog's schedule."""
+        """The fleet itself: the stage workers (`workers_per_stage` of each, as an ECS
+        service's tasks) and the watchdog's schedule."""
         cli = [sys.executable, "-m", "fleet.cli"]
         return [
             ServiceProcess("scheduler", [sys.executable, "-m", "chaos.scheduler"]),
             *(
-                ServiceProcess(f"worker-{stage}", [*cli, "worker", stage])
+                ServiceProcess(
+                    f"worker-{stage}" + (f"-{i}" if i > 1 else ""), [*cli, "worker", stage]
+                )
                 for stage in ("supervisor", "resolver", "critic", "watchdog")
+                for i in range(1, self.settings.workers_per_stage + 1)
             ),
         ]
 

@@ -54,6 +54,15 @@ class NonRetryableError(Exception):
     """Raise from a handler for input that can never succeed: straight to the DLQ."""
 
 
+class RetryLater(Exception):
+    """Raise from a handler when a dependency is away (an MCP server restarting): the message
+    comes back after at least `after_s`, so a short outage does not use up its receives."""
+
+    def __init__(self, reason: str, after_s: float):
+        super().__init__(reason)
+        self.after_s = after_s
+
+
 @dataclass
 class HandlerContext:
     """What a handler may use: the store (bound to this message) and where it came from."""
@@ -68,6 +77,13 @@ class HandlerContext:
     # Publishing outside an incident's outbox (the watchdog's dead-letter reports).
     publisher: Publisher | None = None
     touched: set[str] = field(default_factory=set)
+    # The queue's maxReceiveCount: a failure on this receive sends the message to the DLQ.
+    max_receives: int = 0
+
+    @property
+    def last_attempt(self) -> bool:
+        """A handler that can still conclude (escalate) instead of failing should, now."""
+        return bool(self.max_receives) and self.receive_count >= self.max_receives
 
 
 Handler = Callable[[EventEnvelope, HandlerContext], None]
@@ -82,6 +98,9 @@ class InFlight:
     done: bool = False
     # (event_id, incident ids) to mark completed before the delete; None: nothing to mark.
     completion: tuple[str, list[str]] | None = None
+
+
+MAX_VISIBILITY_S = 43200  # SQS's limit on ChangeMessageVisibility
 
 
 def backoff_s(receive_count: int, base_s: float, max_s: int) -> int:
@@ -334,6 +353,7 @@ class Consumer:
             self.settings,
             self.clients,
             self.publisher,
+            max_receives=self.queue.max_receive_count,
         )
         ctx.store = self.store.bound(ctx.touched.add)
         if event.incident_id:
@@ -410,6 +430,8 @@ class Consumer:
         delay = backoff_s(
             receive_count, self.settings.retry_backoff_base_s, self.settings.retry_backoff_max_s
         )
+        if isinstance(exc, RetryLater):
+            delay = max(delay, min(int(exc.after_s), MAX_VISIBILITY_S))
         # On the last allowed receive, SQS moves it to the DLQ at its next receive.
         self._return(m, 0 if last else delay)
 

@@ -21,11 +21,13 @@ import structlog
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
+from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.propose import propose
 from workers.baseline_diff import CONCERNS
 from workers.baselines import Baseline, BaselineStore, read_live
 from workers.executor import CallFailed, RefusedCall, run_call, shown
 from workers.lifecycle import IncidentStatus as S
+from workers.outages import tools_away
 from workers.proposal import Concern, Proposal
 from workers.restore_plan import restore_calls
 from workers.supervisor import record_transcript
@@ -117,7 +119,15 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) ->
     diagnosis = event.payload.get("diagnosis") or ctx.store.get_context(incident_id, "diagnosis")
     if not diagnosis:
         raise NonRetryableError(f"{incident_id}: no diagnosis to act on")
-    proposal, run = asyncio.run(propose(ctx.settings, incident_id, diagnosis))
+    try:
+        proposal, run = asyncio.run(propose(ctx.settings, incident_id, diagnosis))
+    except ToolsUnavailable as exc:
+        tools_away(
+            ctx,
+            exc,
+            lambda reason: _escalate(ctx, incident_id, S.DIAGNOSED, reason, event.correlation_id),
+        )
+        return
     record_transcript(ctx.store, incident_id, PRODUCER, "proposal", run)
     if proposal is None:
         _escalate(

@@ -18,9 +18,11 @@ from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers import intake
 from workers.agents.diagnose import diagnose
+from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.runner import AgentRun
 from workers.diagnosis import Diagnosis
 from workers.lifecycle import IncidentStatus as S
+from workers.outages import tools_away
 from workers.store import IncidentStore, audit_detail
 
 log = structlog.get_logger()
@@ -79,12 +81,35 @@ def investigate(event: EventEnvelope, ctx: HandlerContext) -> None:
     elif status != S.INVESTIGATING:
         log.info("already investigated", status=status.value)
         return
-    diagnosis, run = asyncio.run(
-        diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id))
-    )
+    try:
+        diagnosis, run = asyncio.run(
+            diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id))
+        )
+    except ToolsUnavailable as exc:
+        tools_away(ctx, exc, lambda reason: escalate(ctx, incident_id, reason, event))
+        return
     record_transcript(ctx.store, incident_id, PRODUCER, "diagnosis", run)
     ctx.store.put_context(incident_id, "diagnosis", diagnosis.model_dump(mode="json"))
     conclude(ctx, incident_id, diagnosis, event.correlation_id)
+
+
+def escalate(ctx: HandlerContext, incident_id: str, reason: str, event: EventEnvelope) -> None:
+    ctx.store.transition(
+        incident_id,
+        S.INVESTIGATING,
+        S.ESCALATED,
+        PRODUCER,
+        {"reason": reason},
+        announce=[
+            incident_event(
+                EventType.ESCALATED,
+                PRODUCER,
+                incident_id,
+                {"reason": f"diagnosis: {reason}"},
+                event.correlation_id,
+            )
+        ],
+    )
 
 
 def conclude(

@@ -89,3 +89,36 @@ def test_settings_point_boto3_at_the_emulator_unless_told_otherwise() -> None:
     assert Settings(aws_endpoint_url="http://elsewhere:1").endpoint_url == "http://elsewhere:1"
     assert Settings(target="aws").endpoint_url is None
     assert Settings().region == "ca-central-1"
+
+
+def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
+    import asyncio
+
+    import httpx
+
+    from queues.consumer import HandlerContext, RetryLater
+    from workers.agents.mcp_tools import ToolsUnavailable, _unreachable, mcp_tools
+    from workers.outages import tools_away
+
+    # Nothing listens on port 9 of 127.0.0.1: the client sees what a restart looks like.
+    settings = Settings(mcp_supervisor_url="http://127.0.0.1:9", mcp_api_key="k" * 32)
+
+    async def use() -> None:
+        async with mcp_tools(settings, "supervisor"):
+            pass
+
+    with pytest.raises(ToolsUnavailable, match=r"supervisor MCP server .* unreachable"):
+        asyncio.run(use())
+    nested = ExceptionGroup("task group", [ValueError("x"), httpx.ConnectError("refused")])
+    assert isinstance(_unreachable(nested), httpx.ConnectError)
+    assert _unreachable(ExceptionGroup("g", [ValueError("not a transport")])) is None
+
+    escalated: list[str] = []
+    away = ToolsUnavailable("the supervisor MCP server is unreachable")
+    first = HandlerContext("supervisor", "m", 1, None, settings, max_receives=5)  # type: ignore[arg-type]
+    with pytest.raises(RetryLater) as retry:
+        tools_away(first, away, escalated.append)
+    assert retry.value.after_s == settings.dependency_retry_s and escalated == []
+    last = HandlerContext("supervisor", "m", 5, None, settings, max_receives=5)  # type: ignore[arg-type]
+    tools_away(last, away, escalated.append)
+    assert escalated and "gave up after 5 attempts" in escalated[0]

@@ -7,17 +7,54 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
 
+from fleet.errors import FleetError
 from fleet.settings import Settings
 
 Server = Literal["supervisor", "resolver"]
 
 
+class ToolsUnavailable(FleetError):
+    """An MCP server could not be reached, or went away during the run."""
+
+
+# What a server that is down or restarting looks like from the client.
+UNREACHABLE = (httpx.TransportError, OSError)
+
+
+def _unreachable(exc: BaseException) -> BaseException | None:
+    """The transport failure inside `exc` (the MCP client nests them in task groups)."""
+    if isinstance(exc, UNREACHABLE):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if found := _unreachable(inner):
+                return found
+    return None
+
+
 @asynccontextmanager
 async def mcp_tools(settings: Settings, server: Server) -> AsyncIterator[list[BaseTool]]:
+    """The server's tools for one agent run; ToolsUnavailable if the server is away."""
+    try:
+        async with _session_tools(settings, server) as tools:
+            yield tools
+    except BaseException as exc:
+        cause = _unreachable(exc)
+        if cause is None:
+            raise
+        raise ToolsUnavailable(
+            f"the {server} MCP server ({settings.mcp_url(server)}) is unreachable: "
+            f"{type(cause).__name__}: {cause}"[:500]
+        ) from None
+
+
+@asynccontextmanager
+async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[list[BaseTool]]:
     client = MultiServerMCPClient(
         {
             server: {

@@ -1,0 +1,169 @@
+"""What the fleet does for its users, timed: MTTR per fault kind (split by phase, beside
+the floor the settings set), many incidents at once, and what each diagnosis costs.
+
+All of it drives the real fleet through game days (chaos/gameday.py): the harness breaks
+the workload and watches; the fleet finds out from its alarms, as it would on AWS.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
+from chaos.workload.spec import function_name
+from fleet.settings import Settings
+from fleet.world import wait_for
+from workers.incident_report import IncidentReport, load_report
+from workers.lifecycle import IncidentStatus as S
+from workers.state_machine import TERMINAL
+
+# One of each kind of workload fault, as `fleet chaos` applies it.
+FAULT_KINDS: dict[str, FaultStep] = {
+    "revoke": FaultStep(kind="revoke", target="s3"),
+    "deny": FaultStep(kind="deny", target="s3"),
+    "throttle": FaultStep(kind="throttle", concurrency=0),
+    "network-block": FaultStep(kind="network-block"),
+    "env-drift": FaultStep(kind="env-drift", var="DATA_PREFIX", value="drifted/"),
+    "timeout": FaultStep(kind="timeout", seconds=1),
+}
+# Fault to RESOLVED, in the order it happens: (phase, the status that ends it).
+PHASES: list[tuple[str, S]] = [
+    ("diagnose", S.DIAGNOSED),
+    ("propose", S.PROPOSED),
+    ("review", S.APPROVED),
+    ("execute", S.VERIFYING),
+    ("verify", S.RESOLVED),
+]
+Log = Callable[[str], None]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a small sample."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def floor_s(settings: Settings) -> float:
+    """The least any fix can take: the workload must run and fail, the alarm's period must
+    pass, and one run after the fix must succeed."""
+    run = settings.target_interval_s + settings.workload_work_s
+    return round(settings.target_interval_s + settings.alarm_period_s + run, 1)
+
+
+def phase_split(report: IncidentReport, fault_at: datetime) -> dict[str, float]:
+    """Seconds spent in each phase, from the incident's own audit trail."""
+    marks = [("detect", datetime.fromisoformat(report.opened_at))]
+    for phase, status in PHASES:
+        at = report.reached(status.value)
+        if at is None:
+            raise ValueError(f"{report.incident_id} never reached {status.value}")
+        marks.append((phase, datetime.fromisoformat(at)))
+    split: dict[str, float] = {}
+    previous = fault_at
+    for phase, mark in marks:
+        split[phase] = round((mark - previous).total_seconds(), 2)
+        previous = mark
+    return split
+
+
+def diagnosis_cost(game: GameDay, incident_id: str) -> dict[str, int]:
+    transcript = game.store.get_context(incident_id, "transcript#diagnosis") or {}
+    return {
+        "tool_calls": len(transcript.get("calls", [])),
+        "prompt_tokens": int(transcript.get("prompt_tokens", 0)),
+        "completion_tokens": int(transcript.get("completion_tokens", 0)),
+    }
+
+
+def mttr(runs: int, log: Log) -> dict[str, Any]:
+    """Each fault kind `runs` times on one world: fault → RESOLVED, by phase."""
+    by_kind: dict[str, Any] = {}
+    costs: list[dict[str, int]] = []
+    with fresh_world({}, log) as settings:
+        floor = floor_s(settings)
+        for kind, step in FAULT_KINDS.items():
+            totals, splits = [], []
+            for i in range(runs):
+                scenario = Scenario(
+                    name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
+                )
+                game = GameDay(scenario, settings, log)
+                result = game.run()
+                if not result.passed or result.incident_id is None or result.mttr_s is None:
+                    failed = [c.detail for c in result.checks if not c.ok]
+                    raise RuntimeError(f"{kind} run {i + 1} did not pass: {failed}")
+                report = load_report(game.store, result.incident_id)
+                assert report is not None and report.closed_at is not None
+                # MTTR counts from the moment the game day applied the fault.
+                fault_at = datetime.fromisoformat(report.closed_at) - timedelta(
+                    seconds=result.mttr_s
+                )
+                totals.append(result.mttr_s)
+                splits.append(phase_split(report, fault_at))
+                costs.append(diagnosis_cost(game, result.incident_id))
+                log(f"{kind} #{i + 1}: resolved in {result.mttr_s}s")
+            by_kind[kind] = {
+                "runs": runs,
+                "p50_s": round(statistics.median(totals), 1),
+                "p95_s": round(percentile(totals, 95), 1),
+                "floor_s": floor,
+                "p50_over_floor": round(statistics.median(totals) / floor, 2),
+                "phases_p50_s": {
+                    phase: round(statistics.median(s[phase] for s in splits), 2)
+                    for phase in ("detect", *(p for p, _ in PHASES))
+                },
+            }
+    calls = [c["tool_calls"] for c in costs]
+    prompt = [c["prompt_tokens"] for c in costs]
+    completion = [c["completion_tokens"] for c in costs]
+    return {
+        "mttr": by_kind,
+        "tool_calls": {
+            "median": statistics.median(calls),
+            "max": max(calls),
+            "budget": settings.agent_max_tool_calls,
+        },
+        "diagnosis_tokens": {
+            "prompt_median": statistics.median(prompt),
+            "prompt_max": max(prompt),
+            "completion_median": statistics.median(completion),
+            "completion_max": max(completion),
+            "counted_as": "the offline model's estimate of what the same conversation sends "
+            "to Bedrock: 4 characters a token",
+        },
+    }
+
+
+def many(targets: int, workers_per_stage: int, log: Log) -> dict[str, Any]:
+    """`targets` copies of the workload broken at once; fault → the last one RESOLVED."""
+    overrides = {"target_count": targets, "workers_per_stage": workers_per_stage}
+    with fresh_world(overrides, log) as settings:
+        names = [function_name(i) for i in range(1, targets + 1)]
+        scenario = Scenario(
+            name=f"{targets} at once",
+            targets=targets,
+            faults=[FaultStep(kind="revoke", target="s3", function=n) for n in names],
+            expect=Expectation(within_s=600),
+        )
+        game = GameDay(scenario, settings, log)
+        game.wait_healthy()
+        since = datetime.now(UTC).isoformat(timespec="milliseconds")
+        started = time.monotonic()
+        game.apply_faults()
+
+        def all_ended() -> bool:
+            found = game._incidents(since)
+            return len(found) >= targets and all(S(i["status"]) in TERMINAL for i in found)
+
+        wait_for(all_ended, 900, f"{targets} incidents to end", 1.0)
+        elapsed = time.monotonic() - started
+        found = game._incidents(since)
+        resolved = sum(1 for i in found if i["status"] == S.RESOLVED.value)
+        log(f"{targets} targets, {workers_per_stage} worker(s) per stage: {elapsed:.1f}s")
+        return {"seconds": round(elapsed, 1), "incidents": len(found), "resolved": resolved}

@@ -1,0 +1,17 @@
+"""What a stage does when its MCP server is away: try again later while the message has
+receives left, and on its last one end the incident as ESCALATED (people are paged) rather
+than let the step die in a DLQ with the incident stuck behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from queues.consumer import HandlerContext, RetryLater
+from workers.agents.mcp_tools import ToolsUnavailable
+
+
+def tools_away(ctx: HandlerContext, exc: ToolsUnavailable, escalate: Callable[[str], None]) -> None:
+    if ctx.last_attempt:
+        escalate(f"{exc} (gave up after {ctx.receive_count} attempts)")
+        return
+    raise RetryLater(str(exc), ctx.settings.dependency_retry_s) from exc
