@@ -81,11 +81,15 @@ def diagnosis_cost(game: GameDay, incident_id: str) -> dict[str, int]:
     }
 
 
-def mttr(runs: int, log: Log) -> dict[str, Any]:
+def quiet(_line: str) -> None:
+    """The game day's own running commentary: not part of the bench's output."""
+
+
+def mttr(runs: int, progress: Log) -> dict[str, Any]:
     """Each fault kind `runs` times on one world: fault → RESOLVED, by phase."""
     by_kind: dict[str, Any] = {}
     costs: list[dict[str, int]] = []
-    with fresh_world({}, log) as settings:
+    with fresh_world({}, quiet) as settings:
         floor = floor_s(settings)
         for kind, step in FAULT_KINDS.items():
             totals, splits = [], []
@@ -93,7 +97,7 @@ def mttr(runs: int, log: Log) -> dict[str, Any]:
                 scenario = Scenario(
                     name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
                 )
-                game = GameDay(scenario, settings, log)
+                game = GameDay(scenario, settings, quiet)
                 result = game.run()
                 if not result.passed or result.incident_id is None or result.mttr_s is None:
                     failed = [c.detail for c in result.checks if not c.ok]
@@ -107,7 +111,7 @@ def mttr(runs: int, log: Log) -> dict[str, Any]:
                 totals.append(result.mttr_s)
                 splits.append(phase_split(report, fault_at))
                 costs.append(diagnosis_cost(game, result.incident_id))
-                log(f"{kind} #{i + 1}: resolved in {result.mttr_s}s")
+                progress(f"{kind} #{i + 1}: resolved in {result.mttr_s}s")
             by_kind[kind] = {
                 "runs": runs,
                 "p50_s": round(statistics.median(totals), 1),
@@ -140,10 +144,10 @@ def mttr(runs: int, log: Log) -> dict[str, Any]:
     }
 
 
-def many(targets: int, workers_per_stage: int, log: Log) -> dict[str, Any]:
+def many(targets: int, workers_per_stage: int, progress: Log) -> dict[str, Any]:
     """`targets` copies of the workload broken at once; fault → the last one RESOLVED."""
     overrides = {"target_count": targets, "workers_per_stage": workers_per_stage}
-    with fresh_world(overrides, log) as settings:
+    with fresh_world(overrides, quiet) as settings:
         names = [function_name(i) for i in range(1, targets + 1)]
         scenario = Scenario(
             name=f"{targets} at once",
@@ -151,7 +155,7 @@ def many(targets: int, workers_per_stage: int, log: Log) -> dict[str, Any]:
             faults=[FaultStep(kind="revoke", target="s3", function=n) for n in names],
             expect=Expectation(within_s=600),
         )
-        game = GameDay(scenario, settings, log)
+        game = GameDay(scenario, settings, quiet)
         game.wait_healthy()
         since = datetime.now(UTC).isoformat(timespec="milliseconds")
         started = time.monotonic()
@@ -165,5 +169,5 @@ def many(targets: int, workers_per_stage: int, log: Log) -> dict[str, Any]:
         elapsed = time.monotonic() - started
         found = game._incidents(since)
         resolved = sum(1 for i in found if i["status"] == S.RESOLVED.value)
-        log(f"{targets} targets, {workers_per_stage} worker(s) per stage: {elapsed:.1f}s")
+        progress(f"{targets} targets, {workers_per_stage} worker(s) per stage: {elapsed:.1f}s")
         return {"seconds": round(elapsed, 1), "incidents": len(found), "resolved": resolved}

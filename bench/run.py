@@ -111,7 +111,7 @@ def run(
             measured.update(_runtime_and_storm(wanted, messages, rounds, alerts, log))
         except Exception as exc:
             errors["runtime+storm"] = f"{type(exc).__name__}: {exc}"
-    part("mttr", lambda: incidents.mttr(mttr_runs, lambda line: None))
+    part("mttr", lambda: incidents.mttr(mttr_runs, log))
     part("many", lambda: {"many": _many(targets, log)})
     part("faults", lambda: {"faults": _faults(log)})
 
@@ -169,6 +169,7 @@ def _faults(log: Callable[[str], None]) -> dict[str, Any]:
     for case in CASES:
         log(f"fault survival: {case} ...")
         result = run_case(case)
+        log(f"  {'passed' if result.passed else 'FAILED'} in {result.duration_s}s")
         out[case] = {
             "passed": result.passed,
             "lost": result.lost,

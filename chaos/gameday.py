@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -125,10 +126,13 @@ class GameDayResult(BaseModel):
 
 
 @contextlib.contextmanager
-def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterator[Settings]:
-    """`fleet up` (the whole fleet) in its own state directory and ports, until the block
-    ends; stopped by its PID."""
-    with tempfile.TemporaryDirectory(prefix="fleet-gameday-") as state_dir:
+def started_world(
+    overrides: dict[str, Any],
+) -> Iterator[tuple[subprocess.Popen[bytes], Settings, dict[str, str]]]:
+    """`fleet up` (the whole fleet) in its own state directory on free ports, with game-day
+    timings unless overridden: its process, settings and environment until the block ends,
+    then stopped by its PID."""
+    with tempfile.TemporaryDirectory(prefix="fleet-world-") as state_dir:
         values = {
             "state_dir": state_dir,
             "emulator_port": free_port(),
@@ -138,12 +142,18 @@ def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterat
             **GAMEDAY_SETTINGS,
             **overrides,
         }
-        world, settings, _env = start_world_process(values, Path(state_dir) / "fleet-up.log")
+        world, settings, env = start_world_process(values, Path(state_dir) / "fleet-up.log")
         try:
-            log(f"world up on {settings.endpoint_url} (logs: {settings.log_dir})")
-            yield settings
+            yield world, settings, env
         finally:
             terminate([world], 60)
+
+
+@contextlib.contextmanager
+def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterator[Settings]:
+    with started_world(overrides) as (_, settings, _env):
+        log(f"world up on {settings.endpoint_url} (logs: {settings.log_dir})")
+        yield settings
 
 
 class GameDay:

@@ -18,25 +18,28 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from chaos.gameday import GAMEDAY_SETTINGS, Expectation, FaultStep, GameDay, Scenario
+from chaos.gameday import (
+    GAMEDAY_SETTINGS,
+    Expectation,
+    FaultStep,
+    GameDay,
+    Scenario,
+    started_world,
+)
 from fleet.aws import Clients
 from fleet.principals import Principal
 from fleet.settings import Settings
 from fleet.world import (
     PROJECT_ROOT,
-    free_port,
     read_world,
-    start_world_process,
     terminate,
     wait_for,
 )
@@ -115,35 +118,26 @@ class FleetUnderTest:
 
     def start_mcp(self, server: str) -> None:
         """Start an MCP server as the world would (the launcher does not restart them)."""
-        log = open(self.settings.log_dir / f"mcp-{server}-restarted.log", "ab")  # noqa: SIM115
-        self.started.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "fleet.cli", "mcp", server],
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        with open(self.settings.log_dir / f"mcp-{server}-restarted.log", "ab") as log:
+            self.started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "fleet.cli", "mcp", server],
+                    cwd=PROJECT_ROOT,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
 
 
 @contextlib.contextmanager
 def fleet_under_test(log: Callable[[str], None]) -> Iterator[FleetUnderTest]:
-    with tempfile.TemporaryDirectory(prefix="fleet-survival-") as state_dir:
-        values = {
-            "state_dir": state_dir,
-            "emulator_port": free_port(),
-            "mcp_supervisor_port": free_port(),
-            "mcp_resolver_port": free_port(),
-            "console_port": free_port(),
-            **SURVIVAL_SETTINGS,
-        }
-        world, settings, env = start_world_process(values, Path(state_dir) / "fleet-up.log")
+    with started_world(SURVIVAL_SETTINGS) as (_, settings, env):
         fleet = FleetUnderTest(settings, env, log)
         try:
             yield fleet
         finally:
-            terminate([*fleet.started, world], 60)
+            terminate(fleet.started, 30)
 
 
 class Ledger:

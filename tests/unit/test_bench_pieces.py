@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bench.incidents import floor_s, percentile, phase_split
+from fleet.settings import Settings
+from workers.incident_report import IncidentReport, TimelineEntry
+
+
+def test_percentiles_are_nearest_rank_of_the_sample() -> None:
+    runs = [14.0, 12.0, 30.0, 13.0, 15.0]
+    assert percentile(runs, 50) == 14.0
+    assert percentile(runs, 95) == 30.0  # with five runs, p95 is the slowest
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_the_floor_is_a_run_an_alarm_period_and_a_verifying_run() -> None:
+    settings = Settings(target_interval_s=1, alarm_period_s=10, workload_work_s=1.2)
+    assert floor_s(settings) == 13.2
+
+
+def _report(fault_at: datetime, offsets: dict[str, float]) -> IncidentReport:
+    def at(seconds: float) -> str:
+        return (fault_at + timedelta(seconds=seconds)).isoformat()
+
+    timeline = [
+        TimelineEntry(at=at(t), actor="test", action=f"status X -> {status}", detail={})
+        for status, t in offsets.items()
+    ]
+    return IncidentReport(
+        incident_id="inc-1",
+        resource="data-processor",
+        signature="s",
+        status="RESOLVED",
+        opened_at=at(2.0),
+        closed_at=at(offsets["RESOLVED"]),
+        alert_count=1,
+        timeline=timeline,
+        diagnosis=None,
+        proposal=None,
+        review=None,
+        approval=None,
+        verification=None,
+        actions=[],
+        rollbacks=[],
+        tool_calls=0,
+        prompt_tokens=0,
+        completion_tokens=0,
+    )
+
+
+def test_the_phases_add_up_to_the_time_to_resolve_and_say_which_step_took_it() -> None:
+    fault_at = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    offsets = {
+        "DIAGNOSED": 3.0,
+        "PROPOSED": 3.5,
+        "APPROVED": 3.75,
+        "VERIFYING": 4.0,
+        "RESOLVED": 15.0,
+    }
+    split = phase_split(_report(fault_at, offsets), fault_at)
+    assert split == {
+        "detect": 2.0,
+        "diagnose": 1.0,
+        "propose": 0.5,
+        "review": 0.25,
+        "execute": 0.25,
+        "verify": 11.0,
+    }
+    assert sum(split.values()) == 15.0
+    del offsets["APPROVED"]
+    with pytest.raises(ValueError, match="never reached APPROVED"):
+        phase_split(_report(fault_at, offsets), fault_at)
