@@ -162,12 +162,12 @@ def many(targets: int, workers_per_stage: int, progress: Log) -> dict[str, Any]:
         game.apply_faults()
 
         def all_ended() -> bool:
-            found = game._incidents(since)
+            found = game.incidents_since(since)
             return len(found) >= targets and all(S(i["status"]) in TERMINAL for i in found)
 
         wait_for(all_ended, 900, f"{targets} incidents to end", 1.0)
         elapsed = time.monotonic() - started
-        found = game._incidents(since)
+        found = game.incidents_since(since)
         resolved = sum(1 for i in found if i["status"] == S.RESOLVED.value)
         progress(f"{targets} targets, {workers_per_stage} worker(s) per stage: {elapsed:.1f}s")
         return {"seconds": round(elapsed, 1), "incidents": len(found), "resolved": resolved}

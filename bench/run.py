@@ -111,6 +111,7 @@ def run(
             measured.update(_runtime_and_storm(wanted, messages, rounds, alerts, log))
         except Exception as exc:
             errors["runtime+storm"] = f"{type(exc).__name__}: {exc}"
+            log(f"[red]runtime+storm failed: {errors['runtime+storm']}[/red]")
     part("mttr", lambda: incidents.mttr(mttr_runs, log))
     part("many", lambda: {"many": _many(targets, log)})
     part("faults", lambda: {"faults": _faults(log)})
@@ -146,7 +147,8 @@ def run(
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(_table(results))
     console.print(f"written to {RESULTS.relative_to(PROJECT_ROOT)}")
-    return 1 if errors else 0
+    survived = all(case["passed"] for case in measured.get("faults", {}).values())
+    return 0 if not errors and survived else 1
 
 
 def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:

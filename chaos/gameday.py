@@ -231,7 +231,7 @@ class GameDay:
             Message=json.dumps(message),
         )
 
-    def _incidents(self, since: str) -> list[dict[str, Any]]:
+    def incidents_since(self, since: str) -> list[dict[str, Any]]:
         return [i for i in list_incidents(self.store) if i["opened_at"] >= since]
 
     def _answer(self, incident_id: str) -> None:
@@ -261,7 +261,7 @@ class GameDay:
         """Until an incident has opened and every one since the faults is terminal."""
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
-            incidents = self._incidents(since)
+            incidents = self.incidents_since(since)
             for i in incidents:
                 if self.seen.get(i["incident_id"]) != i["status"]:
                     self.seen[i["incident_id"]] = i["status"]
@@ -271,7 +271,7 @@ class GameDay:
             if incidents and all(IncidentStatus(i["status"]) in TERMINAL for i in incidents):
                 return incidents
             time.sleep(0.5)
-        return self._incidents(since)
+        return self.incidents_since(since)
 
     def dead_letters(self) -> int:
         sqs = self.admin("sqs")

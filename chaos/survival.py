@@ -39,6 +39,7 @@ from fleet.principals import Principal
 from fleet.settings import Settings
 from fleet.world import (
     PROJECT_ROOT,
+    WorldError,
     read_world,
     terminate,
     wait_for,
@@ -235,7 +236,7 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
         result = Accounting(owed, handled, dead, poison, left)
         return not result.lost and left == 0
 
-    with contextlib.suppress(Exception):  # the result says what is missing
+    with contextlib.suppress(WorldError):  # timed out: the result says what is missing
         wait_for(settled, settle_s, "every owed delivery handled or dead-lettered", 1.0)
     return result
 
@@ -261,7 +262,7 @@ class Run:
     since: str
 
     def incident(self) -> dict[str, Any] | None:
-        found = self.game._incidents(self.since)
+        found = self.game.incidents_since(self.since)
         return found[0] if found else None
 
     def wait_status(self, status: str, timeout_s: float = 90) -> str:
