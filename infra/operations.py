@@ -106,46 +106,47 @@ class Operations(pulumi.ComponentResource):
     ):
         super().__init__("incident-fleet:operations:Operations", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        for q in topology.queues:
+
+        def page_on(
+            resource: str, queue: str, metric: str, above: int, periods: int, why: str
+        ) -> None:
+            """An alarm on one SQS metric of one queue, to the people (on and off)."""
             aws.cloudwatch.MetricAlarm(
-                f"{q.dlq_name}-depth",
-                name=f"incident-fleet-{q.dlq_name}-not-empty",
-                alarm_description=(
-                    f"Messages in {q.dlq_name}: see why with `fleet failures --queue {q.name}`, "
-                    f"then redrive from the console or `fleet dlq redrive {q.dlq_name}`"
-                ),
+                resource,
+                name=f"incident-fleet-{resource}",
+                alarm_description=why,
                 namespace="AWS/SQS",
-                metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": q.dlq_name},
+                metric_name=metric,
+                dimensions={"QueueName": queue},
                 statistic="Maximum",
                 period=60,
-                evaluation_periods=1,
-                threshold=1,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[pager_topic_arn],
-                ok_actions=[pager_topic_arn],
-                opts=child,
-            )
-            aws.cloudwatch.MetricAlarm(
-                f"{q.name}-oldest-message",
-                name=f"incident-fleet-{q.name}-falling-behind",
-                alarm_description=(
-                    f"The oldest message on {q.name} has waited over {oldest_message_alarm_s}s: "
-                    f"its workers are down, stuck or too few"
-                ),
-                namespace="AWS/SQS",
-                metric_name="ApproximateAgeOfOldestMessage",
-                dimensions={"QueueName": q.name},
-                statistic="Maximum",
-                period=60,
-                evaluation_periods=3,
-                threshold=oldest_message_alarm_s,
+                evaluation_periods=periods,
+                threshold=above,
                 comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching",
                 alarm_actions=[pager_topic_arn],
                 ok_actions=[pager_topic_arn],
                 opts=child,
+            )
+
+        for q in topology.queues:
+            page_on(
+                f"{q.dlq_name}-not-empty",
+                q.dlq_name,
+                "ApproximateNumberOfMessagesVisible",
+                0,
+                1,
+                f"Messages in {q.dlq_name}: see why with `fleet failures --queue {q.name}`, "
+                f"then redrive from the console or `fleet dlq redrive {q.dlq_name}`",
+            )
+            page_on(
+                f"{q.name}-falling-behind",
+                q.name,
+                "ApproximateAgeOfOldestMessage",
+                oldest_message_alarm_s,
+                3,
+                f"The oldest message on {q.name} has waited over {oldest_message_alarm_s}s: "
+                "its workers are down, stuck or too few",
             )
         self.dashboard = aws.cloudwatch.Dashboard(
             "pipeline",

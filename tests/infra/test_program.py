@@ -371,7 +371,8 @@ def test_operators_are_paged_on_dead_letters_and_stalled_stages_and_get_a_dashbo
     approvals = f"arn:aws:sns:ca-central-1:{ACCOUNT}:incident-approvals"
     for q in spec.queues:
         depth = alarms[f"{q.dlq_name}:ApproximateNumberOfMessagesVisible"]
-        assert depth["threshold"] == 1 and depth["alarmActions"] == [approvals]
+        assert depth["threshold"] == 0 and depth["comparisonOperator"] == "GreaterThanThreshold"
+        assert depth["alarmActions"] == [approvals]
         oldest = alarms[f"{q.name}:ApproximateAgeOfOldestMessage"]
         assert oldest["threshold"] == program.config.oldest_message_alarm_s
     (dashboard,) = program.of_type("aws:cloudwatch/dashboard:Dashboard")
