@@ -105,6 +105,9 @@ class StackConfig(BaseModel, frozen=True):
             )
         if self.worker_max_tasks < self.worker_min_tasks:
             raise ValueError("worker_max_tasks must be at least worker_min_tasks")
+        unknown = sorted(set(self.settings) - set(Settings.model_fields))
+        if unknown:  # Settings ignores what it does not know; a stack must not
+            raise ValueError(f"unknown fleet settings {unknown}: see fleet/settings.py")
         return self
 
     def fleet_settings(self) -> Settings:

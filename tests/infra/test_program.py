@@ -233,6 +233,8 @@ def test_stack_config_reads_camel_case_keys_and_refuses_what_would_guard_nothing
         StackConfig(stack="x", region="ca-central-1", account_id=ACCOUNT, demo_workload=False)
     with pytest.raises(ValidationError):
         stack_config({"wokerMaxTasks": 6}, "dev", "ca-central-1", ACCOUNT)  # a typo is an error
+    with pytest.raises(ValidationError, match="unknown fleet settings"):
+        stack_config({"settings": {"require_human_aproval": True}}, "dev", "x", ACCOUNT)
 
 
 def test_the_deploying_shell_does_not_leak_into_the_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
