@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
-from chaos.workload.spec import function_name
-from fleet.settings import Settings
-from fleet.world import wait_for
-from workers.incident_report import IncidentReport, load_report
-from workers.lifecycle import IncidentStatus as S
-from workers.state_machine import TERMINAL
+from core.settings import Settings
+from emulation.world import wait_for
+from incidents.incident_report import IncidentReport, load_report
+from incidents.lifecycle import IncidentStatus as S
+from incidents.state_machine import TERMINAL
+from workload.spec import function_name
 
 # One of each kind of workload fault, as `fleet chaos` applies it.
 FAULT_KINDS: dict[str, FaultStep] = {

@@ -20,9 +20,9 @@ from bench import incidents
 from bench.runtime import runtime_overhead, storm
 from chaos.gameday import GAMEDAY_SETTINGS
 from chaos.survival import CASES, SURVIVAL_SETTINGS, run_case
-from fleet import structured_logging
-from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, World, free_port, port_in_use
+from core import structured_logging
+from core.settings import Settings
+from emulation.world import PROJECT_ROOT, World, free_port, port_in_use
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
 

@@ -12,15 +12,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fleet.aws import Clients
-from fleet.principals import Principal
-from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, child_environment, terminate, wait_for
+from core.aws import Clients
+from core.principals import Principal
+from core.settings import Settings
+from emulation.world import PROJECT_ROOT, child_environment, terminate, wait_for
+from incidents.incident_report import list_incidents
+from incidents.store import IncidentStore
 from queues.consumer import Consumer, HandlerContext
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
-from workers.incident_report import list_incidents
-from workers.store import IncidentStore
 
 BATCH = 10
 

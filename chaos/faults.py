@@ -2,7 +2,7 @@
 
 The workload's next run fails the way it would on AWS: AccessDenied from a revoked or
 denied permission, throttling at zero concurrency, a connect timeout with no egress, a
-wrong environment, a timeout. `restore` puts the baseline back (chaos/workload/baseline).
+wrong environment, a timeout. `restore` puts the baseline back (workload/baseline).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from chaos.workload.baseline import restore_to, security_group_id
-from chaos.workload.spec import (
+from core.aws import Clients
+from core.errors import FleetError, UsageError
+from incidents.baselines import BaselineStore
+from workload.baseline import restore_to, security_group_id
+from workload.spec import (
     BASELINE_POLICY_NAME,
     PERMISSION_ACTIONS,
     STATEMENT_IDS,
     FunctionSpec,
     PermissionTarget,
 )
-from fleet.aws import Clients
-from fleet.errors import FleetError, UsageError
-from workers.baselines import BaselineStore
 
 DENY_POLICY_NAME = "chaos-explicit-deny"
 ALL = "all"

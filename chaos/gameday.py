@@ -23,22 +23,22 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from chaos import faults
-from chaos.alarm_evaluator import notification
 from chaos.status import function_status
-from chaos.workload.spec import spec_for
-from fleet.aws import Clients
-from fleet.errors import UsageError
-from fleet.principals import Principal
-from fleet.settings import Settings
-from fleet.world import free_port, start_world_process, terminate, wait_for
+from core.aws import Clients
+from core.errors import UsageError
+from core.principals import Principal
+from core.settings import Settings
+from emulation.alarm_evaluator import notification
+from emulation.world import free_port, start_world_process, terminate, wait_for
+from incidents.approvals import decide
+from incidents.incident_report import IncidentReport, list_incidents, load_report
+from incidents.lifecycle import IncidentStatus
+from incidents.remediation import ALLOWLIST
+from incidents.state_machine import TERMINAL
+from incidents.store import IncidentStore
 from queues.failures import FailureLog
 from queues.topology import Topic, build_topology, topic_arn
-from workers.approvals import decide
-from workers.incident_report import IncidentReport, list_incidents, load_report
-from workers.lifecycle import IncidentStatus
-from workers.remediation import ALLOWLIST
-from workers.state_machine import TERMINAL
-from workers.store import IncidentStore
+from workload.spec import spec_for
 
 FALSE_ALARM = "false-alarm"
 Answer = Literal["auto", "approve", "reject", "ignore"]

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chaos.workload.spec import FunctionSpec
-from fleet.aws import Clients
-from workers.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
-from workers.baselines import BaselineStore, read_live
+from core.aws import Clients
+from incidents.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from incidents.baselines import BaselineStore, read_live
+from workload.spec import FunctionSpec
 
 
 class RecentRuns(BaseModel):

@@ -34,26 +34,26 @@ from chaos.gameday import (
     Scenario,
     started_world,
 )
-from fleet.aws import Clients
-from fleet.principals import Principal
-from fleet.settings import Settings
-from fleet.world import (
+from core.aws import Clients
+from core.principals import Principal
+from core.settings import Settings
+from emulation.world import (
     PROJECT_ROOT,
     WorldError,
     read_world,
     terminate,
     wait_for,
 )
+from incidents.incident_report import IncidentReport, load_report
+from incidents.lifecycle import IncidentStatus
+from incidents.state_machine import TERMINAL
 from queues.dlq import DeadLetters
 from queues.events import BadMessage, new_event, parse_body
+from queues.idempotency import COMPLETED, event_key
 from queues.provision import queue_policy
 from queues.publisher import Publisher
+from queues.tables import PROCESSED_EVENTS
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
-from workers.idempotency import COMPLETED, event_key
-from workers.incident_report import IncidentReport, load_report
-from workers.lifecycle import IncidentStatus
-from workers.state_machine import TERMINAL
-from workers.tables import PROCESSED_EVENTS
 
 LEDGER = "survival-ledger"
 STAGES = [s.value for s in Stage]

@@ -37,22 +37,22 @@ from console.auth import (
     session_secret,
 )
 from console.jobs import Jobs
-from fleet.aws import Clients
-from fleet.aws_errors import error_code, error_message
-from fleet.errors import FleetError
-from fleet.settings import Settings
+from console.snapshot import snapshot
+from core.aws import Clients
+from core.aws_errors import error_code, error_message
+from core.errors import FleetError
+from core.settings import Settings
+from incidents.approvals import ApprovalError, decide
+from incidents.baseline_diff import DIFFS
+from incidents.baselines import BaselineStore, read_live
+from incidents.incident_report import list_incidents, load_report
+from incidents.lifecycle import IncidentStatus
+from incidents.postmortem import postmortem_markdown
+from incidents.store import IncidentStore
 from queues.dlq import DeadLetters
 from queues.outbox import flush_outbox
 from queues.publisher import Publisher
-from queues.tail import snapshot
 from queues.topology import Topic, build_topology, topic_arn
-from workers.approvals import ApprovalError, decide
-from workers.baseline_diff import DIFFS
-from workers.baselines import BaselineStore, read_live
-from workers.incident_report import list_incidents, load_report
-from workers.lifecycle import IncidentStatus
-from workers.postmortem import postmortem_markdown
-from workers.store import IncidentStore
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PUBLIC_PATHS = frozenset({"/login", "/health"})

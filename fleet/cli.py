@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fleet.errors import FleetError, UsageError
-from fleet.settings import Settings, get_settings
+from core.errors import FleetError, UsageError
+from core.settings import Settings, get_settings
 
 
 def _emit_json(data: Any) -> None:
@@ -25,8 +25,8 @@ def _emit_json(data: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet import structured_logging
-    from fleet.world import run_world
+    from core import structured_logging
+    from emulation.world import run_world
 
     structured_logging.configure("world")
     if args.port:
@@ -37,7 +37,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.world import stop_world
+    from emulation.world import stop_world
 
     pid = stop_world(settings)
     print(f"world (pid {pid}) stopped")
@@ -45,8 +45,8 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.provisioning import ProvisionReport
-    from fleet.world import provision, read_world
+    from core.provisioning import ProvisionReport
+    from emulation.world import provision, read_world
 
     world = read_world(settings)
     if world is None:
@@ -66,15 +66,15 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _protected_functions(settings: Settings) -> list[str]:
-    from chaos.lambda_runtime import protected_functions
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from core.aws import Clients
+    from core.principals import Principal
+    from emulation.lambda_runtime import protected_functions
 
     return protected_functions(Clients(Principal.OPERATOR, settings)("lambda"))
 
 
 def _specs(settings: Settings, function: str | None, every: bool) -> list[Any]:
-    from chaos.workload.spec import FUNCTION_BASE_NAME, spec_for
+    from workload.spec import FUNCTION_BASE_NAME, spec_for
 
     deployed = _protected_functions(settings)
     names = (deployed if every else [FUNCTION_BASE_NAME]) if function is None else [function]
@@ -88,8 +88,8 @@ def _specs(settings: Settings, function: str | None, every: bool) -> list[Any]:
 
 def cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     from chaos import faults
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from core.aws import Clients
+    from core.principals import Principal
 
     clients = Clients(Principal.OPERATOR, settings)
     if args.fault == "status":
@@ -136,9 +136,9 @@ def _chaos_status(args: argparse.Namespace, settings: Settings, clients: Any) ->
 
 
 def cmd_baseline(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.aws import Clients
-    from fleet.principals import Principal
-    from workers.baselines import BaselineStore, capture
+    from core.aws import Clients
+    from core.principals import Principal
+    from incidents.baselines import BaselineStore, capture
 
     clients = Clients(Principal.OPERATOR, settings)
     names = [s.name for s in _specs(settings, args.function, True)]
@@ -175,9 +175,9 @@ def cmd_baseline(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.aws import Clients
-    from fleet.principals import Principal
-    from queues.tail import TailSnapshot, safe_snapshot
+    from console.snapshot import TailSnapshot, safe_snapshot
+    from core.aws import Clients
+    from core.principals import Principal
     from queues.topology import build_topology
 
     clients = Clients(Principal.OPERATOR, settings)
@@ -185,7 +185,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from queues.tail_view import render
+    from fleet.tail_view import render
 
     if args.once:
         once = safe_snapshot(clients, topology, None)
@@ -213,15 +213,15 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _operator_store(settings: Settings) -> Any:
-    from fleet.aws import Clients
-    from fleet.principals import Principal
-    from workers.store import IncidentStore
+    from core.aws import Clients
+    from core.principals import Principal
+    from incidents.store import IncidentStore
 
     return IncidentStore(Clients(Principal.OPERATOR, settings)("dynamodb"))
 
 
 def _report(settings: Settings, incident_id: str) -> Any:
-    from workers.incident_report import load_report
+    from incidents.incident_report import load_report
 
     report = load_report(_operator_store(settings), incident_id)
     if report is None:
@@ -230,8 +230,8 @@ def _report(settings: Settings, incident_id: str) -> Any:
 
 
 def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.incident_report import list_incidents, render_text
-    from workers.postmortem import postmortem_markdown
+    from incidents.incident_report import list_incidents, render_text
+    from incidents.postmortem import postmortem_markdown
 
     if args.action == "list":
         rows = list_incidents(_operator_store(settings), args.status)
@@ -287,12 +287,12 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
     import os
 
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from core.aws import Clients
+    from core.principals import Principal
+    from incidents.approvals import decide, pending_request
     from queues.outbox import flush_outbox
     from queues.publisher import Publisher
     from queues.topology import Topic, topic_arn
-    from workers.approvals import decide, pending_request
 
     approve = args.command == "approve"
     store = _operator_store(settings)
@@ -336,10 +336,10 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from console.app import build_app
-    from fleet import structured_logging
-    from fleet.aws import Clients
-    from fleet.principals import Principal
-    from fleet.service_process import stop_when_orphaned
+    from core import structured_logging
+    from core.aws import Clients
+    from core.principals import Principal
+    from core.service_process import stop_when_orphaned
 
     structured_logging.configure("console")
     if args.port:
@@ -365,10 +365,10 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from console.snapshot import snapshot
+    from core.aws import Clients
+    from core.principals import Principal
     from queues.dlq import DeadLetters
-    from queues.tail import snapshot
     from queues.topology import build_topology
 
     clients = Clients(Principal.CONSOLE, settings)
@@ -492,9 +492,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     import importlib
     import os
 
-    from fleet import structured_logging
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from core import structured_logging
+    from core.aws import Clients
+    from core.principals import Principal
     from queues.consumer import Consumer
     from queues.topology import Stage, build_topology
 
@@ -511,7 +511,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
     structured_logging.configure(f"worker-{stage.value}")
     if settings.launcher_pid:  # a child of `fleet up`: leave with it
-        from fleet.service_process import stop_when_orphaned
+        from core.service_process import stop_when_orphaned
 
         stop_when_orphaned(settings.launcher_pid)
     consumer = Consumer(
@@ -529,8 +529,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
-    from fleet.aws import Clients
-    from fleet.principals import Principal
+    from core.aws import Clients
+    from core.principals import Principal
     from queues.failures import FailureLog
 
     records = FailureLog(Clients(Principal.OPERATOR, settings)("dynamodb")).all(args.queue)
@@ -554,10 +554,10 @@ def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from fleet import structured_logging
-    from fleet.aws import Clients
-    from fleet.principals import Principal
-    from fleet.service_process import stop_when_orphaned
+    from core import structured_logging
+    from core.aws import Clients
+    from core.principals import Principal
+    from core.service_process import stop_when_orphaned
     from mcp_servers.app import build_app
     from mcp_servers.resolver import server as resolver
     from mcp_servers.supervisor import server as supervisor
@@ -779,7 +779,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A command for a person: only warnings from the libraries it uses, on stderr.
         import logging
 
-        from fleet import structured_logging
+        from core import structured_logging
 
         structured_logging.configure("cli", logging.WARNING)
     try:
@@ -798,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except ClientError as exc:
-        from fleet.aws_errors import error_code, error_message
+        from core.aws_errors import error_code, error_message
 
         print(
             f"fleet: {exc.operation_name} refused: {error_code(exc)}: {error_message(exc)}",

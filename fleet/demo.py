@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from chaos.gameday import GameDay, Scenario, fresh_world
-from fleet.world import PROJECT_ROOT
-from workers.incident_report import load_report, render_text
+from emulation.world import PROJECT_ROOT
+from incidents.incident_report import load_report, render_text
 
 SCENARIO = PROJECT_ROOT / "scenarios" / "iam-s3-revoke.yaml"
 

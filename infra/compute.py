@@ -11,7 +11,7 @@ from typing import Any, cast
 import pulumi
 import pulumi_aws as aws
 
-from fleet.settings import Settings
+from core.settings import Settings
 from queues.topology import Stage, TopologySpec
 
 # Fargate allows at most 120 s between SIGTERM and SIGKILL.

@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from chaos.workload.spec import FUNCTION_BASE_NAME
-from fleet.identities import PROTECTED_PREFIX, ProtectedResources
-from fleet.settings import Settings
+from access.policies import PROTECTED_PREFIX, ProtectedResources
+from core.settings import Settings
+from workload.spec import FUNCTION_BASE_NAME
 
 # The name every resource and output is known by, and the Pulumi config namespace.
 PROJECT = "incident-fleet"
@@ -93,7 +93,7 @@ class StackConfig(BaseModel, frozen=True):
     log_retention_days: int = 30
     # The age of a stage's oldest message (seconds) that alarms.
     oldest_message_alarm_s: int = Field(default=900, ge=60)
-    # Fleet settings (their names in fleet/settings.py) for every task.
+    # Fleet settings (their names in core/settings.py) for every task.
     settings: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -107,7 +107,7 @@ class StackConfig(BaseModel, frozen=True):
             raise ValueError("worker_max_tasks must be at least worker_min_tasks")
         unknown = sorted(set(self.settings) - set(Settings.model_fields))
         if unknown:  # Settings ignores what it does not know; a stack must not
-            raise ValueError(f"unknown fleet settings {unknown}: see fleet/settings.py")
+            raise ValueError(f"unknown fleet settings {unknown}: see core/settings.py")
         return self
 
     def fleet_settings(self) -> Settings:

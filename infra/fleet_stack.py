@@ -11,8 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from chaos.workload.spec import FUNCTION_BASE_NAME, spec_for
-from fleet.identities import Arns
+from access.policies import Arns
 from infra.compute import REPOSITORY_NAME, Compute, log_group_name
 from infra.config import PROJECT, StackConfig
 from infra.identity import TASK_PRINCIPALS, Identity
@@ -24,6 +23,7 @@ from infra.secret_store import SecretStore
 from infra.state import State
 from infra.workload import DemoWorkload, FunctionAlarms
 from queues.topology import Stage, Topic, build_topology
+from workload.spec import FUNCTION_BASE_NAME, spec_for
 
 
 def execution_role_names(functions: list[str]) -> list[str]:

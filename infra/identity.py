@@ -1,5 +1,5 @@
 """One task role per process kind, with the very policy documents the embedded world gives
-each process's IAM user (`fleet.identities`): one definition, two users. Plus the roles
+each process's IAM user (`access.policies`): one definition, two users. Plus the roles
 AWS itself needs: the tasks' execution role and EventBridge Scheduler's."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from fleet.identities import POLICY_NAME, Arns, policy_document
-from fleet.principals import Principal
+from access.policies import POLICY_NAME, Arns, policy_document
+from core.principals import Principal
 
 # Each ECS service (a process kind) and the principal whose policy its task role carries.
 TASK_PRINCIPALS: dict[str, Principal] = {

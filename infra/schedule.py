@@ -1,12 +1,12 @@
 """EventBridge Scheduler ticks the watchdog: a `watchdog.tick` event on its queue, as the
-local scheduler (chaos/scheduler.py) sends in the embedded world."""
+local scheduler (emulation/scheduler.py) sends in the embedded world."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
 
-from workers.watchdog import scheduler_tick_template
+from queues.ticks import scheduler_tick_template
 
 
 def rate(minutes: int) -> str:

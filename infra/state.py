@@ -7,7 +7,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from workers.tables import TABLES, TableSpec
+from core.dynamodb import TableSpec
+from incidents.tables import TABLES
 
 
 def table_args(spec: TableSpec, production: bool) -> dict[str, Any]:

@@ -10,9 +10,12 @@ from typing import Any, cast
 import pulumi
 import pulumi_aws as aws
 
-from chaos.workload.baseline import BASELINE_EGRESS
-from chaos.workload.deploy import HANDLER_SOURCE, SAFE_ENVIRONMENT, SAMPLE_BATCH
-from chaos.workload.spec import (
+from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
+from infra.identity import service_trust
+from infra.schedule import rate
+from workload.baseline import BASELINE_EGRESS
+from workload.deploy import HANDLER_SOURCE, SAFE_ENVIRONMENT, SAMPLE_BATCH
+from workload.spec import (
     BASELINE_POLICY_NAME,
     HANDLER,
     MEMORY_MB,
@@ -20,9 +23,6 @@ from chaos.workload.spec import (
     FunctionSpec,
     alarm_definitions,
 )
-from fleet.protection import PROTECTED_TAG, SAFE_ENV_TAG
-from infra.identity import service_trust
-from infra.schedule import rate
 
 
 def metric_alarm_args(definition: dict[str, Any]) -> dict[str, Any]:

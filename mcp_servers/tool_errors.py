@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from mcp.server.fastmcp.exceptions import ToolError
 
-from fleet.aws_errors import error_code, error_message
+from core.aws_errors import error_code, error_message
 
 T = TypeVar("T")
 

@@ -27,16 +27,16 @@ from typing import Any
 
 import structlog
 
-from fleet.settings import Settings
-from queues.aws_retry import call, is_connection_lost
+from core.aws_retry import call, is_connection_lost
+from core.settings import Settings
+from incidents.store import IncidentStore
 from queues.events import BadMessage, EventEnvelope, parse_body
 from queues.failures import FailureLog
+from queues.idempotency import Claim, IdempotencyRecords
 from queues.outbox import flush_outbox
 from queues.publisher import Publisher
 from queues.runtime_metrics import RuntimeCounters
 from queues.topology import StageQueue, Topic, topic_arn
-from workers.idempotency import Claim, IdempotencyRecords
-from workers.store import IncidentStore
 
 log = structlog.get_logger()
 

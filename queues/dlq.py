@@ -21,8 +21,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from fleet.aws_errors import error_code
-from fleet.errors import FleetError, UsageError
+from core.aws_errors import error_code
+from core.errors import FleetError, UsageError
 from queues.consumer import FAILURE_ATTRIBUTES
 from queues.failures import FailureLog
 from queues.topology import TopologySpec

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from queues.aws_retry import call
-from workers.store import from_item, to_item
-from workers.tables import MESSAGE_FAILURES
+from core.aws_retry import call
+from core.dynamodb import from_item, to_item
+from queues.tables import MESSAGE_FAILURES
 
 
 class FailureRecord(BaseModel):

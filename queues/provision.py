@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fleet.provisioning import ProvisionReport
+from core.provisioning import ProvisionReport
 from queues.topology import StageQueue, Subscription, TopologySpec
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from queues.aws_retry import call
+from core.aws_retry import call
 from queues.events import EventEnvelope
 from queues.topology import EVENT_TYPE_ATTRIBUTE, Topic
 

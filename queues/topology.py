@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
-from fleet.settings import Settings
+from core.settings import Settings
 
 
 class Topic(StrEnum):

@@ -14,17 +14,17 @@ import asyncio
 
 import structlog
 
+from incidents.approvals import APPROVAL_ITEM, approved_event, new_request
+from incidents.baselines import Baseline, BaselineStore
+from incidents.diagnosis import MIN_CONFIDENCE
+from incidents.lifecycle import IncidentStatus as S
+from incidents.proposal import Proposal, Review, Verdict
+from incidents.remediation import validate
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.agents.review import review
-from workers.approvals import APPROVAL_ITEM, approved_event, new_request
-from workers.baselines import Baseline, BaselineStore
-from workers.diagnosis import MIN_CONFIDENCE
-from workers.lifecycle import IncidentStatus as S
-from workers.proposal import Proposal, Review, Verdict
-from workers.remediation import validate
-from workers.supervisor import record_transcript
+from workers.agents.transcript import record_transcript
 
 log = structlog.get_logger()
 PRODUCER = "critic"

@@ -18,20 +18,20 @@ from typing import Any
 
 import structlog
 
+from incidents.baseline_diff import CONCERNS
+from incidents.baselines import Baseline, BaselineStore, read_live
+from incidents.executor import CallFailed, RefusedCall, run_call, shown
+from incidents.lifecycle import IncidentStatus as S
+from incidents.proposal import Concern, Proposal
+from incidents.restore_plan import restore_calls
+from incidents.verification import Verification, verify
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.propose import propose
-from workers.baseline_diff import CONCERNS
-from workers.baselines import Baseline, BaselineStore, read_live
-from workers.executor import CallFailed, RefusedCall, run_call, shown
-from workers.lifecycle import IncidentStatus as S
+from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
-from workers.proposal import Concern, Proposal
-from workers.restore_plan import restore_calls
-from workers.supervisor import record_transcript
-from workers.verification import Verification, verify
 
 log = structlog.get_logger()
 PRODUCER = "resolver"

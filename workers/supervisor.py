@@ -13,17 +13,17 @@ from typing import Any
 
 import structlog
 
+from incidents.diagnosis import Diagnosis
+from incidents.lifecycle import IncidentStatus as S
+from incidents.store import IncidentStore, audit_detail
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
 from queues.topology import EventType
 from workers import intake
 from workers.agents.diagnose import diagnose
 from workers.agents.mcp_tools import ToolsUnavailable
-from workers.agents.runner import AgentRun
-from workers.diagnosis import Diagnosis
-from workers.lifecycle import IncidentStatus as S
+from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
-from workers.store import IncidentStore, audit_detail
 
 log = structlog.get_logger()
 PRODUCER = "supervisor"
@@ -43,29 +43,6 @@ def first_alert(store: IncidentStore, incident_id: str) -> dict[str, Any]:
         if entry["action"] == "incident.opened":
             return audit_detail(entry)
     return {}
-
-
-def record_transcript(
-    store: IncidentStore, incident_id: str, actor: str, stage: str, run: AgentRun[Any]
-) -> None:
-    """The agent's tool calls: the whole transcript in the context, one audit entry each."""
-    store.put_context(
-        incident_id,
-        f"transcript#{stage}",
-        {
-            "calls": [c.summary() for c in run.calls],
-            "prompt_tokens": run.prompt_tokens,
-            "completion_tokens": run.completion_tokens,
-            "stopped": run.stopped,
-        },
-    )
-    for c in run.calls:
-        store.append_audit(
-            incident_id,
-            actor,
-            "tool_call",
-            {"call_id": c.call_id, "tool": c.name, "args": c.args, "ok": c.ok},
-        )
 
 
 def investigate(event: EventEnvelope, ctx: HandlerContext) -> None:

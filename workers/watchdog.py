@@ -13,19 +13,18 @@ the embedded world, EventBridge Scheduler in AWS.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from incidents.approvals import APPROVAL_ITEM, ApprovalRequest
+from incidents.lifecycle import IncidentStatus as S
+from incidents.state_machine import TERMINAL
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event, new_event
 from queues.outbox import flush_outbox
 from queues.topology import EventType, build_topology
-from workers.approvals import APPROVAL_ITEM, ApprovalRequest
-from workers.lifecycle import IncidentStatus as S
-from workers.state_machine import TERMINAL
 
 log = structlog.get_logger()
 PRODUCER = "watchdog"
@@ -171,32 +170,3 @@ def _check_dead_letters(ctx: HandlerContext) -> None:
             )
             if ctx.store.advance_counter(WATCHDOG_KEY, item, depth, [report]):
                 log.warning("new dead letters", queue=queue.dlq_name, depth=depth)
-
-
-def tick_event(at: datetime, every_s: float) -> EventEnvelope:
-    """One tick of the schedule; ticks in the same slot share an id, so they dedupe."""
-    slot = int(at.timestamp() // every_s)
-    return new_event(
-        EventType.WATCHDOG_TICK,
-        "scheduler",
-        {"at": at.isoformat(timespec="seconds"), "every_s": every_s},
-        event_id=f"tick:{slot}",
-    )
-
-
-# EventBridge Scheduler fills these in each time it sends (its context attributes).
-SCHEDULER_EXECUTION_ID = "<aws.scheduler.execution-id>"
-SCHEDULER_SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
-
-
-def scheduler_tick_template(every_s: float) -> str:
-    """The body EventBridge Scheduler sends on AWS: a tick event like the local scheduler's,
-    with the execution id (the same on the scheduler's own retries) as its event id."""
-    event = tick_event(datetime.now(UTC), every_s).model_dump(mode="json")
-    event.update(
-        event_id=f"tick:{SCHEDULER_EXECUTION_ID}",
-        correlation_id=f"tick:{SCHEDULER_EXECUTION_ID}",
-        produced_at=SCHEDULER_SCHEDULED_TIME,
-        payload={"at": SCHEDULER_SCHEDULED_TIME, "every_s": every_s},
-    )
-    return json.dumps(event)

@@ -7,13 +7,10 @@ from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel
 
-from fleet.aws import Clients
-from fleet.protection import SAFE_ENV_TAG
-from fleet.settings import Settings
-from mcp_servers.app import new_server
-from mcp_servers.supervisor.server import Diagnostics
-from mcp_servers.tool_errors import aws_tool
-from workers.baseline_diff import (
+from core.aws import Clients
+from core.protection import SAFE_ENV_TAG
+from core.settings import Settings
+from incidents.baseline_diff import (
     ConcurrencyDiff,
     ConfigDiff,
     IamDiff,
@@ -23,10 +20,13 @@ from workers.baseline_diff import (
     iam_diff,
     network_diff,
 )
-from workers.baselines import Baseline, BaselineStore, read_live
-from workers.proposal import Concern
-from workers.remediation import ProposalVerdict, ProposedCall, validate
-from workers.restore_plan import restore_calls
+from incidents.baselines import Baseline, BaselineStore, read_live
+from incidents.proposal import Concern
+from incidents.remediation import ProposalVerdict, ProposedCall, validate
+from incidents.restore_plan import restore_calls
+from mcp_servers.app import new_server
+from mcp_servers.supervisor.server import Diagnostics
+from mcp_servers.tool_errors import aws_tool
 
 INSTRUCTIONS = (
     "Compare a protected AWS Lambda function with its recorded known-good baseline (IAM, "

@@ -11,8 +11,9 @@ import pulumi
 import pytest
 from pydantic import ValidationError
 
+from access.policies import Arns, policy_document
 from fleet.cli import build_parser
-from fleet.identities import Arns, policy_document
+from incidents.tables import TABLES
 from infra.config import StackConfig, stack_config
 from infra.identity import TASK_PRINCIPALS
 from queues.events import parse_body
@@ -28,7 +29,6 @@ from tests.infra.invariants import (
     violations,
 )
 from tests.infra.program import ACCOUNT, Program, deploy, stack
-from workers.tables import TABLES
 
 TABLE = "aws:dynamodb/table:Table"
 

@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from chaos.status import FunctionStatus, function_status
-from chaos.workload.spec import spec_for
-from fleet.aws import Clients
-from fleet.principals import Principal
-from fleet.settings import Settings
-from fleet.world import (
+from core.aws import Clients
+from core.principals import Principal
+from core.settings import Settings
+from emulation.world import (
     PROJECT_ROOT,
     free_port,
     pid_alive,
@@ -32,6 +31,7 @@ from fleet.world import (
     terminate,
     wait_for,
 )
+from workload.spec import spec_for
 
 TARGETS = 2
 STATUS_WINDOW_S = 5

@@ -10,10 +10,10 @@ import os
 import time
 import uuid
 
+from incidents.lifecycle import IncidentStatus
 from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType
-from workers.lifecycle import IncidentStatus
 
 
 def noop(event: EventEnvelope, ctx: HandlerContext) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fleet.world import wait_for
+from emulation.world import wait_for
 from tests.integration.conftest import RunningWorld, sns_messages
 from tests.shapes import shape
 

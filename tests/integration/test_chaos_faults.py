@@ -118,8 +118,8 @@ def test_revoking_sns_is_latent_until_something_else_fails(healthy: RunningWorld
 
 
 def test_throttle_to_zero_is_read_back_as_zero(healthy: RunningWorld) -> None:
-    from fleet.lambda_concurrency import reserved_concurrency
-    from fleet.principals import Principal
+    from core.lambda_concurrency import reserved_concurrency
+    from core.principals import Principal
 
     lam = healthy.clients(Principal.OPERATOR)("lambda")
     assert reserved_concurrency(lam, FUNCTION) is None

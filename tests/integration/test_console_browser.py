@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from fleet.principals import Principal
-from fleet.world import wait_for
+from core.principals import Principal
+from emulation.world import wait_for
+from incidents.incident_report import list_incidents
+from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.topology import EventType
 from tests.integration.conftest import RunningWorld, Workers, running_world, world_overrides
 from tests.integration.handlers import BUG_FILE
-from workers.incident_report import list_incidents
-from workers.store import IncidentStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As root, without a sandbox; and nothing that reaches for Google's hosts on a closed network.

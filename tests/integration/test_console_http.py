@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from fleet.principals import Principal
-from fleet.world import wait_for
+from core.principals import Principal
+from emulation.world import wait_for
+from incidents.store import IncidentStore
 from tests.integration.conftest import RunningWorld
-from workers.store import IncidentStore
 
 HTML = {"Accept": "text/html"}
 PAGES = [

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from fleet.principals import Principal
-from fleet.world import PROJECT_ROOT, terminate, wait_for
+from core.principals import Principal
+from emulation.world import PROJECT_ROOT, terminate, wait_for
 from tests.integration.conftest import RunningWorld, Workers
 
 

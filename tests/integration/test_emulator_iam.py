@@ -9,11 +9,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chaos.workload.spec import spec_for
-from fleet.aws import client, load_issued_credentials, session_from_keys
-from fleet.aws_errors import error_code
-from fleet.principals import Principal
+from core.aws import client, load_issued_credentials, session_from_keys
+from core.aws_errors import error_code
+from core.principals import Principal
 from tests.integration.conftest import RunningWorld
+from workload.spec import spec_for
 
 FUNCTION = "data-processor"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.world import PROJECT_ROOT
+from emulation.world import PROJECT_ROOT
 
 SCENARIOS = sorted((PROJECT_ROOT / "scenarios").glob("*.yaml"))
 FIELDS = {

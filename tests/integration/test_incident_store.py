@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleet.principals import Principal
+from core.principals import Principal
+from incidents.lifecycle import IncidentStatus as S
+from incidents.store import IncidentStore, Opened
 from queues.events import new_event
 from queues.topology import EventType
 from tests.integration.conftest import RunningWorld
-from workers.lifecycle import IncidentStatus as S
-from workers.store import IncidentStore, Opened
 
 
 @pytest.fixture

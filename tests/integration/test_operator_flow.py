@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from fleet.principals import Principal
-from fleet.world import wait_for
+from core.dynamodb import from_item, to_item
+from core.principals import Principal
+from emulation.world import wait_for
+from incidents.incident_report import list_incidents
+from incidents.store import IncidentStore
+from queues.idempotency import COMPLETED, event_key
+from queues.tables import PROCESSED_EVENTS
+from queues.ticks import tick_event
 from tests.integration.conftest import RunningWorld, running_world, world_overrides
-from workers.idempotency import COMPLETED, event_key
-from workers.incident_report import list_incidents
-from workers.store import IncidentStore, from_item, to_item
-from workers.tables import PROCESSED_EVENTS
-from workers.watchdog import tick_event
 
 
 @pytest.fixture(scope="module")

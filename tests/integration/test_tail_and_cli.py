@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any
 
-from fleet.world import wait_for
+from emulation.world import wait_for
 from tests.integration.conftest import RunningWorld
 
 

@@ -7,9 +7,9 @@ import json
 import uuid
 from typing import Any
 
+from incidents.tables import TABLES
 from queues.topology import STAGE_EVENTS, EventType, Stage, Topic, build_topology
 from tests.integration.conftest import RunningWorld
-from workers.tables import TABLES
 
 
 def test_provisioning_twice_changes_nothing(world: RunningWorld) -> None:

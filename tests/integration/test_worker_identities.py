@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from fleet.principals import Principal
+from core.principals import Principal
+from incidents.executor import CallFailed, RefusedCall, run_call
+from incidents.remediation import ApiCall
 from tests.integration.conftest import RunningWorld
-from workers.executor import CallFailed, RefusedCall, run_call
-from workers.remediation import ApiCall
 
 FUNCTION = "data-processor"
 ROLE = f"{FUNCTION}-role"

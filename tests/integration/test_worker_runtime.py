@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from fleet.world import PROJECT_ROOT, terminate, wait_for
+from emulation.world import PROJECT_ROOT, terminate, wait_for
+from incidents.lifecycle import IncidentStatus
+from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.failures import FailureLog
 from queues.topology import EventType
 from tests.integration.conftest import HANDLERS, RunningWorld, Workers
-from workers.lifecycle import IncidentStatus
-from workers.store import IncidentStore
 
 
 def _url(sqs: Any, queue: str) -> str:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fleet.settings import Settings
-from fleet.world import PROJECT_ROOT, free_port, pid_alive, port_in_use, read_world, wait_for
+from core.settings import Settings
+from emulation.world import PROJECT_ROOT, free_port, pid_alive, port_in_use, read_world, wait_for
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chaos.alarm_evaluator import notification
+from emulation.alarm_evaluator import notification
 from tests.shapes import shape
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from incidents.approvals import APPROVAL_ITEM, ApprovalError, decide, new_request
+from incidents.lifecycle import IncidentStatus as S
+from incidents.proposal import Proposal, calls_digest
+from incidents.remediation import ApiCall, ProposedCall
+from incidents.state_machine import can_move
 from queues.events import EventEnvelope
-from workers.approvals import APPROVAL_ITEM, ApprovalError, decide, new_request
-from workers.lifecycle import IncidentStatus as S
-from workers.proposal import Proposal, calls_digest
-from workers.remediation import ApiCall, ProposedCall
-from workers.state_machine import can_move
 
 INCIDENT = "inc-1"
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from fleet.settings import Settings
+from core.settings import Settings
 from tests.unit.test_offline_agents import (
     ACCESS_DENIED,
     FN,

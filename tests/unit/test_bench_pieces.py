@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.incidents import floor_s, percentile, phase_split
-from fleet.settings import Settings
-from workers.incident_report import IncidentReport, TimelineEntry
+from core.settings import Settings
+from incidents.incident_report import IncidentReport, TimelineEntry
 
 
 def test_percentiles_are_nearest_rank_of_the_sample() -> None:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from fleet.settings import Settings
+from core.settings import Settings
 from queues import dlq
 from queues.dlq import DeadLetters
 from queues.topology import build_topology

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from incidents.lifecycle import IncidentStatus as S
+from incidents.state_machine import ALLOWED, TERMINAL, can_move
+from incidents.store import fingerprint, incident_id_for
 from queues.consumer import backoff_s
 from queues.events import BadMessage, new_event, parse_body
 from queues.topology import EventType
-from workers.lifecycle import IncidentStatus as S
-from workers.state_machine import ALLOWED, TERMINAL, can_move
-from workers.store import fingerprint, incident_id_for
 
 
 def test_the_sns_delivered_alarm_fixture_parses_to_a_typed_alert(

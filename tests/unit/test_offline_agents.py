@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
-from fleet.settings import Settings
+from core.settings import Settings
+from incidents.diagnosis import DiagnosisDraft, Evidence, finalize
 from mcp_servers.supervisor.server import (
     FunctionConfiguration,
     LambdaMetrics,
@@ -26,7 +27,6 @@ from mcp_servers.supervisor.server import (
 from workers.agents.diagnose import SYSTEM_PROMPT
 from workers.agents.offline_model import OfflineRunbookModel
 from workers.agents.runner import run_agent, task_message
-from workers.diagnosis import DiagnosisDraft, Evidence, finalize
 
 FN = "data-processor"
 NOW = datetime.now(UTC)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from workers.baselines import Baseline, SecurityGroupRules
+from incidents.baselines import Baseline, SecurityGroupRules
+from incidents.proposal import Concern, Proposal
+from incidents.remediation import FROM_BASELINE, ApiCall, ProposedCall, validate
+from incidents.restore_plan import restore_calls
 from workers.critic import code_checks
-from workers.proposal import Concern, Proposal
-from workers.remediation import FROM_BASELINE, ApiCall, ProposedCall, validate
-from workers.restore_plan import restore_calls
 
 POLICY = {
     "Version": "2012-10-17",

@@ -6,12 +6,12 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chaos.faults import parse_targets
-from chaos.workload.spec import PermissionTarget
-from fleet.aws_errors import error_code, error_message
-from fleet.egress import egress_allowed
-from fleet.errors import UsageError
-from fleet.provisioning import ProvisionReport
-from fleet.settings import Settings
+from core.aws_errors import error_code, error_message
+from core.egress import egress_allowed
+from core.errors import UsageError
+from core.provisioning import ProvisionReport
+from core.settings import Settings
+from workload.spec import PermissionTarget
 
 
 class _Groups:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fleet.settings import Settings
+from core.settings import Settings
 from queues.topology import (
     STAGE_EVENTS,
     EventType,

@@ -10,11 +10,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
-from fleet.settings import Settings
+from core.settings import Settings
+from incidents.diagnosis import Diagnosis, DiagnosisDraft, finalize, inconclusive
 from workers.agents.mcp_tools import mcp_tools
 from workers.agents.models import chat_model
 from workers.agents.runner import AgentRun, run_agent, task_message
-from workers.diagnosis import Diagnosis, DiagnosisDraft, finalize, inconclusive
 
 # Metrics and logs arrive a little after the runs they describe.
 SLACK_S = 10

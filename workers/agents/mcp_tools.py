@@ -12,8 +12,8 @@ from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
 
-from fleet.errors import FleetError
-from fleet.settings import Settings
+from core.errors import FleetError
+from core.settings import Settings
 
 Server = Literal["supervisor", "resolver"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from fleet.settings import Settings
+from core.settings import Settings
 from workers.agents.offline_model import OfflineRunbookModel
 
 

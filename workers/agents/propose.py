@@ -9,12 +9,12 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from fleet.settings import Settings
+from core.settings import Settings
+from incidents.proposal import Proposal, ProposalDraft
+from incidents.remediation import ProposalVerdict
 from workers.agents.mcp_tools import mcp_tools
 from workers.agents.models import chat_model
 from workers.agents.runner import AgentRun, run_agent, task_message
-from workers.proposal import Proposal, ProposalDraft
-from workers.remediation import ProposalVerdict
 
 SYSTEM_PROMPT = """\
 You are the resolver of an incident-response fleet for AWS Lambda. A diagnosis names the

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.settings import Settings
+from core.settings import Settings
+from incidents.proposal import ReviewDraft
 from workers.agents.models import chat_model
 from workers.agents.runner import AgentRun, run_agent, task_message
-from workers.proposal import ReviewDraft
 
 SYSTEM_PROMPT = """\
 You are the critic of an incident-response fleet for AWS Lambda. Review a proposed fix

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+from incidents.diagnosis import FaultType
 from workers.agents.offline_model import Step, ToolResult, Transcript
-from workers.diagnosis import FaultType
 
 METRICS_MINUTES = 5
 LOG_MINUTES = 5

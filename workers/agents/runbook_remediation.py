@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from incidents.baseline_diff import CONCERNS, Concern
 from workers.agents.offline_model import Step, Transcript
-from workers.baseline_diff import CONCERNS, Concern
 
 CONCERNS_OF: dict[str, tuple[Concern, ...]] = {
     "iam_permission_missing": ("iam",),

@@ -17,7 +17,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
-from fleet.settings import Settings
+from core.settings import Settings
 from workers.agents.budget import ANSWER_RETRIES, NOT_RUN, Budget, BudgetMiddleware, tokens_used
 from workers.agents.models import uses_fallback
 from workers.agents.offline_model import OfflineRunbookModel, Transcript

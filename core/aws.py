@@ -1,0 +1,98 @@
+"""boto3 sessions and clients for a principal, against whatever endpoint the settings name.
+
+In the embedded world each process kind has its own IAM user, issued by the world when it
+comes up and kept in the state directory; on AWS the standard credential chain applies
+(the ECS task role). This module is the only place that knows the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from core.errors import FleetError
+from core.principals import Principal
+from core.settings import Settings
+
+# Short timeouts: the emulator is local, and a vanished endpoint must surface quickly as
+# an error rather than hang a CLI or a worker for a minute.
+CLIENT_CONFIG = Config(
+    connect_timeout=3,
+    read_timeout=30,
+    retries={"mode": "standard", "max_attempts": 3},
+)
+
+
+class WorldNotRunningError(FleetError):
+    pass
+
+
+def load_issued_credentials(settings: Settings) -> dict[str, dict[str, str]]:
+    path = settings.credentials_file
+    try:
+        data: dict[str, dict[str, str]] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WorldNotRunningError(
+            f"no embedded world credentials at {path}: start the world with `fleet up`"
+        ) from None
+    return data
+
+
+def session_for(principal: Principal, settings: Settings) -> boto3.Session:
+    if settings.target == "aws":
+        return boto3.Session(region_name=settings.region)
+    issued = load_issued_credentials(settings)
+    try:
+        keys = issued[principal.value]
+    except KeyError:
+        raise WorldNotRunningError(
+            f"the embedded world issued no credentials for {principal.value!r} "
+            f"(in {settings.credentials_file}); restart it with `fleet down && fleet up`"
+        ) from None
+    return session_from_keys(keys, settings)
+
+
+def session_from_keys(keys: dict[str, str], settings: Settings) -> boto3.Session:
+    return boto3.Session(
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys.get("SessionToken"),
+        region_name=settings.region,
+    )
+
+
+def client(session: boto3.Session, service: str, settings: Settings) -> Any:
+    # The service is named at run time, so the stubs' per-service overloads cannot apply.
+    return session.client(  # type: ignore[call-overload]
+        service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG
+    )
+
+
+class Clients:
+    """Lazily created clients of one principal, one per service."""
+
+    def __init__(
+        self, principal: Principal, settings: Settings, session: boto3.Session | None = None
+    ):
+        self.principal = principal
+        self.settings = settings
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        # Handler threads share these; a boto3 session must not create clients concurrently.
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> boto3.Session:
+        if self._session is None:
+            self._session = session_for(self.principal, self.settings)
+        return self._session
+
+    def __call__(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = client(self.session, service, self.settings)
+            return self._clients[service]

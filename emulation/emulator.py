@@ -1,0 +1,102 @@
+"""The embedded AWS: moto in server mode, with IAM enforcement on, in its own process.
+
+Run as ``python -m emulation.emulator --port N --admin-credentials FILE``. Before serving, it
+applies :mod:`emulation.moto_patches`, creates the bootstrap administrator in-process (so no
+request ever goes unauthenticated) and writes that user's keys to FILE (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from core.service_process import stop_when_orphaned
+
+ADMIN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+# moto's default account: every request without another account lands here.
+ACCOUNT_ID = "123456789012"
+
+
+def _bootstrap_admin(user_name: str) -> dict[str, str]:
+    from moto.iam.models import iam_backends
+
+    iam = iam_backends[ACCOUNT_ID]["aws"]
+    iam.create_user(region_name="us-east-1", user_name=user_name, path="/", tags=[])
+    iam.put_user_policy(user_name, "administrator", json.dumps(ADMIN_POLICY))
+    key = iam.create_access_key(user_name)
+    return {"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}
+
+
+def _write_private(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    tmp.replace(path)
+
+
+def serve(
+    host: str, port: int, admin_credentials: Path, admin_user: str, launcher_pid: int | None
+) -> None:
+    # Enforce IAM from the very first request (moto's default lets everything through).
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+    from moto import settings as moto_settings
+
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from emulation import moto_patches
+
+    moto_patches.apply()
+    try:
+        server = make_server(
+            host,
+            port,
+            DomainDispatcherApplication(create_backend_app),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
+    except OSError as exc:
+        print(f"emulator: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(3) from None
+    _write_private(admin_credentials, _bootstrap_admin(admin_user))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() blocks until serve_forever returns, so call it from another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stop_when_orphaned(launcher_pid)
+    server.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulation.emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--admin-credentials", type=Path, required=True)
+    parser.add_argument("--admin-user", default="fleet-admin")
+    parser.add_argument("--launcher-pid", type=int, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.admin_credentials, args.admin_user, args.launcher_pid)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""One Lambda execution environment: a warm process that runs one function's handler.
+
+Started by the local runtime (emulation/lambda_runtime.py) with the function's environment and
+its execution role's credentials in the process environment, exactly as Lambda sets them.
+Protocol: one JSON request per line on stdin, one JSON result per line on stdout. The
+handler's own prints are captured and returned as log lines.
+
+When the function's security group allows no egress, every AWS call the handler makes
+fails with botocore's ConnectTimeoutError, as it would from a VPC with no way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ConnectTimeoutError
+
+_egress_blocked = False
+
+
+def _egress_guard(request: Any, **_: Any) -> None:
+    if _egress_blocked:
+        raise ConnectTimeoutError(endpoint_url=request.url)
+
+
+@dataclass
+class LambdaContext:
+    aws_request_id: str
+    function_name: str
+    memory_limit_in_mb: int
+    deadline_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+def main() -> None:
+    global _egress_blocked
+    import os
+
+    out = sys.stdout
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-send", _egress_guard)
+    module_name, func_name = os.environ["_HANDLER"].rsplit(".", 1)
+    init_error: str | None = None
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            handler = getattr(importlib.import_module(module_name), func_name)
+    except Exception as exc:
+        init_error = f"Runtime.ImportModuleError: {type(exc).__name__}: {exc}"
+    for line in sys.stdin:
+        request = json.loads(line)
+        _egress_blocked = bool(request.get("egress_blocked"))
+        started = time.monotonic()
+        captured = io.StringIO()
+        reply: dict[str, Any] = {"request_id": request["request_id"]}
+        if init_error:
+            reply.update(ok=False, error_type="Runtime.ImportModuleError", error_message=init_error)
+        else:
+            context = LambdaContext(
+                aws_request_id=request["request_id"],
+                function_name=os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+                memory_limit_in_mb=int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
+                deadline_ms=int(request["deadline_ms"]),
+            )
+            try:
+                with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                    result = handler(request.get("event", {}), context)
+                reply.update(ok=True, result=result)
+            except Exception as exc:
+                reply.update(
+                    ok=False,
+                    error_type=type(exc).__name__,
+                    error_message=str(exc),
+                    stack=traceback.format_exception(exc)[-3:],
+                )
+        reply["log"] = captured.getvalue().splitlines()
+        reply["duration_ms"] = (time.monotonic() - started) * 1000
+        out.write(json.dumps(reply, default=str) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

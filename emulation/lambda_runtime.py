@@ -1,0 +1,335 @@
+"""Emulation: the local Lambda runtime, standing in for Lambda where moto cannot run code.
+
+Every TARGET_INTERVAL seconds it invokes each protected function, honouring what the
+emulator stores for it: reserved concurrency (0: throttled, not run), timeout (a run past
+it is killed and counted as an error), environment variables, execution role (the handler
+runs under credentials from assuming it), and its security group's egress (none: every
+AWS call fails with a connect timeout). Like Lambda, it writes START/END/REPORT and the
+handler's lines to the function's log group with the role's credentials, and emits the
+AWS/Lambda metrics Invocations, Errors, Throttles and Duration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from core.aws import Clients, client, session_from_keys
+from core.egress import egress_allowed
+from core.lambda_concurrency import reserved_concurrency
+from core.principals import Principal
+from core.protection import PROTECTED_TAG
+from core.service_process import run_service
+from core.settings import Settings, get_settings
+from workload.deploy import HANDLER_SOURCE
+
+log = structlog.get_logger()
+# Where the handler is imported from: the workload package itself (issue 14: run the
+# deployed package instead).
+WORKLOAD_DIR = HANDLER_SOURCE.parent
+PROJECT_ROOT = Path(__file__).parent.parent
+ROLE_CREDENTIALS_TTL_S = 45 * 60
+
+
+@dataclass
+class Invocation:
+    function_name: str
+    request_id: str
+    outcome: str  # "success" | "error" | "throttled"
+    duration_ms: float = 0.0
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class ExecutionEnvironment:
+    """A warm process for one function configuration; replaced when the config changes."""
+
+    def __init__(self, config: dict[str, Any], keys: dict[str, str], settings: Settings):
+        self.fingerprint = config_fingerprint(config)
+        self.id = uuid.uuid4().hex
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # The handler's directory (as /var/task), then the bootstrap's package.
+            "PYTHONPATH": f"{WORKLOAD_DIR}{os.pathsep}{PROJECT_ROOT}",
+            "_HANDLER": config["Handler"],
+            "AWS_LAMBDA_FUNCTION_NAME": config["FunctionName"],
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.get("MemorySize", 128)),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(config.get("Timeout", 3)),
+            "AWS_REGION": settings.region,
+            "AWS_DEFAULT_REGION": settings.region,
+            "AWS_ACCESS_KEY_ID": keys["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": keys["SessionToken"],
+            **config.get("Environment", {}).get("Variables", {}),
+        }
+        if settings.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = settings.endpoint_url
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "emulation.lambda_environment"],
+            cwd=WORKLOAD_DIR,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def invoke(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """The handler's reply, or None if it ran past the timeout (then the env is dead)."""
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        if not ready:
+            self.stop()
+            return None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"execution environment exited with {self.process.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    keys = ("Handler", "Role", "Timeout", "MemorySize", "Environment")
+    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+class FunctionRunner:
+    """Invokes one function on its schedule, as Lambda's scheduler and runtime would."""
+
+    def __init__(self, name: str, clients: Clients, settings: Settings):
+        self.name = name
+        self.clients = clients
+        self.settings = settings
+        self.env: ExecutionEnvironment | None = None
+        self._role_keys: dict[str, str] | None = None
+        self._role_keys_for: str | None = None
+        self._role_keys_at = 0.0
+        self._log_clients: dict[str, Any] = {}
+
+    def _assume(self, role_arn: str) -> dict[str, str]:
+        fresh = time.monotonic() - self._role_keys_at < ROLE_CREDENTIALS_TTL_S
+        if self._role_keys is None or self._role_keys_for != role_arn or not fresh:
+            creds = self.clients("sts").assume_role(
+                RoleArn=role_arn, RoleSessionName=self.name[:64]
+            )["Credentials"]
+            self._role_keys = {
+                k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")
+            }
+            self._role_keys_for = role_arn
+            self._role_keys_at = time.monotonic()
+            self._log_clients.clear()
+        return self._role_keys
+
+    def tick(self) -> Invocation:
+        lam = self.clients("lambda")
+        config = lam.get_function(FunctionName=self.name)["Configuration"]
+        request_id = str(uuid.uuid4())
+        if reserved_concurrency(lam, self.name) == 0:
+            self._metrics({"Throttles": 1.0})
+            return Invocation(self.name, request_id, "throttled")
+        group_ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
+        egress = egress_allowed(self.clients("ec2"), group_ids)
+        keys = self._assume(config["Role"])
+        if (
+            self.env is None
+            or not self.env.alive
+            or self.env.fingerprint != config_fingerprint(config)
+        ):
+            if self.env is not None:
+                self.env.stop()
+            self.env = ExecutionEnvironment(config, keys, self.settings)
+        timeout_s = float(config.get("Timeout", 3))
+        started = time.time()
+        request = {
+            "request_id": request_id,
+            "event": {"source": "fleet.schedule", "time": datetime.now(UTC).isoformat()},
+            "egress_blocked": not egress,
+            "deadline_ms": int((started + timeout_s) * 1000),
+        }
+        reply = self.env.invoke(request, timeout_s)
+        duration_ms = (time.time() - started) * 1000
+        lines = [f"START RequestId: {request_id} Version: $LATEST"]
+        if reply is None:
+            inv = Invocation(
+                self.name,
+                request_id,
+                "error",
+                duration_ms,
+                "Task.TimedOut",
+                f"Task timed out after {timeout_s:.2f} seconds",
+            )
+            lines.append(f"{datetime.now(UTC).isoformat()} {request_id} {inv.error_message}")
+        else:
+            lines += reply.get("log", [])
+            duration_ms = float(reply.get("duration_ms", duration_ms))
+            if reply["ok"]:
+                inv = Invocation(self.name, request_id, "success", duration_ms)
+            else:
+                inv = Invocation(
+                    self.name,
+                    request_id,
+                    "error",
+                    duration_ms,
+                    reply.get("error_type"),
+                    reply.get("error_message"),
+                )
+                lines.append(
+                    json.dumps(
+                        {
+                            "errorType": inv.error_type,
+                            "errorMessage": inv.error_message,
+                            "requestId": request_id,
+                        }
+                    )
+                )
+        memory = config.get("MemorySize", 128)
+        lines.append(f"END RequestId: {request_id}")
+        lines.append(
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {memory} MB"
+        )
+        self._write_logs(keys, lines, started)
+        self._metrics(
+            {
+                "Invocations": 1.0,
+                "Errors": 1.0 if inv.outcome == "error" else 0.0,
+                "Duration": duration_ms,
+            }
+        )
+        return inv
+
+    def _write_logs(self, keys: dict[str, str], lines: list[str], started: float) -> None:
+        """With the execution role's credentials, as Lambda does: no permission, no logs."""
+        assert self.env is not None
+        key = keys["AccessKeyId"]
+        if key not in self._log_clients:
+            self._log_clients[key] = client(
+                session_from_keys(keys, self.settings), "logs", self.settings
+            )
+        logs = self._log_clients[key]
+        group = f"/aws/lambda/{self.name}"
+        stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{self.env.id}"
+        ts = int(started * 1000)
+        try:
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            logs.put_log_events(
+                logGroupName=group,
+                logStreamName=stream,
+                logEvents=[{"timestamp": ts + i, "message": line} for i, line in enumerate(lines)],
+            )
+        except Exception as exc:  # e.g. AccessDenied after a revoke: Lambda drops the logs too
+            log.warning("function logs dropped", function=self.name, error=str(exc)[:300])
+
+    def _metrics(self, values: dict[str, float]) -> None:
+        now = datetime.now(UTC)
+        self.clients("cloudwatch").put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "FunctionName", "Value": self.name}],
+                    "Timestamp": now,
+                    "Value": value,
+                    "Unit": "Milliseconds" if name == "Duration" else "Count",
+                    "StorageResolution": 1,
+                }
+                for name, value in values.items()
+            ],
+        )
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.stop()
+
+
+def protected_functions(lam: Any) -> list[str]:
+    names = []
+    for page in lam.get_paginator("list_functions").paginate():
+        for f in page["Functions"]:
+            tags = lam.list_tags(Resource=f["FunctionArn"]).get("Tags", {})
+            if tags.get(PROTECTED_TAG) == "true":
+                names.append(f["FunctionName"])
+    return sorted(names)
+
+
+class LambdaRuntime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def run(self) -> None:
+        clients = Clients(Principal.LAMBDA_RUNTIME, self.settings)
+        names = protected_functions(clients("lambda"))
+        log.info(
+            "lambda runtime started", functions=names, interval_s=self.settings.target_interval_s
+        )
+        for name in names:
+            t = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
+            t.start()
+            self.threads.append(t)
+        self.stop_event.wait()
+        for t in self.threads:
+            t.join(timeout=self.settings.workload_timeout_s + 5)
+
+    def _loop(self, name: str) -> None:
+        # Each function gets its own clients: boto3 clients are thread-safe, sessions aren't.
+        runner = FunctionRunner(
+            name, Clients(Principal.LAMBDA_RUNTIME, self.settings), self.settings
+        )
+        last_outcome = None
+        try:
+            while not self.stop_event.is_set():
+                started = time.monotonic()
+                try:
+                    inv = runner.tick()
+                    if inv.outcome != last_outcome:
+                        log.info(
+                            "invocation outcome changed",
+                            function=name,
+                            outcome=inv.outcome,
+                            error_type=inv.error_type,
+                            error=inv.error_message,
+                        )
+                        last_outcome = inv.outcome
+                except Exception as exc:  # the emulator may be away; keep the schedule
+                    log.warning("invocation failed to run", function=name, error=str(exc)[:300])
+                    last_outcome = None
+                elapsed = time.monotonic() - started
+                self.stop_event.wait(max(0.0, self.settings.target_interval_s - elapsed))
+        finally:
+            runner.close()
+
+
+def main() -> None:
+    settings = get_settings()
+    run_service("lambda-runtime", LambdaRuntime(settings), settings.launcher_pid)
+
+
+if __name__ == "__main__":
+    main()

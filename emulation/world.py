@@ -1,0 +1,462 @@
+"""The embedded world: start the emulator, provision everything, run the emulated services.
+
+`fleet up` runs :func:`run_world` in the foreground until Ctrl-C or SIGTERM, then stops
+every process it started (by PID) and removes its state files. `fleet down` signals it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from access.policies import Arns
+from core.aws import Clients, session_from_keys
+from core.dynamodb import provision_tables
+from core.errors import FleetError
+from core.principals import Principal
+from core.provisioning import ProvisionReport
+from core.settings import Settings
+from emulation.identities import provision_identities, user_arn
+from incidents.baselines import capture
+from incidents.tables import TABLES
+from queues.provision import MessagingProvisioner
+from queues.topology import build_topology
+from workload.deploy import WorkloadDeployer
+from workload.spec import function_specs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_S = 10.0
+# A worker that dies more often than this is crash-looping: it is left down, and reported.
+MAX_RESTARTS_PER_MINUTE = 5
+
+
+class WorldError(FleetError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """A process the world runs, and how to start it."""
+
+    name: str
+    argv: list[str]
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise WorldError(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for worlds started side by side)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped by its parent is a zombie: gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def read_world(settings: Settings) -> dict[str, Any] | None:
+    """The running world's record, or None if no world is running (stale files ignored)."""
+    try:
+        world: dict[str, Any] = json.loads(settings.world_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return world if pid_alive(int(world["pid"])) else None
+
+
+def write_private_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    tmp.replace(path)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """What every child needs to find the world; no AWS credentials are inherited.
+
+    Every setting the launcher was given (from its environment or, in process, by keyword)
+    is passed on as its FLEET_ variable, so a world started from code (`fleet bench`) has
+    its children on the same ports as one started from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(settings.explicit_environment())
+    env.update(
+        FLEET_STATE_DIR=str(settings.state_dir.resolve()),
+        FLEET_EMULATOR_PORT=str(settings.emulator_port),
+        FLEET_EMULATOR_HOST=settings.emulator_host,
+        AWS_REGION=settings.region,
+        FLEET_LAUNCHER_PID=str(os.getpid()),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def provision(settings: Settings, targets: int, report: ProvisionReport) -> None:
+    """Everything the world holds, to spec. Idempotent: a second run changes nothing."""
+    admin = Clients(Principal.ADMIN, settings)
+    topology = build_topology(settings)
+    arns = Arns(settings, topology)
+    issued = json.loads(settings.credentials_file.read_text())
+    keys = provision_identities(admin("iam"), arns, report, issued)
+    if keys != issued:
+        write_private_json(settings.credentials_file, keys)
+    MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
+    provision_tables(admin("dynamodb"), TABLES, report)
+    WorkloadDeployer(
+        admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME, settings)]
+    ).deploy(function_specs(settings, targets))
+
+
+class World:
+    def __init__(self, settings: Settings, targets: int, echo: Callable[[str], None] = print):
+        self.settings = settings
+        self.targets = targets
+        self.echo = echo
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stop_event = threading.Event()
+        self.started_at = time.time()
+
+    def _spawn(self, service: ServiceProcess) -> None:
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.settings.log_dir / f"{service.name}.log"
+        with open(log_path, "ab") as log_file:
+            self.processes[service.name] = subprocess.Popen(
+                service.argv,
+                cwd=PROJECT_ROOT,
+                env=child_environment(self.settings),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def _emulator_answers(self, admin_file: Path) -> bool:
+        proc = self.processes["emulator"]
+        if proc.poll() is not None:
+            log_tail = (self.settings.log_dir / "emulator.log").read_text()[-500:]
+            raise WorldError(f"the emulator exited with {proc.returncode}: {log_tail.strip()}")
+        if not admin_file.exists():
+            return False
+        try:
+            keys = json.loads(admin_file.read_text())
+            session = session_from_keys(keys, self.settings)
+            sts = session.client("sts", endpoint_url=self.settings.endpoint_url)
+            sts.get_caller_identity()
+        except Exception:
+            return False
+        return True
+
+    def mcp_servers(self) -> list[tuple[str, int]]:
+        return [
+            ("supervisor", self.settings.mcp_supervisor_port),
+            ("resolver", self.settings.mcp_resolver_port),
+        ]
+
+    def _healthy(self, host: str, port: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def check_can_start(self) -> None:
+        s = self.settings
+        running = read_world(s)
+        if running:
+            raise WorldError(
+                f"a world is already running (pid {running['pid']}, port {running['port']}): "
+                "stop it with `fleet down`"
+            )
+        if port_in_use(s.emulator_host, s.emulator_port):
+            raise WorldError(
+                f"port {s.emulator_port} on {s.emulator_host} is in use: free it, or choose "
+                "another with --port or FLEET_EMULATOR_PORT"
+            )
+        if port_in_use(s.console_host, s.console_port):
+            raise WorldError(
+                f"port {s.console_port} on {s.console_host} (the console) is in use: free it, "
+                "or choose another with FLEET_CONSOLE_PORT"
+            )
+        for server, port in self.mcp_servers():
+            if port_in_use(s.mcp_host, port):
+                raise WorldError(
+                    f"port {port} on {s.mcp_host} (the {server} MCP server) is in use: free "
+                    f"it, or choose another with FLEET_MCP_{server.upper()}_PORT"
+                )
+
+    def start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        admin_file = s.state_dir / "admin-credentials.json"
+        admin_file.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        self._spawn(
+            ServiceProcess(
+                "emulator",
+                [
+                    sys.executable,
+                    "-m",
+                    "emulation.emulator",
+                    "--host",
+                    s.emulator_host,
+                    "--port",
+                    str(s.emulator_port),
+                    "--admin-credentials",
+                    str(admin_file),
+                    "--launcher-pid",
+                    str(os.getpid()),
+                ],
+            )
+        )
+        wait_for(
+            lambda: self._emulator_answers(admin_file),
+            s.emulator_start_timeout_s,
+            f"the emulator on {s.endpoint_url}",
+        )
+        self.echo(
+            f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s"
+        )
+        write_private_json(s.credentials_file, {"admin": json.loads(admin_file.read_text())})
+        admin_file.unlink()
+        report = ProvisionReport()
+        provision(s, self.targets, report)
+        self.echo(f"provisioned: {report.summary()}")
+        # Just deployed from its known-good definition: this is each function's baseline.
+        names = [spec.name for spec in function_specs(s, self.targets)]
+        captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
+        self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))
+        for name, module in (
+            ("lambda-runtime", "emulation.lambda_runtime"),
+            ("alarm-evaluator", "emulation.alarm_evaluator"),
+        ):
+            self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
+        if not s.mcp_api_key:  # generated once per world, kept beside its credentials
+            write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
+        for server, _port in self.mcp_servers():
+            self._spawn(
+                ServiceProcess(f"mcp-{server}", [sys.executable, "-m", "fleet.cli", "mcp", server])
+            )
+        for server, port in self.mcp_servers():
+            wait_for(
+                functools.partial(self._healthy, s.mcp_host, port),
+                30,
+                f"the {server} MCP server on {s.mcp_host}:{port}",
+            )
+        if not s.console_token:  # generated once per world, beside its other secrets
+            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
+        self._spawn(ServiceProcess("console", [sys.executable, "-m", "fleet.cli", "console"]))
+        wait_for(
+            functools.partial(self._healthy, s.console_host, s.console_port),
+            30,
+            f"the console on {s.console_host}:{s.console_port}",
+        )
+        if s.run_workers:
+            for service in self.fleet_services():
+                self._spawn(service)
+        self.write_world_file()
+        self.echo(
+            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
+            f"{s.target_interval_s:g}s; console on http://{s.console_host}:{s.console_port} "
+            f"(token: CONSOLE_TOKEN or {s.console_token_file}); logs in {s.log_dir}/; "
+            "Ctrl-C or `fleet down` stops it"
+        )
+
+    def fleet_services(self) -> list[ServiceProcess]:
+        """The fleet itself: the stage workers (`workers_per_stage` of each, as an ECS
+        service's tasks) and the watchdog's schedule."""
+        cli = [sys.executable, "-m", "fleet.cli"]
+        return [
+            ServiceProcess("scheduler", [sys.executable, "-m", "emulation.scheduler"]),
+            *(
+                ServiceProcess(
+                    f"worker-{stage}" + (f"-{i}" if i > 1 else ""), [*cli, "worker", stage]
+                )
+                for stage in ("supervisor", "resolver", "critic", "watchdog")
+                for i in range(1, self.settings.workers_per_stage + 1)
+            ),
+        ]
+
+    def write_world_file(self) -> None:
+        s = self.settings
+        write_private_json(
+            s.world_file,
+            {
+                "pid": os.getpid(),
+                "port": s.emulator_port,
+                "endpoint": s.endpoint_url,
+                "region": s.region,
+                "targets": self.targets,
+                "processes": {name: p.pid for name, p in self.processes.items()},
+                "logs": str(s.log_dir.resolve()),
+                "started_at": self.started_at,
+            },
+        )
+
+    def watch(self) -> int:
+        """Until asked to stop (0). A worker or the scheduler that dies is started again (as
+        ECS would); another child's death is reported; the emulator's ends the world (1)."""
+        reported: set[str] = set()
+        restartable = {service.name: service for service in self.fleet_services()}
+        restarts: dict[str, list[float]] = {}
+        while not self.stop_event.wait(0.5):
+            for name, proc in list(self.processes.items()):
+                if proc.poll() is None or name in reported:
+                    continue
+                recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
+                if name in restartable and len(recent) < MAX_RESTARTS_PER_MINUTE:
+                    if self.stop_event.is_set():
+                        continue
+                    self.echo(f"{name} exited with {proc.returncode}; starting it again")
+                    restarts[name] = [*recent, time.monotonic()]
+                    self._spawn(restartable[name])
+                    self.write_world_file()
+                    continue
+                if name in restartable:  # crash-looping: leave it down, and say so
+                    self.echo(f"{name} exited {len(recent)} times within a minute; not restarted")
+                reported.add(name)
+                self.echo(
+                    f"{name} exited with {proc.returncode}; see {self.settings.log_dir}/{name}.log"
+                )
+                if name == "emulator":
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        terminate(list(reversed(self.processes.values())), STOP_GRACE_S)
+        for path in (
+            self.settings.world_file,
+            self.settings.credentials_file,
+            self.settings.mcp_api_key_file,
+            self.settings.console_token_file,
+        ):
+            path.unlink(missing_ok=True)
+
+
+def terminate(processes: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM each, in order; whatever has not exited after the grace period is killed."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = print) -> int:
+    world = World(settings, targets, echo)
+    world.check_can_start()  # before the try: a refused start must not touch a running world
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if world.stop_event.is_set():
+            return
+        world.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        world.start()
+        return world.watch()
+    finally:
+        world.stop()
+        echo("world stopped")
+
+
+def start_world_process(
+    values: dict[str, Any], log_path: Path, timeout_s: float = 90.0
+) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
+    """`fleet up` as a child process with exactly these settings (as FLEET_* variables;
+    nothing inherited from this process's FLEET_*, AWS_* or MCP key), once its world is up.
+    The caller stops it by its PID (:func:`terminate`)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
+    }
+    env.update({f"FLEET_{name.upper()}": str(value) for name, value in values.items()})
+    settings = Settings(**values)
+    with open(log_path, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", "up"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: (
+                (read_world(settings) or {}).get("pid") == process.pid or process.poll() is not None
+            ),
+            timeout_s,
+            "the world to come up",
+        )
+    except WorldError:
+        terminate([process], STOP_GRACE_S)
+        raise
+    if process.poll() is not None:
+        raise WorldError(
+            f"fleet up exited with {process.returncode}: {log_path.read_text()[-2000:]}"
+        )
+    return process, settings, env
+
+
+def stop_world(settings: Settings, timeout_s: float = 30.0) -> int:
+    world = read_world(settings)
+    if world is None:
+        raise WorldError(f"no world is running (no live world file at {settings.world_file})")
+    pid = int(world["pid"])
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(pid), timeout_s, f"the world (pid {pid}) to stop", 0.2)
+    return pid

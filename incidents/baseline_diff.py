@@ -1,0 +1,163 @@
+"""How a protected function differs from its recorded baseline, one concern at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from core.egress import egress_signature
+from incidents.baselines import Baseline
+
+
+class IamDiff(BaseModel):
+    role_name: str
+    missing_policies: list[str]  # inline policies of the baseline that are gone
+    changed_policies: list[str]  # inline policies whose document differs
+    missing_statements: list[dict[str, Any]]  # baseline statements no longer present
+    extra_statements: list[dict[str, Any]]  # statements the baseline does not have
+    extra_policies: list[str]  # inline policies the baseline does not have
+    attached_missing: list[str]
+    attached_extra: list[str]
+    explicit_denies: list[dict[str, Any]]  # Deny statements that are not in the baseline
+    at_baseline: bool
+
+
+class ConcurrencyDiff(BaseModel):
+    baseline: int | None
+    current: int | None
+    at_baseline: bool
+
+
+class GroupDiff(BaseModel):
+    group_id: str
+    group_name: str
+    egress_missing: list[dict[str, Any]]
+    egress_extra: list[dict[str, Any]]
+    ingress_changed: bool
+
+
+class NetworkDiff(BaseModel):
+    groups: list[GroupDiff]
+    at_baseline: bool
+
+
+class ConfigDiff(BaseModel):
+    timeout_s: tuple[int, int] | None  # (baseline, current) when they differ
+    memory_mb: tuple[int, int] | None
+    environment_changed: list[str]  # names whose value differs, appeared or vanished
+    at_baseline: bool
+
+
+def _statements(policies: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for name, doc in policies.items():
+        raw = doc.get("Statement", [])
+        for statement in [raw] if isinstance(raw, dict) else raw:
+            out.append((name, statement))
+    return out
+
+
+def iam_diff(want: Baseline, now: Baseline) -> IamDiff:
+    want_s = _statements(want.inline_policies)
+    now_s = _statements(now.inline_policies)
+    now_docs = [s for _, s in now_s]
+    want_docs = [s for _, s in want_s]
+    missing = [s for s in want_docs if s not in now_docs]
+    extra = [s for s in now_docs if s not in want_docs]
+    changed = sorted(
+        name
+        for name, doc in want.inline_policies.items()
+        if name in now.inline_policies and now.inline_policies[name] != doc
+    )
+    diff = IamDiff(
+        role_name=want.role_name,
+        missing_policies=sorted(set(want.inline_policies) - set(now.inline_policies)),
+        changed_policies=changed,
+        missing_statements=missing,
+        extra_statements=extra,
+        extra_policies=sorted(set(now.inline_policies) - set(want.inline_policies)),
+        attached_missing=sorted(set(want.attached_policy_arns) - set(now.attached_policy_arns)),
+        attached_extra=sorted(set(now.attached_policy_arns) - set(want.attached_policy_arns)),
+        explicit_denies=[s for s in extra if s.get("Effect") == "Deny"],
+        at_baseline=True,
+    )
+    diff.at_baseline = not (
+        diff.missing_policies
+        or diff.changed_policies
+        or diff.extra_policies
+        or diff.attached_missing
+        or diff.attached_extra
+    )
+    return diff
+
+
+def concurrency_diff(want: Baseline, now: Baseline) -> ConcurrencyDiff:
+    return ConcurrencyDiff(
+        baseline=want.reserved_concurrency,
+        current=now.reserved_concurrency,
+        at_baseline=want.reserved_concurrency == now.reserved_concurrency,
+    )
+
+
+def flat_rules(permissions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One rule per (protocol, ports, CIDR), so sets of rules compare simply."""
+    return [
+        {
+            "IpProtocol": p.get("IpProtocol"),
+            "FromPort": p.get("FromPort"),
+            "ToPort": p.get("ToPort"),
+            "IpRanges": [{"CidrIp": r["CidrIp"]}],
+        }
+        for p in permissions
+        for r in p.get("IpRanges", [])
+    ]
+
+
+def network_diff(want: Baseline, now: Baseline) -> NetworkDiff:
+    live = {g.group_id: g for g in now.security_groups}
+    groups = []
+    for g in want.security_groups:
+        current = live.get(g.group_id)
+        now_egress = flat_rules(current.egress) if current else []
+        want_egress = flat_rules(g.egress)
+        groups.append(
+            GroupDiff(
+                group_id=g.group_id,
+                group_name=g.group_name,
+                egress_missing=[r for r in want_egress if r not in now_egress],
+                egress_extra=[r for r in now_egress if r not in want_egress],
+                ingress_changed=current is None
+                or egress_signature(current.ingress) != egress_signature(g.ingress),
+            )
+        )
+    at = all(not (d.egress_missing or d.egress_extra or d.ingress_changed) for d in groups)
+    return NetworkDiff(groups=groups, at_baseline=at)
+
+
+def config_diff(want: Baseline, now: Baseline) -> ConfigDiff:
+    env = sorted(
+        k
+        for k in set(want.environment) | set(now.environment)
+        if want.environment.get(k) != now.environment.get(k)
+    )
+    timeout = (want.timeout_s, now.timeout_s) if want.timeout_s != now.timeout_s else None
+    memory = (want.memory_mb, now.memory_mb) if want.memory_mb != now.memory_mb else None
+    return ConfigDiff(
+        timeout_s=timeout,
+        memory_mb=memory,
+        environment_changed=env,
+        at_baseline=not (env or timeout or memory),
+    )
+
+
+# What a fix may restore, one concern at a time, and how each differs from the baseline.
+Concern = Literal["iam", "concurrency", "network", "configuration"]
+DIFFS: dict[Concern, Callable[[Baseline, Baseline], Any]] = {
+    "iam": iam_diff,
+    "concurrency": concurrency_diff,
+    "network": network_diff,
+    "configuration": config_diff,
+}
+CONCERNS: tuple[Concern, ...] = tuple(DIFFS)

@@ -1,0 +1,541 @@
+"""The incident store (DynamoDB): open-or-dedupe, guarded transitions, context, audit, outbox.
+
+Every state change is one conditional transaction: the incident moves only from the status
+and version the caller saw, the audit entry is put on a fresh sequence number, and the
+events that announce the change are put in the incident's outbox. The runtime publishes
+the outbox after the handler returns, so a crash between the change and its announcement
+is finished by the redelivered message (consumers dedupe by event_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from core.dynamodb import from_item, to_item
+from incidents.lifecycle import IncidentStatus
+from incidents.state_machine import TERMINAL, can_move
+from incidents.tables import INCIDENT_AUDIT, INCIDENT_CONTEXT, INCIDENT_STATE
+from queues.events import EventEnvelope
+
+log = structlog.get_logger()
+OUTBOX_PREFIX = "outbox#"
+ALERT_PREFIX = "alert#"
+TRANSITION_ATTEMPTS = 5
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def audit_detail(entry: dict[str, Any]) -> dict[str, Any]:
+    """The detail of an audit entry (stored as JSON text)."""
+    return dict(json.loads(entry.get("detail") or "{}"))
+
+
+def context_data(item: dict[str, Any]) -> dict[str, Any]:
+    """The data of a context item written by :meth:`IncidentStore.put_context`."""
+    return dict(json.loads(item.get("data") or "{}"))
+
+
+def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> str:
+    """Alerts for one resource and fault signature in one time window: one incident."""
+    bucket = int(at.timestamp()) // window_s
+    return f"{resource}|{signature}|{bucket * window_s}"
+
+
+def incident_id_for(fp: str) -> str:
+    return "inc-" + hashlib.sha256(fp.encode()).hexdigest()[:20]
+
+
+class StoreContention(Exception):
+    """Too many concurrent writers on one incident: retryable (the message comes back)."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    incident_id: str
+    opened: bool  # False: an alert for an incident already open (its count went up)
+    alert_count: int
+
+
+class IncidentStore:
+    def __init__(self, dynamodb: Any, on_touch: Callable[[str], None] | None = None):
+        self.ddb = dynamodb
+        # Told of every incident this store changes, so the runtime flushes its outbox.
+        self.on_touch = on_touch or (lambda _incident_id: None)
+
+    def bound(self, on_touch: Callable[[str], None]) -> IncidentStore:
+        return IncidentStore(self.ddb, on_touch)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, incident_id: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(
+            TableName=INCIDENT_STATE.name,
+            Key=to_item({"incident_id": incident_id}),
+            ConsistentRead=True,
+        ).get("Item")
+        return from_item(item) if item else None
+
+    def audit(self, incident_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_AUDIT.name,
+            KeyConditionExpression="incident_id = :i",
+            ExpressionAttributeValues=to_item({":i": incident_id}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_CONTEXT.name,
+            KeyConditionExpression="incident_id = :i AND begins_with(#item, :p)",
+            ExpressionAttributeNames={"#item": "item"},
+            ExpressionAttributeValues=to_item({":i": incident_id, ":p": prefix}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def by_status(
+        self, status: IncidentStatus, updated_since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Incidents in a status (only those updated since a time, if given: the index is
+        ordered by update time, so a long history costs nothing)."""
+        condition, values = "#s = :s", {":s": status.value}
+        if updated_since:
+            condition += " AND updated_at >= :since"
+            values[":since"] = updated_since
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_STATE.name,
+            IndexName="by-status",
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=to_item(values),
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many incidents are in each status (one COUNT query per status)."""
+        counts = {}
+        for status in IncidentStatus:
+            answer = self.ddb.query(
+                TableName=INCIDENT_STATE.name,
+                IndexName="by-status",
+                KeyConditionExpression="#s = :s",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": status.value}},
+                Select="COUNT",
+            )
+            counts[status.value] = int(answer["Count"])
+        return counts
+
+    # ------------------------------------------------------------------ writes
+
+    def _audit_put(
+        self, incident_id: str, seq: int, actor: str, action: str, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": INCIDENT_AUDIT.name,
+                "Item": to_item(
+                    {
+                        "incident_id": incident_id,
+                        "seq": seq,
+                        "at": _now(),
+                        "actor": actor,
+                        "action": action,
+                        "detail": json.dumps(detail, default=str),
+                    }
+                ),
+                # Append-only: a sequence number is written once, never overwritten.
+                "ConditionExpression": "attribute_not_exists(seq)",
+            }
+        }
+
+    def _outbox_puts(self, incident_id: str, events: list[EventEnvelope]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Put": {
+                    "TableName": INCIDENT_CONTEXT.name,
+                    "Item": to_item(
+                        {
+                            "incident_id": incident_id,
+                            "item": OUTBOX_PREFIX + e.event_id,
+                            "event": e.model_dump_json(),
+                            "created_at": _now(),
+                        }
+                    ),
+                }
+            }
+            for e in events
+        ]
+
+    def open_or_dedupe(
+        self,
+        resource: str,
+        signature: str,
+        at: datetime,
+        window_s: int,
+        actor: str,
+        detail: dict[str, Any],
+        announce: Callable[[str], list[EventEnvelope]],
+        alert_id: str,
+    ) -> Opened:
+        """Open the incident for this fingerprint, or count one more alert on it.
+
+        `announce(incident_id)` gives the events that announce a newly opened incident.
+        Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
+        a marker in the incident's context is written in the same transaction as the count.
+        """
+        fp, incident_id = self._generation_for(fingerprint(resource, signature, at, window_s), at)
+        self.on_touch(incident_id)
+        now = _now()
+        item = {
+            "incident_id": incident_id,
+            "fingerprint": fp,
+            "resource": resource,
+            "signature": signature,
+            "status": IncidentStatus.RECEIVED.value,
+            "version": 1,
+            "alert_count": 1,
+            "opened_at": now,
+            "updated_at": now,
+            "last_alert_at": now,
+            "audit_seq": 1,
+        }
+        # Usually the incident is open already (the rest of a storm): then only count.
+        if self.get(incident_id) is None and self._open(
+            incident_id, item, alert_id, actor, detail, announce
+        ):
+            log.info("incident opened", incident_id=incident_id, fingerprint=fp)
+            return Opened(incident_id, True, 1)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    self._alert_marker(incident_id, alert_id),
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_STATE.name,
+                            "Key": to_item({"incident_id": incident_id}),
+                            "UpdateExpression": "ADD alert_count :one SET last_alert_at = :now",
+                            "ConditionExpression": "attribute_exists(incident_id)",
+                            "ExpressionAttributeValues": to_item({":one": 1, ":now": now}),
+                        }
+                    },
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            if not self.context(incident_id, ALERT_PREFIX + alert_id):
+                raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
+            log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
+        current = self.get(incident_id) or {}
+        count = int(current.get("alert_count", 0))
+        log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
+        return Opened(incident_id, False, count)
+
+    def _generation_for(self, fp: str, at: datetime) -> tuple[str, str]:
+        """The fingerprint and id an alert at `at` belongs to: the window's incident, or a
+        new one if that was resolved before the alert (the fault came back)."""
+        generation = 1
+        while True:
+            gfp = fp if generation == 1 else f"{fp}#{generation}"
+            incident_id = incident_id_for(gfp)
+            current = self.get(incident_id)
+            if (
+                current is None
+                or current["status"] != IncidentStatus.RESOLVED.value
+                or datetime.fromisoformat(str(current.get("closed_at", current["updated_at"]))) > at
+            ):
+                return gfp, incident_id
+            generation += 1
+
+    def current_incident(
+        self, resource: str, signature: str, at: datetime, window_s: int
+    ) -> str | None:
+        """The id of the newest incident for this symptom and window, if any."""
+        fp, latest = fingerprint(resource, signature, at, window_s), None
+        for generation in range(1, 1000):
+            incident_id = incident_id_for(fp if generation == 1 else f"{fp}#{generation}")
+            if self.get(incident_id) is None:
+                return latest
+            latest = incident_id
+        return latest
+
+    def _open(
+        self,
+        incident_id: str,
+        item: dict[str, Any],
+        alert_id: str,
+        actor: str,
+        detail: dict[str, Any],
+        announce: Callable[[str], list[EventEnvelope]],
+    ) -> bool:
+        """The incident, its first alert's marker, audit entry and announcement, at once.
+        False if a concurrent alert opened it first."""
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": INCIDENT_STATE.name,
+                            "Item": to_item(item),
+                            "ConditionExpression": "attribute_not_exists(incident_id)",
+                        }
+                    },
+                    self._alert_marker(incident_id, alert_id),
+                    self._audit_put(incident_id, 1, actor, "incident.opened", detail),
+                    *self._outbox_puts(incident_id, announce(incident_id)),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def _alert_marker(self, incident_id: str, alert_id: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": INCIDENT_CONTEXT.name,
+                "Item": to_item(
+                    {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id, "at": _now()}
+                ),
+                "ConditionExpression": "attribute_not_exists(#item)",
+                "ExpressionAttributeNames": {"#item": "item"},
+            }
+        }
+
+    def transition(
+        self,
+        incident_id: str,
+        expected: IncidentStatus,
+        new: IncidentStatus,
+        actor: str,
+        detail: dict[str, Any] | None = None,
+        announce: list[EventEnvelope] | None = None,
+    ) -> bool:
+        """Move the incident from `expected` to `new`, with its audit entry and events.
+
+        False (and a log line, not an exception) when the move is illegal or stale: the
+        incident is not in `expected` any more, e.g. a duplicate or late message.
+        """
+        self.on_touch(incident_id)
+        if not can_move(expected, new):
+            log.warning(
+                "illegal transition refused",
+                incident_id=incident_id,
+                expected=expected.value,
+                new=new.value,
+            )
+            return False
+        # A race with another writer (an audit append, a competing transition) cancels the
+        # transaction; read again and retry while the move is still the right one.
+        for _attempt in range(TRANSITION_ATTEMPTS):
+            current = self.get(incident_id)
+            if current is None or current["status"] != expected.value:
+                log.info(
+                    "stale transition ignored",
+                    incident_id=incident_id,
+                    expected=expected.value,
+                    new=new.value,
+                    actual=current and current["status"],
+                )
+                return False
+            version, prev_seq = int(current["version"]), int(current.get("audit_seq", 0))
+            try:
+                self.ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": INCIDENT_STATE.name,
+                                "Key": to_item({"incident_id": incident_id}),
+                                "UpdateExpression": (
+                                    "SET #s = :new, version = :next, updated_at = :now, "
+                                    "audit_seq = :seq"
+                                    + (", closed_at = :now" if new in TERMINAL else "")
+                                ),
+                                "ConditionExpression": (
+                                    "#s = :expected AND version = :version AND "
+                                    "(attribute_not_exists(audit_seq) OR audit_seq = :prev)"
+                                ),
+                                "ExpressionAttributeNames": {"#s": "status"},
+                                "ExpressionAttributeValues": to_item(
+                                    {
+                                        ":new": new.value,
+                                        ":expected": expected.value,
+                                        ":version": version,
+                                        ":next": version + 1,
+                                        ":now": _now(),
+                                        ":prev": prev_seq,
+                                        ":seq": prev_seq + 1,
+                                    }
+                                ),
+                            }
+                        },
+                        self._audit_put(
+                            incident_id,
+                            prev_seq + 1,
+                            actor,
+                            f"status {expected.value} -> {new.value}",
+                            detail or {},
+                        ),
+                        *self._outbox_puts(incident_id, announce or []),
+                    ]
+                )
+                break
+            except self.ddb.exceptions.TransactionCanceledException:
+                continue
+        else:
+            raise StoreContention(
+                f"{incident_id}: {expected.value} -> {new.value} lost {TRANSITION_ATTEMPTS} "
+                "races in a row; the message will be retried"
+            )
+        log.info("incident moved", incident_id=incident_id, old=expected.value, new=new.value)
+        return True
+
+    def append_audit(
+        self, incident_id: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> int:
+        """An audit entry outside a transition (a tool call, a note). Returns its sequence."""
+        answer = self.ddb.update_item(
+            TableName=INCIDENT_STATE.name,
+            Key=to_item({"incident_id": incident_id}),
+            UpdateExpression="ADD audit_seq :one",
+            ConditionExpression="attribute_exists(incident_id)",
+            ExpressionAttributeValues=to_item({":one": 1}),
+            ReturnValues="UPDATED_NEW",
+        )
+        seq = int(from_item(answer["Attributes"])["audit_seq"])
+        self.ddb.transact_write_items(
+            TransactItems=[self._audit_put(incident_id, seq, actor, action, detail)]
+        )
+        return seq
+
+    def get_context(self, incident_id: str, item: str) -> dict[str, Any] | None:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": incident_id, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return context_data(from_item(found)) if found else None
+
+    def put_context(
+        self, incident_id: str, item: str, data: dict[str, Any], only_new: bool = False
+    ) -> bool:
+        """Write a context item; with `only_new`, only if there is none yet (False then)."""
+        if item.startswith(OUTBOX_PREFIX):
+            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
+        condition = (
+            {
+                "ConditionExpression": "attribute_not_exists(#item)",
+                "ExpressionAttributeNames": {"#item": "item"},
+            }
+            if only_new
+            else {}
+        )
+        try:
+            self.ddb.put_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Item=to_item(
+                    {
+                        "incident_id": incident_id,
+                        "item": item,
+                        "at": _now(),
+                        "data": json.dumps(data, default=str),
+                    }
+                ),
+                **condition,
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def advance_counter(
+        self, key: str, item: str, value: int, announce: list[EventEnvelope]
+    ) -> bool:
+        """Raise a counter kept in the context (e.g. a DLQ depth already reported) to
+        `value`, with the events that announce it, at once; False if it was not lower.
+        Concurrent callers announce each increase once."""
+        self.on_touch(key)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_CONTEXT.name,
+                            "Key": to_item({"incident_id": key, "item": item}),
+                            "UpdateExpression": "SET #v = :v, #at = :now",
+                            "ConditionExpression": "attribute_not_exists(#v) OR #v < :v",
+                            "ExpressionAttributeNames": {"#v": "value", "#at": "at"},
+                            "ExpressionAttributeValues": to_item({":v": value, ":now": _now()}),
+                        }
+                    },
+                    *self._outbox_puts(key, announce),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def set_counter(self, key: str, item: str, value: int) -> None:
+        self.ddb.put_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Item=to_item({"incident_id": key, "item": item, "value": value, "at": _now()}),
+        )
+
+    def counter(self, key: str, item: str) -> int:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": key, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return int(from_item(found).get("value", 0)) if found else 0
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending_events(self, incident_id: str) -> list[tuple[str, EventEnvelope]]:
+        return [
+            (i["item"], EventEnvelope.model_validate_json(i["event"]))
+            for i in self.context(incident_id, OUTBOX_PREFIX)
+        ]
+
+    def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
+        """Take an outbox item for publishing, unless someone else is publishing it now.
+
+        Two processes may flush one outbox at once (a handler's runtime and the next event
+        of the same incident, or the watchdog): the lease makes one of them publish. If the
+        holder dies before clearing the item, the lease runs out and the item is published
+        later: at least once, and in the common case exactly once."""
+        now = time.time()
+        try:
+            self.ddb.update_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Key=to_item({"incident_id": incident_id, "item": item}),
+                UpdateExpression="SET leased_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(#item) AND "
+                    "(attribute_not_exists(leased_until) OR leased_until < :now)"
+                ),
+                ExpressionAttributeNames={"#item": "item"},
+                ExpressionAttributeValues=to_item({":until": now + lease_s, ":now": now}),
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def clear_event(self, incident_id: str, item: str) -> None:
+        self.ddb.delete_item(
+            TableName=INCIDENT_CONTEXT.name, Key=to_item({"incident_id": incident_id, "item": item})
+        )

@@ -1,0 +1,31 @@
+"""An agent run's tool calls, kept with the incident: the transcript and an audit entry each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from incidents.store import IncidentStore
+from workers.agents.runner import AgentRun
+
+
+def record_transcript(
+    store: IncidentStore, incident_id: str, actor: str, stage: str, run: AgentRun[Any]
+) -> None:
+    """The agent's tool calls: the whole transcript in the context, one audit entry each."""
+    store.put_context(
+        incident_id,
+        f"transcript#{stage}",
+        {
+            "calls": [c.summary() for c in run.calls],
+            "prompt_tokens": run.prompt_tokens,
+            "completion_tokens": run.completion_tokens,
+            "stopped": run.stopped,
+        },
+    )
+    for c in run.calls:
+        store.append_audit(
+            incident_id,
+            actor,
+            "tool_call",
+            {"call_id": c.call_id, "tool": c.name, "args": c.args, "ok": c.ok},
+        )
