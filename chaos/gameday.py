@@ -30,13 +30,14 @@ from core.principals import Principal
 from core.settings import Settings
 from emulation.alarm_evaluator import notification
 from emulation.world import free_port, start_world_process, terminate, wait_for
-from incidents.approvals import decide
+from incidents.approvals import decide_and_announce
 from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.remediation import ALLOWLIST
 from incidents.state_machine import TERMINAL
 from incidents.store import IncidentStore
 from queues.failures import FailureLog
+from queues.publisher import Publisher
 from queues.topology import Topic, build_topology, topic_arn
 from workload.spec import spec_for
 
@@ -242,19 +243,15 @@ class GameDay:
         if request.get("status") != "pending":
             return
         approve = answer in ("approve", "auto")
-        decide(
+        decide_and_announce(
             self.store,
+            Publisher.for_principal(self.operator, self.settings),
             incident_id,
             approve,
             "game-day operator",
             str(request["calls_digest"]),
             reason=None if approve else "game day: the operator rejects this fix",
         )
-        from queues.outbox import flush_outbox
-        from queues.publisher import Publisher
-
-        publisher = Publisher(self.operator("sns"), {t: topic_arn(self.settings, t) for t in Topic})
-        flush_outbox(self.store, publisher, incident_id)
         self.log(f"operator: {'approved' if approve else 'rejected'} {incident_id}")
 
     def watch(self, since: str, deadline_s: float) -> list[dict[str, Any]]:

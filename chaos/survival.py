@@ -339,9 +339,7 @@ def same_alert_many_times(run: Run) -> None:
 
 def events_out_of_order(run: Run) -> None:
     incident_id = run.wait_status(IncidentStatus.INVESTIGATING.value)
-    publisher = Publisher(
-        run.fleet.operator("sns"), {t: topic_arn(run.fleet.settings, t) for t in Topic}
-    )
+    publisher = Publisher.for_principal(run.fleet.operator, run.fleet.settings)
     # Early: an approval for a fix nobody has proposed yet, and a proposal to review (stray
     # messages of their own ids, as a replay or another system's bug would send).
     for event_type in (EventType.APPROVED, EventType.PROPOSED):

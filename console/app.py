@@ -42,7 +42,7 @@ from core.aws import Clients
 from core.aws_errors import error_code, error_message
 from core.errors import FleetError
 from core.settings import Settings
-from incidents.approvals import ApprovalError, decide
+from incidents.approvals import ApprovalError, decide_and_announce
 from incidents.baseline_diff import DIFFS
 from incidents.baselines import BaselineStore, read_live
 from incidents.incident_report import list_incidents, load_report
@@ -50,9 +50,8 @@ from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
 from incidents.store import IncidentStore
 from queues.dlq import DeadLetters
-from queues.outbox import flush_outbox
 from queues.publisher import Publisher
-from queues.topology import Topic, build_topology, topic_arn
+from queues.topology import build_topology
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PUBLIC_PATHS = frozenset({"/login", "/health"})
@@ -107,7 +106,7 @@ class Console:
         )
 
     def publisher(self) -> Publisher:
-        return Publisher(self.clients("sns"), {t: topic_arn(self.settings, t) for t in Topic})
+        return Publisher.for_principal(self.clients, self.settings)
 
     # ------------------------------------------------------------------ login
 
@@ -313,8 +312,9 @@ class Console:
         if not who:
             raise HTTPException(400, "say who decides: the approver's name is recorded")
         try:
-            decided = decide(
+            decided = decide_and_announce(
                 self.store,
+                self.publisher(),
                 incident_id,
                 approve,
                 f"{who} (console)",
@@ -323,7 +323,6 @@ class Console:
             )
         except ApprovalError as exc:
             raise HTTPException(409, str(exc)) from None
-        flush_outbox(self.store, self.publisher(), incident_id)
         return self.page(
             request,
             "done.html",

@@ -289,10 +289,8 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.aws import Clients
     from core.principals import Principal
-    from incidents.approvals import decide, pending_request
-    from queues.outbox import flush_outbox
+    from incidents.approvals import decide_and_announce, pending_request
     from queues.publisher import Publisher
-    from queues.topology import Topic, topic_arn
 
     approve = args.command == "approve"
     store = _operator_store(settings)
@@ -311,20 +309,15 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
             return 1
     who = args.as_ or os.environ.get("USER") or getpass.getuser() or "operator"
     only_calls = [int(i) for i in args.only.split(",")] if approve and args.only else None
-    decided = decide(
+    decided = decide_and_announce(
         store,
+        Publisher.for_principal(Clients(Principal.OPERATOR, settings), settings),
         args.incident_id,
         approve,
         f"{who} (cli)",
         seen,
         reason=getattr(args, "reason", None),
         only_calls=only_calls,
-    )
-    clients = Clients(Principal.OPERATOR, settings)
-    flush_outbox(
-        store,
-        Publisher(clients("sns"), {t: topic_arn(settings, t) for t in Topic}),
-        args.incident_id,
     )
     print(f"{args.incident_id}: {decided.status} by {decided.decided_by}")
     return 0

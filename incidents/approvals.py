@@ -20,6 +20,8 @@ from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, calls_digest
 from incidents.store import IncidentStore
 from queues.events import EventEnvelope, incident_event
+from queues.outbox import flush_outbox
+from queues.publisher import Publisher
 from queues.topology import EventType
 
 APPROVAL_ITEM = "approval"
@@ -190,3 +192,20 @@ def _event(
     kind: EventType, incident_id: str, producer: str, payload: dict[str, Any]
 ) -> EventEnvelope:
     return incident_event(kind, producer, incident_id, payload)
+
+
+def decide_and_announce(
+    store: IncidentStore,
+    publisher: Publisher,
+    incident_id: str,
+    approve: bool,
+    decided_by: str,
+    seen_digest: str,
+    reason: str | None = None,
+    only_calls: list[int] | None = None,
+) -> ApprovalRequest:
+    """A person's decision, as the console, the CLI and game days take it: decide, then
+    publish what the decision put in the outbox (the approval the resolver waits for)."""
+    decided = decide(store, incident_id, approve, decided_by, seen_digest, reason, only_calls)
+    flush_outbox(store, publisher, incident_id)
+    return decided
