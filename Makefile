@@ -54,9 +54,10 @@ test-integration: $(STAMP) $(CHROMIUM) ## integration tests against the moto ser
 test-faults: $(STAMP) ## the fault-survival suite: kill, stop and confuse the fleet; nothing lost (also in `make test`)
 	$(VENV)/bin/pytest tests/faults
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the package layers of ARCHITECTURE.md (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy

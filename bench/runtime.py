@@ -18,9 +18,9 @@ from core.settings import Settings
 from emulation.world import PROJECT_ROOT, child_environment, terminate, wait_for
 from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
-from queues.consumer import Consumer, HandlerContext
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
+from workers.stage import StageContext, build_consumer
 
 BATCH = 10
 
@@ -70,10 +70,12 @@ def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> flo
     _fill(clients("sqs"), url, n)
     handled = threading.Semaphore(0)
 
-    def noop(event: EventEnvelope, ctx: HandlerContext) -> None:
+    def noop(event: EventEnvelope, ctx: StageContext) -> None:
         handled.release()
 
-    consumer = Consumer(build_topology(settings).queue(Stage.WATCHDOG), noop, settings, clients)
+    consumer = build_consumer(
+        build_topology(settings).queue(Stage.WATCHDOG), noop, settings, clients
+    )
     started = time.perf_counter()
     runner = threading.Thread(target=consumer.run, daemon=True)
     runner.start()

@@ -488,8 +488,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from core import structured_logging
     from core.aws import Clients
     from core.principals import Principal
-    from queues.consumer import Consumer
     from queues.topology import Stage, build_topology
+    from workers.stage import build_consumer
 
     stage = Stage(args.stage)
     spec = args.handler or DEFAULT_HANDLERS.get(stage.value)
@@ -507,7 +507,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from core.service_process import stop_when_orphaned
 
         stop_when_orphaned(settings.launcher_pid)
-    consumer = Consumer(
+    consumer = build_consumer(
         build_topology(settings).queue(stage),
         handler,
         settings,

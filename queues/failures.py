@@ -10,11 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from pydantic import BaseModel
 
 from core.aws_retry import call
 from core.dynamodb import from_item, to_item
+from queues.delivery import Delivery
+from queues.middleware import Middleware
+from queues.outcomes import DeadLetter, Retry
 from queues.tables import MESSAGE_FAILURES
+
+log = structlog.get_logger()
 
 
 class FailureRecord(BaseModel):
@@ -99,3 +105,38 @@ class FailureLog:
                 if queue is None or record.queue == queue:
                     records.append(record)
         return sorted(records, key=lambda r: r.last_failure_at, reverse=True)
+
+
+class FailureRecords(Middleware):
+    """Records every failed attempt and every dead letter, by the id the DLQ will show."""
+
+    def __init__(self, log_: FailureLog):
+        self.failures = log_
+
+    def after_settle(self, delivery: Delivery) -> None:
+        outcome = delivery.outcome
+        event = delivery.event
+        if isinstance(outcome, Retry) and outcome.failed:
+            message_id, original = delivery.message_id, None
+            dead_lettered = delivery.last_receive  # SQS moves it at its next receive
+        elif isinstance(outcome, DeadLetter) and delivery.dlq_message_id:
+            message_id, original = delivery.dlq_message_id, delivery.message_id
+            dead_lettered = True
+        else:
+            return
+        try:
+            self.failures.record(
+                message_id,
+                delivery.queue,
+                delivery.stage,
+                outcome.reason,
+                outcome.error_class,
+                delivery.receive_count,
+                dead_lettered=dead_lettered,
+                original_message_id=original,
+                event_type=event.event_type.value if event else None,
+                event_id=event.event_id if event else None,
+                incident_id=event.incident_id if event else None,
+            )
+        except Exception as exc:
+            log.error("could not record a failure", message_id=message_id, error=str(exc)[:200])

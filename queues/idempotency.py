@@ -9,12 +9,22 @@ a crash never blocks a redelivery for long.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
+import uuid
 from enum import StrEnum
 from typing import Any
 
+import structlog
+
 from core.dynamodb import from_item, to_item
+from queues.delivery import Delivery
+from queues.middleware import Middleware
+from queues.outcomes import Ack, Outcome, Retry
 from queues.tables import PROCESSED_EVENTS
+
+log = structlog.get_logger()
 
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
@@ -133,3 +143,107 @@ class IdempotencyRecords:
                 ExpressionAttributeNames={"#o": "owner", "#s": "status"},
                 ExpressionAttributeValues=to_item({":me": self.owner, ":in_progress": IN_PROGRESS}),
             )
+
+
+class Idempotency(Middleware):
+    """Claims each event before its handler runs, so it is handled once however often it is
+    delivered; completes the claims of acknowledged messages, in batches, before they are
+    deleted (a crash in between redelivers a message that is then a known duplicate)."""
+
+    def __init__(self, dynamodb: Any, stage: str):
+        self.dynamodb = dynamodb
+        self.stage = stage
+        self.owner = f"{stage}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.records: IdempotencyRecords | None = None
+        self.heartbeat_s = 1.0
+        self.lock = threading.Lock()
+        # Deliveries whose claim this worker holds, by message id.
+        self.held: dict[str, Delivery] = {}
+
+    def on_boot(self, heartbeat_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        # Two missed heartbeats and a crashed owner's claim is free again: sooner than its
+        # message reappears (three beats), so the redelivery never finds it busy.
+        self.records = IdempotencyRecords(
+            self.dynamodb, self.stage, self.owner, in_progress_s=heartbeat_s * 2
+        )
+
+    def _records(self) -> IdempotencyRecords:
+        if self.records is None:
+            raise RuntimeError("the idempotency middleware was not booted")
+        return self.records
+
+    def before_process(self, delivery: Delivery) -> Outcome | None:
+        if delivery.event is None:
+            return None  # unreadable: dead-lettered without a claim
+        claim, record = self._records().claim(delivery.event.event_id, delivery.message_id)
+        if claim == Claim.CLAIMED:
+            with self.lock:
+                self.held[delivery.message_id] = delivery
+            return None
+        if claim == Claim.COMPLETED:
+            # Handled before: whatever announcing was left is finished (the outbox middleware
+            # publishes what these incidents still hold), then acknowledged.
+            delivery.touched.update(record.get("incident_ids", []) if record else [])
+            return Ack("duplicate delivery acknowledged")
+        if record and record.get("message_id") == delivery.message_id:
+            # This very message, back while its claim lives (a late heartbeat): let the
+            # claim expire, then it is ours.
+            return Retry(
+                "message back while still claimed",
+                "ClaimBusy",
+                after_s=max(1, int(self.heartbeat_s)),
+                failed=False,
+            )
+        # A duplicate of an event a live worker is handling from another message: that
+        # message is not lost if the worker dies, so this copy can go.
+        return Ack("duplicate of an event in progress acknowledged")
+
+    def after_process(self, delivery: Delivery, outcome: Outcome) -> Outcome:
+        if isinstance(outcome, Ack) or delivery.event is None:
+            return outcome  # a held claim is completed just before the delete
+        with self.lock:
+            held = self.held.pop(delivery.message_id, None)
+        if held is not None:
+            # Given up after a failure, so the retry need not wait for the claim's expiry.
+            try:
+                self._records().release(delivery.event.event_id)
+            except Exception as exc:
+                log.warning("could not release a claim", error=str(exc)[:200])
+        return outcome
+
+    def on_heartbeat(self, busy: list[Delivery]) -> None:
+        with self.lock:
+            mine = [d for d in busy if d.message_id in self.held]
+        for delivery in mine:
+            if delivery.event is None or delivery.settled:
+                continue
+            try:
+                self._records().extend(delivery.event.event_id)
+            except Exception as exc:
+                log.warning(
+                    "claim heartbeat failed", event_id=delivery.event.event_id, error=str(exc)[:200]
+                )
+
+    def after_settle(self, delivery: Delivery) -> None:
+        if not isinstance(delivery.outcome, Ack):
+            # Returned without failing (shutdown): the claim lapses by itself.
+            with self.lock:
+                self.held.pop(delivery.message_id, None)
+
+    def before_delete(self, acked: list[Delivery]) -> list[Delivery]:
+        with self.lock:
+            mine = [self.held.pop(d.message_id) for d in acked if d.message_id in self.held]
+        completions = [(d.event.event_id, sorted(d.touched)) for d in mine if d.event is not None]
+        if not completions:
+            return acked
+        try:
+            self._records().complete_many(completions)
+        except Exception as exc:
+            # Not deleted: each message comes back, and its claim has expired by then.
+            log.warning(
+                "could not complete claims; their messages will be redelivered",
+                error=str(exc)[:200],
+            )
+            return []
+        return acked

@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
+from queues.delivery import Delivery
+from queues.middleware import Middleware
+from queues.outcomes import Ack, DeadLetter, Retry
+
+log = structlog.get_logger()
+
 NAMESPACE = "IncidentFleet/Runtime"
 COUNTERS = ("Received", "Succeeded", "Retried", "DeadLettered")
 
@@ -68,6 +76,52 @@ class RuntimeCounters:
             )
         if data:
             cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data)
+
+
+class RuntimeMetrics(Middleware):
+    """Counts what the stage received and how each message ended, per received batch, and
+    flushes the counts to CloudWatch every `flush_s` and at shutdown."""
+
+    def __init__(self, stage: str, cloudwatch: Any, flush_s: float):
+        self.counters = RuntimeCounters(stage)
+        self.cloudwatch = cloudwatch
+        self.flush_s = flush_s
+        self.stopped = threading.Event()
+        self.flusher: threading.Thread | None = None
+
+    def on_boot(self, heartbeat_s: float) -> None:
+        self.flusher = threading.Thread(target=self._flush_loop, name="metrics", daemon=True)
+        self.flusher.start()
+
+    def on_shutdown(self) -> None:
+        self.stopped.set()
+        self.flush()
+
+    def before_batch(self, batch: list[Delivery]) -> None:
+        self.counters.add("Received", len(batch))
+
+    def after_batch(self, batch: list[Delivery]) -> None:
+        for delivery in batch:
+            outcome = delivery.outcome
+            if isinstance(outcome, Ack):
+                self.counters.add("Succeeded")
+            elif isinstance(outcome, DeadLetter) or (
+                isinstance(outcome, Retry) and outcome.failed and delivery.last_receive
+            ):
+                self.counters.add("DeadLettered")
+            elif isinstance(outcome, Retry) and outcome.failed:
+                self.counters.add("Retried")
+            self.counters.handled(delivery.duration_ms)
+
+    def _flush_loop(self) -> None:
+        while not self.stopped.wait(self.flush_s):
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self.counters.flush(self.cloudwatch)
+        except Exception as exc:
+            log.warning("could not flush runtime metrics", error=str(exc)[:200])
 
 
 def read_totals(cloudwatch: Any, stage: str, window: timedelta) -> dict[str, float | None]:

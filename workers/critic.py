@@ -20,17 +20,18 @@ from incidents.diagnosis import MIN_CONFIDENCE
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, Review, Verdict
 from incidents.remediation import validate
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType
 from workers.agents.review import review
 from workers.agents.transcript import record_transcript
+from workers.stage import StageContext
 
 log = structlog.get_logger()
 PRODUCER = "critic"
 
 
-def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type != EventType.PROPOSED or event.incident_id is None:
         raise NonRetryableError(f"the critic takes incident.proposed, not {event.event_type.value}")
     on_proposal(event, event.incident_id, ctx)
@@ -65,7 +66,7 @@ def code_checks(
     return checks, reject, ask
 
 
-def on_proposal(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     if incident is None or incident["status"] != S.PROPOSED.value:
         log.info("not awaiting review", status=incident and incident["status"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType
+from workers.stage import StageContext
 
 PRODUCER = "supervisor"
 
@@ -31,7 +32,7 @@ def symptom(event: EventEnvelope) -> tuple[str, str, datetime, str]:
     raise NonRetryableError(f"the supervisor takes alerts, not {event.event_type.value}")
 
 
-def handle_alert(event: EventEnvelope, ctx: HandlerContext) -> None:
+def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
     resource, signature, when, state = symptom(event)
     detail = {
         "alert_event_id": event.event_id,

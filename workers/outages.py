@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from queues.consumer import HandlerContext, RetryLater
+from queues.outcomes import RetryLater
 from workers.agents.mcp_tools import ToolsUnavailable
+from workers.stage import StageContext
 
 
-def tools_away(ctx: HandlerContext, exc: ToolsUnavailable, escalate: Callable[[str], None]) -> None:
+def tools_away(ctx: StageContext, exc: ToolsUnavailable, escalate: Callable[[str], None]) -> None:
     if ctx.last_attempt:
         escalate(f"{exc} (gave up after {ctx.receive_count} attempts)")
         return

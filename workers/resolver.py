@@ -25,20 +25,21 @@ from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
 from incidents.verification import Verification, verify
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType
 from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.propose import propose
 from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
+from workers.stage import StageContext
 
 log = structlog.get_logger()
 PRODUCER = "resolver"
 ALL_CONCERNS: list[Concern] = list(CONCERNS)
 
 
-def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.incident_id is None:
         raise NonRetryableError(f"{event.event_type.value} without an incident_id")
     if event.event_type == EventType.DIAGNOSED:
@@ -49,12 +50,6 @@ def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
         raise NonRetryableError(f"the resolver does not take {event.event_type.value}")
 
 
-def _clients(ctx: HandlerContext) -> Any:
-    if ctx.clients is None:
-        raise RuntimeError("the resolver needs AWS clients")
-    return ctx.clients
-
-
 def _event(
     kind: EventType, incident_id: str, payload: dict[str, Any], correlation_id: str
 ) -> EventEnvelope:
@@ -62,7 +57,7 @@ def _event(
 
 
 def _escalate(
-    ctx: HandlerContext, incident_id: str, current: S, reason: str, correlation_id: str
+    ctx: StageContext, incident_id: str, current: S, reason: str, correlation_id: str
 ) -> None:
     ctx.store.transition(
         incident_id,
@@ -75,7 +70,7 @@ def _escalate(
 
 
 def _resolve(
-    ctx: HandlerContext,
+    ctx: StageContext,
     incident_id: str,
     current: S,
     actions: int,
@@ -100,8 +95,8 @@ def _resolve(
     )
 
 
-def _baseline(ctx: HandlerContext, function: str, version: int | None) -> Baseline:
-    store = BaselineStore(_clients(ctx)("dynamodb"))
+def _baseline(ctx: StageContext, function: str, version: int | None) -> Baseline:
+    store = BaselineStore(ctx.clients("dynamodb"))
     want = store.version(function, version) if version else store.latest(function)
     if want is None:
         raise NonRetryableError(f"no baseline v{version or 'latest'} recorded for {function}")
@@ -111,7 +106,7 @@ def _baseline(ctx: HandlerContext, function: str, version: int | None) -> Baseli
 # ---------------------------------------------------------------- proposing
 
 
-def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     if incident is None or incident["status"] != S.DIAGNOSED.value:
         log.info("not awaiting a proposal", status=incident and incident["status"])
@@ -163,7 +158,7 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) ->
     # Nothing differs from the baseline: resolved if the workload really runs cleanly.
     want = _baseline(ctx, proposal.function_name, None)
     result = verify(
-        _clients(ctx),
+        ctx.clients,
         want,
         ALL_CONCERNS,
         datetime.now(UTC),
@@ -187,7 +182,7 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: HandlerContext) ->
 # ---------------------------------------------------------------- executing
 
 
-def on_approval(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> None:
+def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     status = S(incident["status"]) if incident else None
     if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
@@ -198,7 +193,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> 
         raise NonRetryableError(f"{incident_id}: approved, but no proposal is recorded")
     proposal = Proposal.model_validate(raw)
     want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
-    clients = _clients(ctx)
+    clients = ctx.clients
     if status == S.APPROVED:
         approved_digest = event.payload.get("calls_digest")
         if approved_digest != proposal.calls_digest():
@@ -249,16 +244,14 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: HandlerContext) -> 
     _verify(ctx, incident_id, proposal, want, snapshot, event)
 
 
-def _execute(
-    ctx: HandlerContext, incident_id: str, proposal: Proposal, want: Baseline
-) -> str | None:
+def _execute(ctx: StageContext, incident_id: str, proposal: Proposal, want: Baseline) -> str | None:
     """Run the calls not yet run. Returns why it stopped, or None when all ran."""
     for i, proposed in enumerate(proposal.calls):
         if ctx.store.get_context(incident_id, f"executed#{i}"):
             continue  # ran before a crash; never twice
         call = proposed.call.with_baseline_values(want)
         try:
-            outcome = run_call(_clients(ctx), call)
+            outcome = run_call(ctx.clients, call)
         except (RefusedCall, CallFailed) as exc:
             ctx.store.append_audit(
                 incident_id,
@@ -275,7 +268,7 @@ def _execute(
     return None
 
 
-def _executed_at(ctx: HandlerContext, incident_id: str, proposal: Proposal) -> datetime:
+def _executed_at(ctx: StageContext, incident_id: str, proposal: Proposal) -> datetime:
     times = [
         (ctx.store.get_context(incident_id, f"executed#{i}") or {}).get("at")
         for i in range(len(proposal.calls))
@@ -285,7 +278,7 @@ def _executed_at(ctx: HandlerContext, incident_id: str, proposal: Proposal) -> d
 
 
 def _verify(
-    ctx: HandlerContext,
+    ctx: StageContext,
     incident_id: str,
     proposal: Proposal,
     want: Baseline,
@@ -293,7 +286,7 @@ def _verify(
     event: EventEnvelope,
 ) -> None:
     result: Verification = verify(
-        _clients(ctx),
+        ctx.clients,
         want,
         list(proposal.concerns) or ALL_CONCERNS,
         _executed_at(ctx, incident_id, proposal),
@@ -311,7 +304,7 @@ def _verify(
 
 
 def _roll_back(
-    ctx: HandlerContext,
+    ctx: StageContext,
     incident_id: str,
     current: S,
     proposal: Proposal,
@@ -320,7 +313,7 @@ def _roll_back(
     event: EventEnvelope,
 ) -> None:
     """Put back what the snapshot recorded, then hand the incident to a person."""
-    clients = _clients(ctx)
+    clients = ctx.clients
     now = read_live(clients, proposal.function_name)
     undone, errors = [], []
     for concern in proposal.concerns or ALL_CONCERNS:

@@ -16,20 +16,21 @@ import structlog
 from incidents.diagnosis import Diagnosis
 from incidents.lifecycle import IncidentStatus as S
 from incidents.store import IncidentStore, audit_detail
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType
 from workers import intake
 from workers.agents.diagnose import diagnose
 from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
+from workers.stage import StageContext
 
 log = structlog.get_logger()
 PRODUCER = "supervisor"
 
 
-def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type in (EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT):
         intake.handle_alert(event, ctx)
     elif event.event_type == EventType.OPENED:
@@ -45,7 +46,7 @@ def first_alert(store: IncidentStore, incident_id: str) -> dict[str, Any]:
     return {}
 
 
-def investigate(event: EventEnvelope, ctx: HandlerContext) -> None:
+def investigate(event: EventEnvelope, ctx: StageContext) -> None:
     incident_id = event.incident_id
     if incident_id is None:
         raise NonRetryableError("incident.opened without an incident_id")
@@ -70,7 +71,7 @@ def investigate(event: EventEnvelope, ctx: HandlerContext) -> None:
     conclude(ctx, incident_id, diagnosis, event.correlation_id)
 
 
-def escalate(ctx: HandlerContext, incident_id: str, reason: str, event: EventEnvelope) -> None:
+def escalate(ctx: StageContext, incident_id: str, reason: str, event: EventEnvelope) -> None:
     ctx.store.transition(
         incident_id,
         S.INVESTIGATING,
@@ -90,7 +91,7 @@ def escalate(ctx: HandlerContext, incident_id: str, reason: str, event: EventEnv
 
 
 def conclude(
-    ctx: HandlerContext, incident_id: str, diagnosis: Diagnosis, correlation_id: str
+    ctx: StageContext, incident_id: str, diagnosis: Diagnosis, correlation_id: str
 ) -> None:
     summary = {
         "fault_types": [f.value for f in diagnosis.fault_types],

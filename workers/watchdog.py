@@ -21,10 +21,11 @@ import structlog
 from incidents.approvals import APPROVAL_ITEM, ApprovalRequest
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import TERMINAL
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, incident_event, new_event
 from queues.outbox import flush_outbox
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType, build_topology
+from workers.stage import StageContext
 
 log = structlog.get_logger()
 PRODUCER = "watchdog"
@@ -46,7 +47,7 @@ OUTBOX_GRACE_S = 45
 OUTBOX_HORIZON_S = 3600
 
 
-def handle(event: EventEnvelope, ctx: HandlerContext) -> None:
+def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type == EventType.WATCHDOG_TICK:
         tick(ctx)
     elif event.event_type in (
@@ -65,7 +66,7 @@ def _age_s(stamp: str, now: datetime) -> float:
     return (now - datetime.fromisoformat(stamp)).total_seconds()
 
 
-def tick(ctx: HandlerContext) -> None:
+def tick(ctx: StageContext) -> None:
     now = datetime.now(UTC)
     horizon = (now - timedelta(seconds=OUTBOX_HORIZON_S)).isoformat()
     for status in S:
@@ -80,14 +81,14 @@ def tick(ctx: HandlerContext) -> None:
     _check_dead_letters(ctx)
 
 
-def _flush_left_behind(ctx: HandlerContext, incident: dict[str, Any], now: datetime) -> None:
+def _flush_left_behind(ctx: StageContext, incident: dict[str, Any], now: datetime) -> None:
     """Publish an outbox its writer left behind (it died, or a CLI decision did)."""
     age = _age_s(incident["updated_at"], now)
-    if OUTBOX_GRACE_S < age < OUTBOX_HORIZON_S and ctx.publisher is not None:
+    if OUTBOX_GRACE_S < age < OUTBOX_HORIZON_S:
         flush_outbox(ctx.store, ctx.publisher, incident["incident_id"])
 
 
-def _check_stale(ctx: HandlerContext, incident: dict[str, Any], status: S, now: datetime) -> None:
+def _check_stale(ctx: StageContext, incident: dict[str, Any], status: S, now: datetime) -> None:
     incident_id = incident["incident_id"]
     age = _age_s(incident["updated_at"], now)
     if age <= ctx.settings.stale_after_s:
@@ -108,7 +109,7 @@ def _check_stale(ctx: HandlerContext, incident: dict[str, Any], status: S, now: 
     _escalate(ctx, incident_id, status, reason)
 
 
-def _check_approval(ctx: HandlerContext, incident: dict[str, Any], now: datetime) -> None:
+def _check_approval(ctx: StageContext, incident: dict[str, Any], now: datetime) -> None:
     incident_id = incident["incident_id"]
     raw = ctx.store.get_context(incident_id, APPROVAL_ITEM)
     if raw is None:
@@ -125,7 +126,7 @@ def _check_approval(ctx: HandlerContext, incident: dict[str, Any], now: datetime
         )
 
 
-def _escalate(ctx: HandlerContext, incident_id: str, status: S, reason: str) -> bool:
+def _escalate(ctx: StageContext, incident_id: str, status: S, reason: str) -> bool:
     return ctx.store.transition(
         incident_id,
         status,
@@ -140,9 +141,7 @@ def _event(kind: EventType, incident_id: str, reason: str) -> EventEnvelope:
     return incident_event(kind, PRODUCER, incident_id, {"reason": reason})
 
 
-def _check_dead_letters(ctx: HandlerContext) -> None:
-    if ctx.clients is None:
-        return
+def _check_dead_letters(ctx: StageContext) -> None:
     sqs = ctx.clients("sqs")
     for queue in build_topology(ctx.settings).queues:
         url = sqs.get_queue_url(QueueName=queue.dlq_name)["QueueUrl"]

@@ -11,20 +11,21 @@ import time
 import uuid
 
 from incidents.lifecycle import IncidentStatus
-from queues.consumer import HandlerContext, NonRetryableError
 from queues.events import EventEnvelope, new_event
+from queues.outcomes import NonRetryableError
 from queues.topology import EventType
+from workers.stage import StageContext
 
 
-def noop(event: EventEnvelope, ctx: HandlerContext) -> None:
+def noop(event: EventEnvelope, ctx: StageContext) -> None:
     return None
 
 
-def always_fails(event: EventEnvelope, ctx: HandlerContext) -> None:
+def always_fails(event: EventEnvelope, ctx: StageContext) -> None:
     raise RuntimeError(f"always fails: {event.event_id}")
 
 
-def slow(event: EventEnvelope, ctx: HandlerContext) -> None:
+def slow(event: EventEnvelope, ctx: StageContext) -> None:
     """Marks its start, works `sleep_s`, then records one run."""
     probe = event.payload["probe"]
     ctx.store.put_context(probe, f"start#{uuid.uuid4()}", {"pid": os.getpid()})
@@ -40,7 +41,7 @@ def slow(event: EventEnvelope, ctx: HandlerContext) -> None:
     )
 
 
-def commit_then_sleep(event: EventEnvelope, ctx: HandlerContext) -> None:
+def commit_then_sleep(event: EventEnvelope, ctx: StageContext) -> None:
     """Moves the incident and announces it, then lingers: a crash here is after the commit
     and before the announcement is published or the message deleted."""
     incident_id = event.payload["incident_id"]
@@ -64,7 +65,7 @@ def commit_then_sleep(event: EventEnvelope, ctx: HandlerContext) -> None:
         time.sleep(float(event.payload.get("sleep_s", 0)))
 
 
-def intake(event: EventEnvelope, ctx: HandlerContext) -> None:
+def intake(event: EventEnvelope, ctx: StageContext) -> None:
     """The supervisor's intake alone: incidents open and count, nobody investigates them
     (their `incident.opened`, which comes back to this queue, is acknowledged)."""
     from workers.intake import handle_alert
@@ -76,7 +77,7 @@ def intake(event: EventEnvelope, ctx: HandlerContext) -> None:
 BUG_FILE = "handler-bug"
 
 
-def buggy_until_fixed(event: EventEnvelope, ctx: HandlerContext) -> None:
+def buggy_until_fixed(event: EventEnvelope, ctx: StageContext) -> None:
     """Fails for good while the state directory holds a bug file (a bug in the handler);
     once it is removed (the fix deployed), records its run like `slow`."""
     if (ctx.settings.state_dir / BUG_FILE).exists():

@@ -9,8 +9,8 @@ import pytest
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import ALLOWED, TERMINAL, can_move
 from incidents.store import fingerprint, incident_id_for
-from queues.consumer import backoff_s
 from queues.events import BadMessage, new_event, parse_body
+from queues.outcomes import backoff_s
 from queues.topology import EventType
 
 

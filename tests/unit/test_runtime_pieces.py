@@ -96,9 +96,11 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
 
     import httpx
 
-    from queues.consumer import HandlerContext, RetryLater
+    from queues.delivery import Delivery
+    from queues.outcomes import RetryLater
     from workers.agents.mcp_tools import ToolsUnavailable, _unreachable, mcp_tools
     from workers.outages import tools_away
+    from workers.stage import StageContext
 
     # Nothing listens on port 9 of 127.0.0.1: the client sees what a restart looks like.
     settings = Settings(mcp_supervisor_url="http://127.0.0.1:9", mcp_api_key="k" * 32)
@@ -115,10 +117,15 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
 
     escalated: list[str] = []
     away = ToolsUnavailable("the supervisor MCP server is unreachable")
-    first = HandlerContext("supervisor", "m", 1, None, settings, max_receives=5)  # type: ignore[arg-type]
+
+    def context(receive_count: int) -> StageContext:
+        delivery = Delivery("supervisor", "q", "m", "r", "{}", receive_count, max_receives=5)
+        return StageContext(delivery, None, settings, None, None)  # type: ignore[arg-type]
+
+    first = context(1)
     with pytest.raises(RetryLater) as retry:
         tools_away(first, away, escalated.append)
     assert retry.value.after_s == settings.dependency_retry_s and escalated == []
-    last = HandlerContext("supervisor", "m", 5, None, settings, max_receives=5)  # type: ignore[arg-type]
+    last = context(5)
     tools_away(last, away, escalated.append)
     assert escalated and "gave up after 5 attempts" in escalated[0]

@@ -1,0 +1,73 @@
+"""One received message as the runtime and its middleware see it, from receipt to settlement."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from queues.events import BadMessage, EventEnvelope, parse_body
+from queues.outcomes import Outcome
+
+
+@dataclass
+class Delivery:
+    stage: str
+    queue: str
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    # The queue's maxReceiveCount: a failure on this receive sends the message to the DLQ.
+    max_receives: int
+    message_attributes: dict[str, Any] = field(default_factory=dict)
+    event: EventEnvelope | None = None
+    # Why the body is not an event we take (bad input: dead-lettered without a handler).
+    unreadable: str | None = None
+    # Incidents whose outbox this message's work may have filled: its own, and any the
+    # handler's store changed. Their events are published before the message is deleted.
+    touched: set[str] = field(default_factory=set)
+    outcome: Outcome | None = None
+    # The id of the copy sent to the DLQ, when the runtime dead-lettered it itself.
+    dlq_message_id: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @classmethod
+    def received(
+        cls, message: dict[str, Any], stage: str, queue: str, max_receives: int
+    ) -> Delivery:
+        attributes = message.get("Attributes", {})
+        delivery = cls(
+            stage=stage,
+            queue=queue,
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            body=message["Body"],
+            receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+            max_receives=max_receives,
+            message_attributes=message.get("MessageAttributes", {}),
+        )
+        try:
+            delivery.event = parse_body(delivery.body, delivery.message_id)
+        except BadMessage as exc:
+            delivery.unreadable = str(exc)
+        else:
+            if delivery.event.incident_id:
+                delivery.touched.add(delivery.event.incident_id)
+        return delivery
+
+    @property
+    def last_receive(self) -> bool:
+        """A failure now sends the message to the DLQ: a handler that can still conclude
+        (escalate) instead of failing should, now."""
+        return bool(self.max_receives) and self.receive_count >= self.max_receives
+
+    @property
+    def settled(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def duration_ms(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return (end - self.started) * 1000

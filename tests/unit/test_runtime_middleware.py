@@ -1,0 +1,415 @@
+"""The runtime's loop and each middleware, with in-memory fakes (the integration suite runs
+the same pieces against the emulator in real worker processes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from queues.consumer import FAILURE_ATTRIBUTES, Consumer
+from queues.delivery import Delivery
+from queues.events import EventEnvelope, new_event
+from queues.failures import FailureRecords
+from queues.idempotency import Claim, Idempotency
+from queues.middleware import Middleware
+from queues.outbox import Outbox
+from queues.outcomes import (
+    Ack,
+    DeadLetter,
+    NonRetryableError,
+    Outcome,
+    Retry,
+    RetryLater,
+)
+from queues.runtime_metrics import RuntimeMetrics
+from queues.topology import EventType, Stage, Topic, build_topology
+
+
+def _event(incident_id: str | None = "inc-1", kind: EventType = EventType.OPENED) -> EventEnvelope:
+    return new_event(kind, "test", {}, incident_id=incident_id)
+
+
+def _message(event: EventEnvelope | None, message_id: str = "m1", receives: int = 1) -> dict:
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": f"rh-{message_id}",
+        "Body": event.model_dump_json() if event else "not json {",
+        "Attributes": {"ApproximateReceiveCount": str(receives)},
+        "MessageAttributes": {"trace": {"DataType": "String", "StringValue": "t-1"}},
+    }
+
+
+def _delivery(event: EventEnvelope | None, receives: int = 1, message_id: str = "m1") -> Delivery:
+    return Delivery.received(_message(event, message_id, receives), "supervisor", "q", 5)
+
+
+# ---------------------------------------------------------------- idempotency
+
+
+class FakeRecords:
+    def __init__(self, claim: Claim = Claim.CLAIMED, record: dict[str, Any] | None = None):
+        self.answer = (claim, record)
+        self.released: list[str] = []
+        self.extended: list[str] = []
+        self.completed: list[tuple[str, list[str]]] = []
+        self.fail_completion = False
+
+    def claim(self, event_id: str, message_id: str) -> tuple[Claim, dict[str, Any] | None]:
+        return self.answer
+
+    def extend(self, event_id: str) -> None:
+        self.extended.append(event_id)
+
+    def release(self, event_id: str) -> None:
+        self.released.append(event_id)
+
+    def complete_many(self, completions: list[tuple[str, list[str]]]) -> None:
+        if self.fail_completion:
+            raise RuntimeError("DynamoDB away")
+        self.completed.extend(completions)
+
+
+def _idempotency(records: FakeRecords) -> Idempotency:
+    mw = Idempotency(dynamodb=None, stage="supervisor")
+    mw.records = records  # type: ignore[assignment]
+    return mw
+
+
+def test_a_claimed_event_runs_and_its_claim_completes_with_the_incidents_it_touched() -> None:
+    records = FakeRecords()
+    mw = _idempotency(records)
+    d = _delivery(_event("inc-1"))
+    assert mw.before_process(d) is None  # the handler runs
+    d.touched.add("inc-2")
+    mw.on_heartbeat([d])
+    assert records.extended == [d.event.event_id]  # type: ignore[union-attr]
+    assert mw.after_process(d, Ack()) == Ack()
+    assert mw.before_delete([d]) == [d]
+    assert records.completed == [(d.event.event_id, ["inc-1", "inc-2"])]  # type: ignore[union-attr]
+
+
+def test_a_completed_event_is_acknowledged_and_its_incidents_left_for_the_outbox() -> None:
+    d = _delivery(_event("inc-1"))
+    mw = _idempotency(FakeRecords(Claim.COMPLETED, {"incident_ids": ["inc-9"]}))
+    outcome = mw.before_process(d)
+    assert isinstance(outcome, Ack) and "duplicate" in outcome.note
+    assert d.touched == {"inc-1", "inc-9"}
+
+
+def test_a_busy_claim_hands_its_own_message_back_and_acknowledges_a_copy() -> None:
+    own = _idempotency(FakeRecords(Claim.BUSY, {"message_id": "m1"}))
+    outcome = own.before_process(_delivery(_event()))
+    assert isinstance(outcome, Retry) and not outcome.failed and outcome.after_s >= 1
+    other = _idempotency(FakeRecords(Claim.BUSY, {"message_id": "another"}))
+    assert isinstance(other.before_process(_delivery(_event())), Ack)
+
+
+def test_a_failed_handler_releases_its_claim_and_a_failed_completion_keeps_the_message() -> None:
+    records = FakeRecords()
+    mw = _idempotency(records)
+    failed = _delivery(_event(), message_id="m1")
+    mw.before_process(failed)
+    mw.after_process(failed, Retry("boom", "RuntimeError"))
+    assert records.released == [failed.event.event_id]  # type: ignore[union-attr]
+    done = _delivery(_event(), message_id="m2")
+    mw.before_process(done)
+    mw.after_process(done, Ack())
+    records.fail_completion = True
+    assert mw.before_delete([done]) == []  # not deleted: it comes back as a duplicate
+
+
+def test_an_unreadable_message_is_not_claimed() -> None:
+    records = FakeRecords()
+    assert _idempotency(records).before_process(_delivery(None)) is None
+    assert records.completed == [] and records.released == []
+
+
+# ---------------------------------------------------------------- outbox
+
+
+class FakeOutboxStore:
+    def __init__(self, pending: dict[str, list[EventEnvelope]]):
+        self.pending = pending
+        self.cleared: list[tuple[str, str]] = []
+
+    def pending_events(self, incident_id: str) -> list[tuple[str, EventEnvelope]]:
+        return [(f"outbox#{i}", e) for i, e in enumerate(self.pending.get(incident_id, []))]
+
+    def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
+        return True
+
+    def clear_event(self, incident_id: str, item: str) -> None:
+        self.cleared.append((incident_id, item))
+
+
+class FakePublisher:
+    def __init__(self, fail: bool = False):
+        self.sent: list[tuple[str, Topic]] = []
+        self.fail = fail
+
+    def publish(self, event: EventEnvelope, topic: Topic = Topic.EVENTS) -> str:
+        if self.fail:
+            raise ConnectionError("SNS away")
+        self.sent.append((event.event_type.value, topic))
+        return "id"
+
+
+def test_the_outbox_of_every_touched_incident_is_published_paged_events_twice() -> None:
+    store = FakeOutboxStore(
+        {
+            "inc-1": [_event("inc-1", EventType.DIAGNOSED)],
+            "inc-2": [_event("inc-2", EventType.ESCALATED)],
+        }
+    )
+    publisher = FakePublisher()
+    mw = Outbox(store, publisher)  # type: ignore[arg-type]
+    d = _delivery(_event("inc-1"))
+    d.touched.add("inc-2")
+    assert mw.after_process(d, Ack()) == Ack()
+    assert publisher.sent == [
+        ("incident.diagnosed", Topic.EVENTS),
+        ("incident.escalated", Topic.EVENTS),
+        ("incident.escalated", Topic.APPROVALS),
+    ]
+    assert len(store.cleared) == 2
+    # A failed handler publishes nothing: its transaction did not commit.
+    assert mw.after_process(d, Retry("x", "E")) == Retry("x", "E")
+    assert len(publisher.sent) == 3
+
+
+def test_an_outbox_that_cannot_be_published_turns_success_into_a_retry() -> None:
+    store = FakeOutboxStore({"inc-1": [_event("inc-1", EventType.DIAGNOSED)]})
+    mw = Outbox(store, FakePublisher(fail=True))  # type: ignore[arg-type]
+    outcome = mw.after_process(_delivery(_event("inc-1")), Ack())
+    assert isinstance(outcome, Retry) and outcome.failed and "SNS away" in outcome.reason
+    assert store.cleared == []  # still there for the retry
+
+
+# ---------------------------------------------------------------- failure records
+
+
+class FakeFailureLog:
+    def __init__(self, fail: bool = False):
+        self.records: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def record(self, message_id: str, *args: Any, **kwargs: Any) -> None:
+        if self.fail:
+            raise RuntimeError("DynamoDB away")
+        self.records.append({"message_id": message_id, "args": args, **kwargs})
+
+
+def test_failures_are_recorded_by_the_id_the_dlq_will_show() -> None:
+    log = FakeFailureLog()
+    mw = FailureRecords(log)  # type: ignore[arg-type]
+    retried = _delivery(_event(), receives=2)
+    retried.outcome = Retry("RuntimeError: boom", "RuntimeError")
+    mw.after_settle(retried)
+    last = _delivery(_event(), receives=5, message_id="m5")
+    last.outcome = Retry("RuntimeError: boom", "RuntimeError")
+    mw.after_settle(last)
+    dead = _delivery(None, message_id="m9")
+    dead.outcome, dead.dlq_message_id = DeadLetter("not JSON", "BadMessage"), "dlq-1"
+    mw.after_settle(dead)
+    handed_back = _delivery(_event(), message_id="m7")
+    handed_back.outcome = Retry("still claimed", "ClaimBusy", after_s=1, failed=False)
+    mw.after_settle(handed_back)
+    assert [(r["message_id"], r["dead_lettered"]) for r in log.records] == [
+        ("m1", False),
+        ("m5", True),
+        ("dlq-1", True),
+    ]
+    assert log.records[2]["original_message_id"] == "m9"
+    FailureRecords(FakeFailureLog(fail=True)).after_settle(retried)  # logged, not raised  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_count_a_batch_as_received_then_by_how_each_message_ended() -> None:
+    mw = RuntimeMetrics("supervisor", cloudwatch=None, flush_s=60)
+    batch = [
+        _delivery(_event(), message_id=f"m{i}", receives=r) for i, r in enumerate([1, 1, 2, 5])
+    ]
+    mw.before_batch(batch)
+    for d, outcome in zip(
+        batch,
+        [Ack(), DeadLetter("bad", "BadMessage"), Retry("x", "E"), Retry("x", "E")],
+        strict=True,
+    ):
+        d.outcome = outcome
+    mw.after_batch(batch)
+    counts, durations = mw.counters.drain()
+    assert counts == {"Received": 4, "Succeeded": 1, "Retried": 1, "DeadLettered": 2}
+    assert len(durations) == 4
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class FakeSQS:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, operation: str) -> Callable[..., dict[str, Any]]:
+        def call(**kwargs: Any) -> dict[str, Any]:
+            self.calls.append((operation, kwargs))
+            if operation == "send_message":
+                return {"MessageId": "dlq-copy"}
+            return {}
+
+        return call
+
+    def named(self, operation: str) -> list[dict[str, Any]]:
+        return [kwargs for op, kwargs in self.calls if op == operation]
+
+
+class Recorder(Middleware):
+    def __init__(self, name: str, trail: list[str], decide: Outcome | None = None):
+        self.name, self.trail, self.decide = name, trail, decide
+
+    def before_batch(self, batch: list[Delivery]) -> None:
+        self.trail.append(f"{self.name}.before_batch:{len(batch)}")
+
+    def before_process(self, delivery: Delivery) -> Outcome | None:
+        self.trail.append(f"{self.name}.before_process")
+        return self.decide
+
+    def after_process(self, delivery: Delivery, outcome: Outcome) -> Outcome:
+        self.trail.append(f"{self.name}.after_process:{type(outcome).__name__}")
+        return outcome
+
+    def after_settle(self, delivery: Delivery) -> None:
+        self.trail.append(f"{self.name}.after_settle")
+
+    def after_batch(self, batch: list[Delivery]) -> None:
+        self.trail.append(f"{self.name}.after_batch")
+
+
+class InlinePool:
+    """Runs submitted work at once, so one test sees a whole batch go through."""
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        fn(*args)
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+
+def _consumer(
+    handler: Callable[[EventEnvelope, Delivery], None], middleware: list[Middleware]
+) -> tuple[Consumer, FakeSQS]:
+    settings = Settings(worker_concurrency=4)
+    sqs = FakeSQS()
+    consumer = Consumer(
+        build_topology(settings).queue(Stage.SUPERVISOR), handler, settings, sqs, middleware
+    )
+    consumer.url, consumer.dlq_url = "queue-url", "dlq-url"
+    return consumer, sqs
+
+
+def _run(consumer: Consumer, messages: list[dict[str, Any]]) -> None:
+    for _ in messages:
+        consumer.slots.acquire()
+    consumer._start_batch(messages, InlinePool())  # type: ignore[arg-type]
+    consumer._flush_deletes()
+
+
+def test_hooks_wrap_the_handler_before_in_order_after_in_reverse() -> None:
+    trail: list[str] = []
+    handled: list[str] = []
+    consumer, sqs = _consumer(
+        lambda event, d: handled.append(event.event_id),
+        [Recorder("outer", trail), Recorder("inner", trail)],
+    )
+    _run(consumer, [_message(_event())])
+    assert trail == [
+        "outer.before_batch:1",
+        "inner.before_batch:1",
+        "outer.before_process",
+        "inner.before_process",
+        "inner.after_process:Ack",
+        "outer.after_process:Ack",
+        "inner.after_settle",
+        "outer.after_settle",
+        "inner.after_batch",
+        "outer.after_batch",
+    ]
+    assert len(handled) == 1
+    assert [e["ReceiptHandle"] for e in sqs.named("delete_message_batch")[0]["Entries"]] == [
+        "rh-m1"
+    ]
+
+
+def test_an_outcome_decided_before_the_handler_skips_it_and_later_middleware() -> None:
+    trail: list[str] = []
+    handled: list[str] = []
+    consumer, _ = _consumer(
+        lambda event, d: handled.append(event.event_id),
+        [Recorder("outer", trail, decide=Ack("duplicate")), Recorder("inner", trail)],
+    )
+    _run(consumer, [_message(_event())])
+    assert handled == []
+    assert "inner.before_process" not in trail
+    assert "inner.after_process:Ack" in trail  # every after hook still sees the outcome
+
+
+def _raises(exc: Exception) -> Callable[[EventEnvelope, Delivery], None]:
+    def handler(event: EventEnvelope, delivery: Delivery) -> None:
+        raise exc
+
+    return handler
+
+
+def test_a_failure_goes_back_with_a_backoff_and_on_its_last_receive_at_once() -> None:
+    consumer, sqs = _consumer(_raises(RuntimeError("boom")), [])
+    _run(consumer, [_message(_event(), "m1", receives=1), _message(_event(), "m2", receives=5)])
+    visibility = {
+        c["ReceiptHandle"]: c["VisibilityTimeout"] for c in sqs.named("change_message_visibility")
+    }
+    assert visibility["rh-m2"] == 0  # the redrive policy dead-letters it at its next receive
+    assert 0 <= visibility["rh-m1"] <= consumer.settings.retry_backoff_max_s
+    assert sqs.named("delete_message_batch") == []
+
+
+def test_a_dependency_away_waits_at_least_as_long_as_it_asked() -> None:
+    consumer, sqs = _consumer(_raises(RetryLater("MCP away", after_s=15)), [])
+    _run(consumer, [_message(_event())])
+    assert sqs.named("change_message_visibility")[0]["VisibilityTimeout"] >= 15
+
+
+@pytest.mark.parametrize(
+    ("message", "handler", "reason"),
+    [
+        (_message(None), lambda e, d: None, "body is not JSON"),
+        (_message(_event()), _raises(NonRetryableError("no such incident")), "no such incident"),
+    ],
+)
+def test_what_can_never_succeed_is_copied_to_the_dlq_with_its_reason_and_deleted(
+    message: dict[str, Any], handler: Callable[[EventEnvelope, Delivery], None], reason: str
+) -> None:
+    consumer, sqs = _consumer(handler, [])
+    _run(consumer, [message])
+    (copy,) = sqs.named("send_message")
+    assert copy["QueueUrl"] == "dlq-url" and copy["MessageBody"] == message["Body"]
+    attributes = copy["MessageAttributes"]
+    assert set(FAILURE_ATTRIBUTES) <= set(attributes)
+    assert reason in attributes["fleet.failure_reason"]["StringValue"]
+    assert attributes["trace"]["StringValue"] == "t-1"  # the message's own attributes kept
+    deleted = sqs.named("delete_message_batch")[0]["Entries"]
+    assert [e["ReceiptHandle"] for e in deleted] == [message["ReceiptHandle"]]
+
+
+def test_a_message_is_settled_once_however_late_its_handler_finishes() -> None:
+    consumer, sqs = _consumer(lambda e, d: None, [])
+    d = _delivery(_event())
+    consumer.inflight[d.message_id] = d
+    consumer.settle(d, Retry("the worker is stopping", "Shutdown", failed=False))
+    consumer.settle(d, Ack())  # the handler finished after its message went back
+    assert sqs.named("change_message_visibility")[0]["VisibilityTimeout"] == 0
+    consumer._flush_deletes()
+    assert sqs.named("delete_message_batch") == []

@@ -1,0 +1,79 @@
+"""How a stage's handler runs in the worker runtime: what it is given (StageContext) and the
+consumer, with its middleware, that runs it (`build_consumer`).
+
+The runtime (queues/) knows messages, not incidents; here each message's handler gets the
+incident store bound to that message, so every incident the handler changes has its outbox
+published by the Outbox middleware before the message is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.aws import Clients
+from core.settings import Settings
+from incidents.store import IncidentStore
+from queues.consumer import Consumer, Handler
+from queues.delivery import Delivery
+from queues.events import EventEnvelope
+from queues.failures import FailureLog, FailureRecords
+from queues.idempotency import Idempotency
+from queues.log_context import LogContext
+from queues.outbox import Outbox
+from queues.publisher import Publisher
+from queues.runtime_metrics import RuntimeMetrics
+from queues.topology import StageQueue
+
+
+@dataclass
+class StageContext:
+    """What a handler may use: the store (bound to this message), the stage principal's AWS
+    clients, a publisher for events outside an incident's outbox, and the delivery itself."""
+
+    delivery: Delivery
+    store: IncidentStore
+    settings: Settings
+    clients: Clients
+    publisher: Publisher
+
+    @property
+    def stage(self) -> str:
+        return self.delivery.stage
+
+    @property
+    def receive_count(self) -> int:
+        return self.delivery.receive_count
+
+    @property
+    def last_attempt(self) -> bool:
+        """A handler that can still conclude (escalate) instead of failing should, now."""
+        return self.delivery.last_receive
+
+
+StageHandler = Callable[[EventEnvelope, StageContext], None]
+
+
+def build_consumer(
+    queue: StageQueue, handler: StageHandler, settings: Settings, clients: Clients
+) -> Consumer:
+    """The stage's consumer with the standard middleware, in order: log context outermost,
+    then metrics, failure records, the idempotency claim, and the outbox innermost (published
+    before the claim is completed)."""
+    dynamodb = clients("dynamodb")
+    store = IncidentStore(dynamodb)
+    publisher = Publisher.for_principal(clients, settings)
+
+    def run(event: EventEnvelope, delivery: Delivery) -> None:
+        bound = store.bound(delivery.touched.add)
+        handler(event, StageContext(delivery, bound, settings, clients, publisher))
+
+    middleware = [
+        LogContext(),
+        RuntimeMetrics(queue.stage.value, clients("cloudwatch"), settings.runtime_metrics_flush_s),
+        FailureRecords(FailureLog(dynamodb)),
+        Idempotency(dynamodb, queue.stage.value),
+        Outbox(store, publisher),
+    ]
+    stage_handler: Handler = run
+    return Consumer(queue, stage_handler, settings, clients("sqs"), middleware)
