@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -158,7 +158,7 @@ class Ledger:
         )
         for topic in topics:
             sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-        self.copies: list[dict[str, Any]] = []
+        self.copies: list[Mapping[str, Any]] = []
 
     def collect(self) -> None:
         sqs = self.fleet.admin("sqs")

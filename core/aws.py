@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
@@ -18,6 +18,18 @@ from core.errors import FleetError
 from core.principals import Principal
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    # The stubs are a development dependency: types for the checker, nothing at run time.
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
 # Short timeouts: the emulator is local, and a vanished endpoint must surface quickly as
 # an error rather than hang a CLI or a worker for a minute.
 CLIENT_CONFIG = Config(
@@ -25,6 +37,10 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     retries={"mode": "standard", "max_attempts": 3},
 )
+
+
+# CloudWatch's statistic names, typed so a datapoint's value is read by a known key.
+Statistic = Literal["SampleCount", "Average", "Sum", "Minimum", "Maximum"]
 
 
 class WorldNotRunningError(FleetError):
@@ -91,6 +107,26 @@ class Clients:
             self._session = session_for(self.principal, self.settings)
         return self._session
 
+    @overload
+    def __call__(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def __call__(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def __call__(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+    @overload
+    def __call__(self, service: Literal["cloudwatch"]) -> CloudWatchClient: ...
+    @overload
+    def __call__(self, service: Literal["logs"]) -> CloudWatchLogsClient: ...
+    @overload
+    def __call__(self, service: Literal["lambda"]) -> LambdaClient: ...
+    @overload
+    def __call__(self, service: Literal["iam"]) -> IAMClient: ...
+    @overload
+    def __call__(self, service: Literal["ec2"]) -> EC2Client: ...
+    @overload
+    def __call__(self, service: Literal["sts"]) -> STSClient: ...
+    @overload
+    def __call__(self, service: str) -> Any: ...
     def __call__(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:

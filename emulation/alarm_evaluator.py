@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
-from core.aws import Clients
+from core.aws import Clients, Statistic
 from core.principals import Principal
 from core.service_process import run_service
 from core.settings import Settings, get_settings
 
 log = structlog.get_logger()
+AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 REGION_NAMES = {
     "ca-central-1": "Canada (Central)",
@@ -50,7 +52,7 @@ def _ts(dt: datetime) -> str:
 
 
 def notification(
-    alarm: dict[str, Any], old: str, new: str, reason: str, now: datetime, region: str
+    alarm: Mapping[str, Any], old: str, new: str, reason: str, now: datetime, region: str
 ) -> dict[str, Any]:
     """The JSON CloudWatch puts in the SNS Message (shape: shared/fixtures)."""
     arn = alarm["AlarmArn"]
@@ -97,11 +99,11 @@ class AlarmEvaluator:
         self.clients = clients or Clients(Principal.ALARM_EVALUATOR, settings)
         self.stop_event = threading.Event()
 
-    def evaluate(self, alarm: dict[str, Any], now: datetime) -> tuple[str, str]:
+    def evaluate(self, alarm: Mapping[str, Any], now: datetime) -> tuple[AlarmState, str]:
         """(new state, reason) from the datapoints of the alarm's last window."""
         period = int(alarm["Period"])
         periods = int(alarm["EvaluationPeriods"])
-        stat = alarm.get("Statistic", "Sum")
+        stat: Statistic = alarm.get("Statistic", "Sum")
         points = self.clients("cloudwatch").get_metric_statistics(
             Namespace=alarm["Namespace"],
             MetricName=alarm["MetricName"],
@@ -129,11 +131,11 @@ class AlarmEvaluator:
             f"the threshold ({threshold:g})"
         )
 
-    def poll_once(self) -> list[tuple[str, str, str]]:
+    def poll_once(self) -> list[tuple[str, AlarmState, AlarmState]]:
         """Evaluate every alarm; returns the transitions (name, old, new) it announced."""
         cw = self.clients("cloudwatch")
         sns = self.clients("sns")
-        transitions = []
+        transitions: list[tuple[str, AlarmState, AlarmState]] = []
         for page in cw.get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"]):
             for alarm in page["MetricAlarms"]:
                 now = datetime.now(UTC)

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +58,7 @@ class Invocation:
 class ExecutionEnvironment:
     """A warm process for one function configuration; replaced when the config changes."""
 
-    def __init__(self, config: dict[str, Any], keys: dict[str, str], settings: Settings):
+    def __init__(self, config: Mapping[str, Any], keys: dict[str, str], settings: Settings):
         self.fingerprint = config_fingerprint(config)
         self.id = uuid.uuid4().hex
         env = {
@@ -112,7 +113,7 @@ class ExecutionEnvironment:
         self.process.wait()
 
 
-def config_fingerprint(config: dict[str, Any]) -> str:
+def config_fingerprint(config: Mapping[str, Any]) -> str:
     keys = ("Handler", "Role", "Timeout", "MemorySize", "Environment")
     return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
 

@@ -8,12 +8,17 @@ chaos restore` puts the latest recorded baseline back (`restore_to`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from core.aws import Clients
 from core.egress import egress_signature
 from core.lambda_concurrency import reserved_concurrency
 from incidents.baselines import Baseline, read_live
+
+if TYPE_CHECKING:
+    # The baseline keeps egress rules as EC2 returned them: EC2's own rule shape.
+    from mypy_boto3_ec2.type_defs import IpPermissionTypeDef
+
 from workload.spec import BASELINE_POLICY_NAME, HTTPS_PORT, MEMORY_MB, FunctionSpec
 
 BASELINE_EGRESS = [
@@ -141,8 +146,13 @@ def restore_to(clients: Clients, want: Baseline) -> list[str]:
         if live is None or egress_signature(live.egress) == egress_signature(group.egress):
             continue
         if live.egress:
-            ec2.revoke_security_group_egress(GroupId=group.group_id, IpPermissions=live.egress)
+            ec2.revoke_security_group_egress(
+                GroupId=group.group_id, IpPermissions=cast("list[IpPermissionTypeDef]", live.egress)
+            )
         if group.egress:
-            ec2.authorize_security_group_egress(GroupId=group.group_id, IpPermissions=group.egress)
+            ec2.authorize_security_group_egress(
+                GroupId=group.group_id,
+                IpPermissions=cast("list[IpPermissionTypeDef]", group.egress),
+            )
         changes.append(f"egress of {group.group_name} restored")
     return changes

@@ -7,7 +7,7 @@ Each copy (`--targets N`) gets its own role, bucket prefix, log group and alarms
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -15,7 +15,7 @@ from core.settings import Settings
 
 FUNCTION_BASE_NAME = "data-processor"
 HANDLER = "data_processor.handler"
-RUNTIME = "python3.12"
+RUNTIME: Literal["python3.12"] = "python3.12"
 MEMORY_MB = 256
 BASELINE_POLICY_NAME = "data-processor-baseline"
 HTTPS_PORT = 443

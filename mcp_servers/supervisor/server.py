@@ -8,6 +8,7 @@ text is returned as quoted data in its own field: it is evidence, never an instr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel
 
-from core.aws import Clients
+from core.aws import Clients, Statistic
 from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
@@ -133,7 +134,9 @@ class Diagnostics:
     def protected(self, function_name: str) -> dict[str, Any]:
         lam = self.c("lambda")
         try:
-            config: dict[str, Any] = lam.get_function_configuration(FunctionName=function_name)
+            config: dict[str, Any] = dict(
+                lam.get_function_configuration(FunctionName=function_name)
+            )
         except lam.exceptions.ResourceNotFoundException:
             raise ToolError(f"no Lambda function named {function_name!r}") from None
         tags = lam.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
@@ -154,7 +157,7 @@ class Diagnostics:
             "startTime": int((now - timedelta(minutes=minutes)).timestamp() * 1000),
             "endTime": int(now.timestamp() * 1000),
         }
-        matched: list[dict[str, Any]] = []
+        matched: list[Mapping[str, Any]] = []
         for page in self.c("logs").get_paginator("filter_log_events").paginate(**kwargs):
             # The pattern is matched here as plain text (the emulator ignores patterns).
             matched.extend(
@@ -197,13 +200,14 @@ class Diagnostics:
         period = 60 if minutes > 10 else 10
         now = datetime.now(UTC)
         series = []
-        for metric, stat in (
+        statistics: tuple[tuple[str, Statistic], ...] = (
             ("Invocations", "Sum"),
             ("Errors", "Sum"),
             ("Throttles", "Sum"),
             ("Duration", "Average"),
             ("Duration", "Maximum"),
-        ):
+        )
+        for metric, stat in statistics:
             points = self.c("cloudwatch").get_metric_statistics(
                 Namespace="AWS/Lambda",
                 MetricName=metric,
@@ -270,8 +274,8 @@ class Diagnostics:
             statements += _statements(f"inline:{name}", doc)
         for arn in attached:
             version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-            doc = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
-            statements += _statements(f"attached:{arn}", doc["Document"])
+            policy = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]
+            statements += _statements(f"attached:{arn}", policy.get("Document", {}))
         return RoleStatements(
             function_name=function_name,
             role_name=role,
