@@ -17,6 +17,7 @@ from typing import Any
 from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
 from core.settings import Settings
 from emulation.world import wait_for
+from incidents.context_items import transcript
 from incidents.incident_report import IncidentReport, load_report
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import TERMINAL
@@ -73,11 +74,11 @@ def phase_split(report: IncidentReport, fault_at: datetime) -> dict[str, float]:
 
 
 def diagnosis_cost(game: GameDay, incident_id: str) -> dict[str, int]:
-    transcript = game.store.get_context(incident_id, "transcript#diagnosis") or {}
+    record = game.store.get_context(incident_id, transcript("diagnosis")) or {}
     return {
-        "tool_calls": len(transcript.get("calls", [])),
-        "prompt_tokens": int(transcript.get("prompt_tokens", 0)),
-        "completion_tokens": int(transcript.get("completion_tokens", 0)),
+        "tool_calls": len(record.get("calls", [])),
+        "prompt_tokens": int(record.get("prompt_tokens", 0)),
+        "completion_tokens": int(record.get("completion_tokens", 0)),
     }
 
 

@@ -31,6 +31,7 @@ from core.settings import Settings
 from emulation.alarm_evaluator import notification
 from emulation.world import free_port, start_world_process, terminate, wait_for
 from incidents.approvals import decide_and_announce
+from incidents.context_items import ContextItem
 from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.remediation import ALLOWLIST
@@ -239,7 +240,7 @@ class GameDay:
         answer = self.scenario.approval
         if answer == "ignore":
             return
-        request = self.store.get_context(incident_id, "approval") or {}
+        request = self.store.get_context(incident_id, ContextItem.APPROVAL) or {}
         if request.get("status") != "pending":
             return
         approve = answer in ("approve", "auto")

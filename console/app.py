@@ -45,6 +45,7 @@ from core.settings import Settings
 from incidents.approvals import ApprovalError, decide_and_announce
 from incidents.baseline_diff import DIFFS
 from incidents.baselines import BaselineStore, read_live
+from incidents.context_items import ContextItem
 from incidents.incident_report import list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
@@ -274,7 +275,7 @@ class Console:
     # ------------------------------------------------------------------ approvals
 
     def _baseline_diff(self, incident: dict[str, Any]) -> dict[str, Any]:
-        proposal = self.store.get_context(incident["incident_id"], "proposal") or {}
+        proposal = self.store.get_context(incident["incident_id"], ContextItem.PROPOSAL) or {}
         function = str(proposal.get("function_name") or incident["resource"])
         want = BaselineStore(self.clients("dynamodb")).version(
             function, int(proposal.get("baseline_version") or 0)
@@ -291,7 +292,7 @@ class Console:
     async def approvals(self, request: Request) -> Response:
         pending = []
         for row in list_incidents(self.store, IncidentStatus.AWAITING_APPROVAL.value):
-            request_item = self.store.get_context(row["incident_id"], "approval")
+            request_item = self.store.get_context(row["incident_id"], ContextItem.APPROVAL)
             if request_item and request_item.get("status") == "pending":
                 pending.append(
                     {

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.errors import FleetError
+from incidents.context_items import ContextItem
+from incidents.escalation import escalate
 from incidents.executor import shown
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, calls_digest
@@ -23,8 +25,6 @@ from queues.events import EventEnvelope, incident_event
 from queues.outbox import flush_outbox
 from queues.publisher import Publisher
 from queues.topology import EventType
-
-APPROVAL_ITEM = "approval"
 
 
 class ApprovalError(FleetError):
@@ -71,13 +71,13 @@ def pending_request(store: IncidentStore, incident_id: str) -> ApprovalRequest:
     incident = store.get(incident_id)
     if incident is None:
         raise ApprovalError(f"no incident {incident_id}")
-    raw = store.get_context(incident_id, APPROVAL_ITEM)
+    raw = store.get_context(incident_id, ContextItem.APPROVAL)
     if raw is None:
-        raise ApprovalError(f"{incident_id} has no approval request (status {incident['status']})")
+        raise ApprovalError(f"{incident_id} has no approval request (status {incident.status})")
     request = ApprovalRequest.model_validate(raw)
-    if incident["status"] != S.AWAITING_APPROVAL.value or request.status != "pending":
+    if incident.status != S.AWAITING_APPROVAL or request.status != "pending":
         raise ApprovalError(
-            f"{incident_id} is not awaiting approval (status {incident['status']}, request "
+            f"{incident_id} is not awaiting approval (status {incident.status}, request "
             f"{request.status}{' by ' + request.decided_by if request.decided_by else ''})"
         )
     if request.expired():
@@ -108,7 +108,7 @@ def decide(
         )
     if not approve and not reason:
         raise ApprovalError("a rejection needs a reason")
-    proposal = Proposal.model_validate(store.get_context(incident_id, "proposal"))
+    proposal = Proposal.model_validate(store.get_context(incident_id, ContextItem.PROPOSAL))
     now = datetime.now(UTC).isoformat(timespec="seconds")
     decided = request.model_copy(
         update={
@@ -143,13 +143,15 @@ def decide(
         ):
             raise ApprovalError(f"{incident_id} was decided by someone else first")
         if only_calls:
-            store.put_context(incident_id, "proposal#original", proposal.model_dump(mode="json"))
+            store.put_context(
+                incident_id, ContextItem.PROPOSAL_ORIGINAL, proposal.model_dump(mode="json")
+            )
             store.put_context(
                 incident_id,
-                "proposal",
+                ContextItem.PROPOSAL,
                 proposal.model_copy(update={"calls": narrowed}).model_dump(mode="json"),
             )
-        store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
+        store.put_context(incident_id, ContextItem.APPROVAL, decided.model_dump(mode="json"))
         return decided
     if not store.transition(
         incident_id,
@@ -160,22 +162,8 @@ def decide(
         announce=[_event(EventType.REJECTED, incident_id, decided_by, detail)],
     ):
         raise ApprovalError(f"{incident_id} was decided by someone else first")
-    store.put_context(incident_id, APPROVAL_ITEM, decided.model_dump(mode="json"))
-    store.transition(
-        incident_id,
-        S.REJECTED,
-        S.ESCALATED,
-        decided_by,
-        {"reason": f"fix rejected by {decided_by}: {reason}"},
-        announce=[
-            _event(
-                EventType.ESCALATED,
-                incident_id,
-                decided_by,
-                {"reason": f"fix rejected by {decided_by}: {reason}"},
-            )
-        ],
-    )
+    store.put_context(incident_id, ContextItem.APPROVAL, decided.model_dump(mode="json"))
+    escalate(store, incident_id, S.REJECTED, decided_by, f"fix rejected by {decided_by}: {reason}")
     return decided
 
 

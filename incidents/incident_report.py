@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from incidents.context_items import ContextItem, ContextKey, transcript
+from incidents.lifecycle import IncidentStatus
 from incidents.store import IncidentStore, audit_detail
 
 
@@ -66,26 +68,24 @@ def load_report(store: IncidentStore, incident_id: str) -> IncidentReport | None
         for e in sorted(store.audit(incident_id), key=lambda e: int(e["seq"]))
     ]
 
-    def ctx(item: str) -> dict[str, Any] | None:
+    def ctx(item: ContextItem | ContextKey) -> dict[str, Any] | None:
         return store.get_context(incident_id, item)
 
-    transcripts = [
-        ctx(f"transcript#{stage}") or {} for stage in ("diagnosis", "proposal", "review")
-    ]
+    transcripts = [ctx(transcript(stage)) or {} for stage in ("diagnosis", "proposal", "review")]
     return IncidentReport(
         incident_id=incident_id,
-        resource=str(incident["resource"]),
-        signature=str(incident["signature"]),
-        status=str(incident["status"]),
-        opened_at=str(incident["opened_at"]),
-        closed_at=incident.get("closed_at"),
-        alert_count=int(incident.get("alert_count", 0)),
+        resource=incident.resource,
+        signature=incident.signature,
+        status=incident.status.value,
+        opened_at=incident.opened_at,
+        closed_at=incident.closed_at,
+        alert_count=incident.alert_count,
         timeline=timeline,
-        diagnosis=ctx("diagnosis"),
-        proposal=ctx("proposal"),
-        review=ctx("review"),
-        approval=ctx("approval"),
-        verification=ctx("verification"),
+        diagnosis=ctx(ContextItem.DIAGNOSIS),
+        proposal=ctx(ContextItem.PROPOSAL),
+        review=ctx(ContextItem.REVIEW),
+        approval=ctx(ContextItem.APPROVAL),
+        verification=ctx(ContextItem.VERIFICATION),
         actions=[e.detail for e in timeline if e.action == "api_call"],
         rollbacks=[e.detail for e in timeline if e.action == "rollback_call"],
         tool_calls=sum(len(t.get("calls", [])) for t in transcripts),
@@ -95,20 +95,18 @@ def load_report(store: IncidentStore, incident_id: str) -> IncidentReport | None
 
 
 def list_incidents(store: IncidentStore, status: str | None = None) -> list[dict[str, Any]]:
-    from incidents.lifecycle import IncidentStatus
-
     statuses = [IncidentStatus(status)] if status else list(IncidentStatus)
     rows = [i for s in statuses for i in store.by_status(s)]
     return sorted(
         (
             {
-                "incident_id": i["incident_id"],
-                "status": i["status"],
-                "resource": i["resource"],
-                "signature": i["signature"],
-                "alerts": int(i.get("alert_count", 0)),
-                "opened_at": i["opened_at"],
-                "updated_at": i["updated_at"],
+                "incident_id": i.incident_id,
+                "status": i.status.value,
+                "resource": i.resource,
+                "signature": i.signature,
+                "alerts": i.alert_count,
+                "opened_at": i.opened_at,
+                "updated_at": i.updated_at,
             }
             for i in rows
         ),

@@ -1,4 +1,4 @@
-"""The incident lifecycle's states (DESIGN.md section 6)."""
+"""The incident lifecycle's states (ARCHITECTURE.md, the life of an alert)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Which status may follow which (DESIGN.md section 6). The store refuses anything else."""
+"""Which status may follow which (ARCHITECTURE.md, the life of an alert). The store refuses
+anything else."""
 
 from __future__ import annotations
 

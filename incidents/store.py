@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 
 from core.dynamodb import from_item, to_item
+from incidents.context_items import ContextItem, ContextKey
+from incidents.incident import Incident
 from incidents.lifecycle import IncidentStatus
 from incidents.state_machine import TERMINAL, can_move
 from incidents.tables import INCIDENT_AUDIT, INCIDENT_CONTEXT, INCIDENT_STATE
@@ -77,13 +79,13 @@ class IncidentStore:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, incident_id: str) -> dict[str, Any] | None:
+    def get(self, incident_id: str) -> Incident | None:
         item = self.ddb.get_item(
             TableName=INCIDENT_STATE.name,
             Key=to_item({"incident_id": incident_id}),
             ConsistentRead=True,
         ).get("Item")
-        return from_item(item) if item else None
+        return Incident.model_validate(from_item(item)) if item else None
 
     def audit(self, incident_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -108,9 +110,7 @@ class IncidentStore:
             items.extend(from_item(i) for i in page["Items"])
         return items
 
-    def by_status(
-        self, status: IncidentStatus, updated_since: str | None = None
-    ) -> list[dict[str, Any]]:
+    def by_status(self, status: IncidentStatus, updated_since: str | None = None) -> list[Incident]:
         """Incidents in a status (only those updated since a time, if given: the index is
         ordered by update time, so a long history costs nothing)."""
         condition, values = "#s = :s", {":s": status.value}
@@ -126,7 +126,7 @@ class IncidentStore:
             ExpressionAttributeValues=to_item(values),
         ):
             items.extend(from_item(i) for i in page["Items"])
-        return items
+        return [Incident.model_validate(i) for i in items]
 
     def count_by_status(self) -> dict[str, int]:
         """How many incidents are in each status (one COUNT query per status)."""
@@ -242,8 +242,8 @@ class IncidentStore:
             if not self.context(incident_id, ALERT_PREFIX + alert_id):
                 raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
             log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
-        current = self.get(incident_id) or {}
-        count = int(current.get("alert_count", 0))
+        current = self.get(incident_id)
+        count = current.alert_count if current else 0
         log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
         return Opened(incident_id, False, count)
 
@@ -257,8 +257,8 @@ class IncidentStore:
             current = self.get(incident_id)
             if (
                 current is None
-                or current["status"] != IncidentStatus.RESOLVED.value
-                or datetime.fromisoformat(str(current.get("closed_at", current["updated_at"]))) > at
+                or current.status != IncidentStatus.RESOLVED
+                or datetime.fromisoformat(current.closed_at or current.updated_at) > at
             ):
                 return gfp, incident_id
             generation += 1
@@ -344,16 +344,16 @@ class IncidentStore:
         # transaction; read again and retry while the move is still the right one.
         for _attempt in range(TRANSITION_ATTEMPTS):
             current = self.get(incident_id)
-            if current is None or current["status"] != expected.value:
+            if current is None or current.status != expected:
                 log.info(
                     "stale transition ignored",
                     incident_id=incident_id,
                     expected=expected.value,
                     new=new.value,
-                    actual=current and current["status"],
+                    actual=current and current.status.value,
                 )
                 return False
-            version, prev_seq = int(current["version"]), int(current.get("audit_seq", 0))
+            version, prev_seq = current.version, current.audit_seq
             try:
                 self.ddb.transact_write_items(
                     TransactItems=[
@@ -423,7 +423,9 @@ class IncidentStore:
         )
         return seq
 
-    def get_context(self, incident_id: str, item: str) -> dict[str, Any] | None:
+    def get_context(
+        self, incident_id: str, item: ContextItem | ContextKey
+    ) -> dict[str, Any] | None:
         found = self.ddb.get_item(
             TableName=INCIDENT_CONTEXT.name,
             Key=to_item({"incident_id": incident_id, "item": item}),
@@ -432,7 +434,11 @@ class IncidentStore:
         return context_data(from_item(found)) if found else None
 
     def put_context(
-        self, incident_id: str, item: str, data: dict[str, Any], only_new: bool = False
+        self,
+        incident_id: str,
+        item: ContextItem | ContextKey,
+        data: dict[str, Any],
+        only_new: bool = False,
     ) -> bool:
         """Write a context item; with `only_new`, only if there is none yet (False then)."""
         if item.startswith(OUTBOX_PREFIX):

@@ -1,4 +1,5 @@
-"""The typed event envelope (DESIGN.md section 5), and turning what arrives on a queue into it.
+"""The typed event envelope, and turning what arrives on a queue into it (the life of an
+alert in ARCHITECTURE.md shows where each event goes).
 
 A queue receives three kinds of body: our own events (published on incident-events), the
 CloudWatch alarm notification that SNS delivers to incident-alerts, and the protected

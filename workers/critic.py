@@ -14,9 +14,11 @@ import asyncio
 
 import structlog
 
-from incidents.approvals import APPROVAL_ITEM, approved_event, new_request
+from incidents.approvals import approved_event, new_request
 from incidents.baselines import Baseline, BaselineStore
+from incidents.context_items import ContextItem
 from incidents.diagnosis import MIN_CONFIDENCE
+from incidents.escalation import escalate
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, Review, Verdict
 from incidents.remediation import validate
@@ -68,14 +70,14 @@ def code_checks(
 
 def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
-    if incident is None or incident["status"] != S.PROPOSED.value:
-        log.info("not awaiting review", status=incident and incident["status"])
+    if incident is None or incident.status != S.PROPOSED:
+        log.info("not awaiting review", status=incident and incident.status.value)
         return
-    raw = ctx.store.get_context(incident_id, "proposal")
+    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
     if raw is None:
         raise NonRetryableError(f"{incident_id}: proposed, but no proposal is recorded")
     proposal = Proposal.model_validate(raw)
-    diagnosis = ctx.store.get_context(incident_id, "diagnosis") or {}
+    diagnosis = ctx.store.get_context(incident_id, ContextItem.DIAGNOSIS) or {}
     want = BaselineStore(ctx.store.ddb).version(proposal.function_name, proposal.baseline_version)
     checks, reject, ask = code_checks(proposal, want, ctx.settings.critic_max_auto_calls)
     model_concerns: list[str] = []
@@ -105,7 +107,7 @@ def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
         model_concerns=model_concerns,
         calls_digest=proposal.calls_digest(),
     )
-    ctx.store.put_context(incident_id, "review", decision.model_dump(mode="json"))
+    ctx.store.put_context(incident_id, ContextItem.REVIEW, decision.model_dump(mode="json"))
     detail = decision.model_dump(mode="json")
     corr = event.correlation_id
     if verdict == Verdict.APPROVE:
@@ -127,17 +129,10 @@ def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
             detail,
             announce=[_event(EventType.REJECTED, incident_id, {"reasons": reasons}, corr)],
         ):
-            ctx.store.transition(
-                incident_id,
-                S.REJECTED,
-                S.ESCALATED,
-                PRODUCER,
-                {"reason": reason},
-                announce=[_event(EventType.ESCALATED, incident_id, {"reason": reason}, corr)],
-            )
+            escalate(ctx.store, incident_id, S.REJECTED, PRODUCER, reason, corr)
     else:
         request = new_request(incident_id, proposal, reasons, ctx.settings.approval_ttl_s)
-        ctx.store.put_context(incident_id, APPROVAL_ITEM, request.model_dump(mode="json"))
+        ctx.store.put_context(incident_id, ContextItem.APPROVAL, request.model_dump(mode="json"))
         ctx.store.transition(
             incident_id,
             S.PROPOSED,

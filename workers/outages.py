@@ -11,7 +11,7 @@ from workers.agents.mcp_tools import ToolsUnavailable
 from workers.stage import StageContext
 
 
-def tools_away(ctx: StageContext, exc: ToolsUnavailable, escalate: Callable[[str], None]) -> None:
+def tools_away(ctx: StageContext, exc: ToolsUnavailable, escalate: Callable[[str], object]) -> None:
     if ctx.last_attempt:
         escalate(f"{exc} (gave up after {ctx.receive_count} attempts)")
         return

@@ -20,6 +20,8 @@ import structlog
 
 from incidents.baseline_diff import CONCERNS
 from incidents.baselines import Baseline, BaselineStore, read_live
+from incidents.context_items import ContextItem, executed
+from incidents.escalation import escalate
 from incidents.executor import CallFailed, RefusedCall, run_call, shown
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
@@ -54,19 +56,6 @@ def _event(
     kind: EventType, incident_id: str, payload: dict[str, Any], correlation_id: str
 ) -> EventEnvelope:
     return incident_event(kind, PRODUCER, incident_id, payload, correlation_id)
-
-
-def _escalate(
-    ctx: StageContext, incident_id: str, current: S, reason: str, correlation_id: str
-) -> None:
-    ctx.store.transition(
-        incident_id,
-        current,
-        S.ESCALATED,
-        PRODUCER,
-        {"reason": reason},
-        announce=[_event(EventType.ESCALATED, incident_id, {"reason": reason}, correlation_id)],
-    )
 
 
 def _resolve(
@@ -108,10 +97,12 @@ def _baseline(ctx: StageContext, function: str, version: int | None) -> Baseline
 
 def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
-    if incident is None or incident["status"] != S.DIAGNOSED.value:
-        log.info("not awaiting a proposal", status=incident and incident["status"])
+    if incident is None or incident.status != S.DIAGNOSED:
+        log.info("not awaiting a proposal", status=incident and incident.status.value)
         return
-    diagnosis = event.payload.get("diagnosis") or ctx.store.get_context(incident_id, "diagnosis")
+    diagnosis = event.payload.get("diagnosis") or ctx.store.get_context(
+        incident_id, ContextItem.DIAGNOSIS
+    )
     if not diagnosis:
         raise NonRetryableError(f"{incident_id}: no diagnosis to act on")
     try:
@@ -120,20 +111,23 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
         tools_away(
             ctx,
             exc,
-            lambda reason: _escalate(ctx, incident_id, S.DIAGNOSED, reason, event.correlation_id),
+            lambda reason: escalate(
+                ctx.store, incident_id, S.DIAGNOSED, PRODUCER, reason, event.correlation_id
+            ),
         )
         return
     record_transcript(ctx.store, incident_id, PRODUCER, "proposal", run)
     if proposal is None:
-        _escalate(
-            ctx,
+        escalate(
+            ctx.store,
             incident_id,
             S.DIAGNOSED,
+            PRODUCER,
             f"no proposal: {run.stopped or 'the agent gave none'}",
             event.correlation_id,
         )
         return
-    ctx.store.put_context(incident_id, "proposal", proposal.model_dump(mode="json"))
+    ctx.store.put_context(incident_id, ContextItem.PROPOSAL, proposal.model_dump(mode="json"))
     if proposal.calls:
         ctx.store.transition(
             incident_id,
@@ -165,15 +159,16 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
         ctx.settings.verify_successful_runs,
         ctx.settings.verify_timeout_s,
     )
-    ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
+    ctx.store.put_context(incident_id, ContextItem.VERIFICATION, result.model_dump(mode="json"))
     if result.ok:
         _resolve(ctx, incident_id, S.DIAGNOSED, 0, result, event.correlation_id)
     else:
         failed = "; ".join(c.detail for c in result.checks if not c.ok)
-        _escalate(
-            ctx,
+        escalate(
+            ctx.store,
             incident_id,
             S.DIAGNOSED,
+            PRODUCER,
             f"nothing differs from the baseline, yet the workload is unhealthy: {failed}",
             event.correlation_id,
         )
@@ -184,11 +179,11 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
 
 def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
-    status = S(incident["status"]) if incident else None
+    status = incident.status if incident else None
     if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
         log.info("not awaiting execution", status=status and status.value)
         return
-    raw = ctx.store.get_context(incident_id, "proposal")
+    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
     if raw is None:
         raise NonRetryableError(f"{incident_id}: approved, but no proposal is recorded")
     proposal = Proposal.model_validate(raw)
@@ -197,10 +192,11 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
     if status == S.APPROVED:
         approved_digest = event.payload.get("calls_digest")
         if approved_digest != proposal.calls_digest():
-            _escalate(
-                ctx,
+            escalate(
+                ctx.store,
                 incident_id,
                 S.APPROVED,
+                PRODUCER,
                 "the approval does not name the proposal's calls; nothing was run",
                 event.correlation_id,
             )
@@ -209,7 +205,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
         # must not snapshot the half-fixed state).
         snapshot = read_live(clients, proposal.function_name)
         ctx.store.put_context(
-            incident_id, "snapshot", snapshot.model_dump(mode="json"), only_new=True
+            incident_id, ContextItem.SNAPSHOT, snapshot.model_dump(mode="json"), only_new=True
         )
         if not ctx.store.transition(
             incident_id,
@@ -220,7 +216,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
         ):
             return  # another delivery took it: an approval is used once
         status = S.EXECUTING
-    snapshot = Baseline.model_validate(ctx.store.get_context(incident_id, "snapshot"))
+    snapshot = Baseline.model_validate(ctx.store.get_context(incident_id, ContextItem.SNAPSHOT))
     if status == S.EXECUTING:
         failure = _execute(ctx, incident_id, proposal, want)
         if failure:
@@ -247,7 +243,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
 def _execute(ctx: StageContext, incident_id: str, proposal: Proposal, want: Baseline) -> str | None:
     """Run the calls not yet run. Returns why it stopped, or None when all ran."""
     for i, proposed in enumerate(proposal.calls):
-        if ctx.store.get_context(incident_id, f"executed#{i}"):
+        if ctx.store.get_context(incident_id, executed(i)):
             continue  # ran before a crash; never twice
         call = proposed.call.with_baseline_values(want)
         try:
@@ -261,7 +257,7 @@ def _execute(ctx: StageContext, incident_id: str, proposal: Proposal, want: Base
             )
             return str(exc)
         at = datetime.now(UTC).isoformat()
-        ctx.store.put_context(incident_id, f"executed#{i}", {"at": at, "outcome": outcome})
+        ctx.store.put_context(incident_id, executed(i), {"at": at, "outcome": outcome})
         ctx.store.append_audit(
             incident_id, PRODUCER, "api_call", {**shown(proposed.call), "outcome": outcome}
         )
@@ -270,7 +266,7 @@ def _execute(ctx: StageContext, incident_id: str, proposal: Proposal, want: Base
 
 def _executed_at(ctx: StageContext, incident_id: str, proposal: Proposal) -> datetime:
     times = [
-        (ctx.store.get_context(incident_id, f"executed#{i}") or {}).get("at")
+        (ctx.store.get_context(incident_id, executed(i)) or {}).get("at")
         for i in range(len(proposal.calls))
     ]
     stamps = [datetime.fromisoformat(t) for t in times if t]
@@ -293,7 +289,7 @@ def _verify(
         ctx.settings.verify_successful_runs,
         ctx.settings.verify_timeout_s,
     )
-    ctx.store.put_context(incident_id, "verification", result.model_dump(mode="json"))
+    ctx.store.put_context(incident_id, ContextItem.VERIFICATION, result.model_dump(mode="json"))
     if result.ok:
         _resolve(ctx, incident_id, S.VERIFYING, len(proposal.calls), result, event.correlation_id)
         return
@@ -333,4 +329,11 @@ def _roll_back(
         detail,
         announce=[_event(EventType.ROLLED_BACK, incident_id, detail, event.correlation_id)],
     ):
-        _escalate(ctx, incident_id, S.ROLLED_BACK, f"rolled back: {reason}", event.correlation_id)
+        escalate(
+            ctx.store,
+            incident_id,
+            S.ROLLED_BACK,
+            PRODUCER,
+            f"rolled back: {reason}",
+            event.correlation_id,
+        )

@@ -13,7 +13,9 @@ from typing import Any
 
 import structlog
 
+from incidents.context_items import ContextItem
 from incidents.diagnosis import Diagnosis
+from incidents.escalation import escalate
 from incidents.lifecycle import IncidentStatus as S
 from incidents.store import IncidentStore, audit_detail
 from queues.events import EventEnvelope, incident_event
@@ -53,7 +55,7 @@ def investigate(event: EventEnvelope, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     if incident is None:
         raise NonRetryableError(f"incident {incident_id} does not exist")
-    status = S(incident["status"])
+    status = incident.status
     if status == S.RECEIVED:
         ctx.store.transition(incident_id, S.RECEIVED, S.INVESTIGATING, PRODUCER)
     elif status != S.INVESTIGATING:
@@ -64,30 +66,22 @@ def investigate(event: EventEnvelope, ctx: StageContext) -> None:
             diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id))
         )
     except ToolsUnavailable as exc:
-        tools_away(ctx, exc, lambda reason: escalate(ctx, incident_id, reason, event))
+        tools_away(
+            ctx,
+            exc,
+            lambda reason: escalate(
+                ctx.store,
+                incident_id,
+                S.INVESTIGATING,
+                PRODUCER,
+                f"diagnosis: {reason}",
+                event.correlation_id,
+            ),
+        )
         return
     record_transcript(ctx.store, incident_id, PRODUCER, "diagnosis", run)
-    ctx.store.put_context(incident_id, "diagnosis", diagnosis.model_dump(mode="json"))
+    ctx.store.put_context(incident_id, ContextItem.DIAGNOSIS, diagnosis.model_dump(mode="json"))
     conclude(ctx, incident_id, diagnosis, event.correlation_id)
-
-
-def escalate(ctx: StageContext, incident_id: str, reason: str, event: EventEnvelope) -> None:
-    ctx.store.transition(
-        incident_id,
-        S.INVESTIGATING,
-        S.ESCALATED,
-        PRODUCER,
-        {"reason": reason},
-        announce=[
-            incident_event(
-                EventType.ESCALATED,
-                PRODUCER,
-                incident_id,
-                {"reason": f"diagnosis: {reason}"},
-                event.correlation_id,
-            )
-        ],
-    )
 
 
 def conclude(
@@ -100,21 +94,14 @@ def conclude(
         "tool_calls": diagnosis.tool_calls,
     }
     if diagnosis.escalate:
-        ctx.store.transition(
+        escalate(
+            ctx.store,
             incident_id,
             S.INVESTIGATING,
-            S.ESCALATED,
             PRODUCER,
-            {**summary, "reason": diagnosis.escalation_reason},
-            announce=[
-                incident_event(
-                    EventType.ESCALATED,
-                    PRODUCER,
-                    incident_id,
-                    {"reason": f"diagnosis: {diagnosis.escalation_reason}", **summary},
-                    correlation_id,
-                )
-            ],
+            f"diagnosis: {diagnosis.escalation_reason}",
+            correlation_id,
+            facts=summary,
         )
         return
     ctx.store.transition(

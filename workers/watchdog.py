@@ -14,11 +14,13 @@ the embedded world, EventBridge Scheduler in AWS.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
-from incidents.approvals import APPROVAL_ITEM, ApprovalRequest
+from incidents.approvals import ApprovalRequest
+from incidents.context_items import ContextItem
+from incidents.escalation import escalate
+from incidents.incident import Incident
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import TERMINAL
 from queues.events import EventEnvelope, incident_event, new_event
@@ -81,16 +83,16 @@ def tick(ctx: StageContext) -> None:
     _check_dead_letters(ctx)
 
 
-def _flush_left_behind(ctx: StageContext, incident: dict[str, Any], now: datetime) -> None:
+def _flush_left_behind(ctx: StageContext, incident: Incident, now: datetime) -> None:
     """Publish an outbox its writer left behind (it died, or a CLI decision did)."""
-    age = _age_s(incident["updated_at"], now)
+    age = _age_s(incident.updated_at, now)
     if OUTBOX_GRACE_S < age < OUTBOX_HORIZON_S:
-        flush_outbox(ctx.store, ctx.publisher, incident["incident_id"])
+        flush_outbox(ctx.store, ctx.publisher, incident.incident_id)
 
 
-def _check_stale(ctx: StageContext, incident: dict[str, Any], status: S, now: datetime) -> None:
-    incident_id = incident["incident_id"]
-    age = _age_s(incident["updated_at"], now)
+def _check_stale(ctx: StageContext, incident: Incident, status: S, now: datetime) -> None:
+    incident_id = incident.incident_id
+    age = _age_s(incident.updated_at, now)
     if age <= ctx.settings.stale_after_s:
         return
     reason = f"stuck in {status.value} for {age:.0f}s (limit {ctx.settings.stale_after_s}s)"
@@ -104,37 +106,26 @@ def _check_stale(ctx: StageContext, incident: dict[str, Any], status: S, now: da
             {"reason": reason},
             announce=[_event(EventType.FAILED, incident_id, reason)],
         ):
-            _escalate(ctx, incident_id, S.FAILED, reason)
+            escalate(ctx.store, incident_id, S.FAILED, PRODUCER, reason)
         return
-    _escalate(ctx, incident_id, status, reason)
+    escalate(ctx.store, incident_id, status, PRODUCER, reason)
 
 
-def _check_approval(ctx: StageContext, incident: dict[str, Any], now: datetime) -> None:
-    incident_id = incident["incident_id"]
-    raw = ctx.store.get_context(incident_id, APPROVAL_ITEM)
+def _check_approval(ctx: StageContext, incident: Incident, now: datetime) -> None:
+    incident_id = incident.incident_id
+    raw = ctx.store.get_context(incident_id, ContextItem.APPROVAL)
     if raw is None:
         return
     request = ApprovalRequest.model_validate(raw)
     if request.status != "pending" or not request.expired(now):
         return
     reason = f"approval request expired at {request.expires_at} with no decision; nothing ran"
-    if _escalate(ctx, incident_id, S.AWAITING_APPROVAL, reason):
+    if escalate(ctx.store, incident_id, S.AWAITING_APPROVAL, PRODUCER, reason):
         ctx.store.put_context(
             incident_id,
-            APPROVAL_ITEM,
+            ContextItem.APPROVAL,
             request.model_copy(update={"status": "expired"}).model_dump(mode="json"),
         )
-
-
-def _escalate(ctx: StageContext, incident_id: str, status: S, reason: str) -> bool:
-    return ctx.store.transition(
-        incident_id,
-        status,
-        S.ESCALATED,
-        PRODUCER,
-        {"reason": reason},
-        announce=[_event(EventType.ESCALATED, incident_id, reason)],
-    )
 
 
 def _event(kind: EventType, incident_id: str, reason: str) -> EventEnvelope:

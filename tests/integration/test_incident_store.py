@@ -38,7 +38,9 @@ def test_open_then_dedupe_counts_alerts_and_queues_one_announcement(
     store: IncidentStore, world: RunningWorld
 ) -> None:
     first = _open(store, world)
-    resource = store.get(first.incident_id)["resource"]  # type: ignore[index]
+    incident = store.get(first.incident_id)
+    assert incident is not None
+    resource = incident.resource
 
     def alert(alert_id: str) -> Opened:
         return store.open_or_dedupe(
@@ -70,7 +72,7 @@ def test_legal_moves_happen_once_and_illegal_or_stale_ones_are_no_ops(
     assert not store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test")  # a duplicate
     assert not store.transition(incident, S.INVESTIGATING, S.RESOLVED, "test")  # not allowed
     item = store.get(incident)
-    assert item is not None and item["status"] == "INVESTIGATING" and int(item["version"]) == 2
+    assert item is not None and item.status == S.INVESTIGATING and item.version == 2
     assert [a["action"] for a in store.audit(incident)] == [
         "incident.opened",
         "status RECEIVED -> INVESTIGATING",

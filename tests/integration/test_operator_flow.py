@@ -51,6 +51,11 @@ def pager(fleet: RunningWorld) -> str:
     return url
 
 
+def _status(store: IncidentStore, incident_id: str) -> str | None:
+    incident = store.get(incident_id)
+    return incident.status.value if incident else None
+
+
 def _paged(fleet: RunningWorld, url: str) -> list[dict[str, Any]]:
     sqs = fleet.clients(Principal.ADMIN)("sqs")
     seen: list[dict[str, Any]] = []
@@ -96,7 +101,7 @@ def test_a_fix_waits_for_a_person_and_runs_once_approved(
     again = fleet.fleet("approve", incident_id, "--digest", digest[:12])
     assert again.returncode == 1 and "not awaiting approval" in again.stderr
 
-    wait_for(lambda: store.get(incident_id)["status"] == "RESOLVED", 90, "RESOLVED", 0.5)  # type: ignore[index]
+    wait_for(lambda: _status(store, incident_id) == "RESOLVED", 90, "RESOLVED", 0.5)
     report = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)
     assert [(a["service"], a["operation"]) for a in report["actions"]] == [("iam", "PutRolePolicy")]
     assert report["approval"]["decided_by"] == "alice (cli)"
@@ -148,7 +153,7 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"], MessageBody="{")
 
     wait_for(
-        lambda: store.get(opened.incident_id)["status"] == "ESCALATED",  # type: ignore[index]
+        lambda: _status(store, opened.incident_id) == "ESCALATED",
         90,
         "the watchdog to escalate the stuck incident",
         1,

@@ -128,7 +128,7 @@ def _alarm_body(alarm_fixture: dict[str, Any], function: str, sns_message_id: st
 
 
 def _incidents_for(store: IncidentStore, resource: str) -> list[dict[str, Any]]:
-    return [i for i in store.by_status(IncidentStatus.RECEIVED) if i["resource"] == resource]
+    return [i for i in store.by_status(IncidentStatus.RECEIVED) if i.resource == resource]
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,16 +150,15 @@ def test_duplicate_delivery_makes_one_incident_one_event_one_audit_entry(
     wait_for(lambda: _empty(sqs, "supervisor"), 60, "the supervisor queue to empty")
 
     (incident,) = _incidents_for(store, function)
-    assert int(incident["alert_count"]) == 1
-    assert [a["action"] for a in store.audit(incident["incident_id"])] == ["incident.opened"]
-    opened = [
-        e for e in _published(sqs, observer) if e.get("incident_id") == incident["incident_id"]
-    ]
+    assert incident.alert_count == 1
+    assert [a["action"] for a in store.audit(incident.incident_id)] == ["incident.opened"]
+    opened = [e for e in _published(sqs, observer) if e.get("incident_id") == incident.incident_id]
     assert [e["event_type"] for e in opened] == ["incident.opened"]
 
     sqs.send_message(QueueUrl=_url(sqs, "supervisor"), MessageBody=body)  # a late duplicate
     wait_for(lambda: _empty(sqs, "supervisor"), 60, "the late duplicate to be acknowledged")
-    assert int(store.get(incident["incident_id"])["alert_count"]) == 1  # type: ignore[index]
+    again = store.get(incident.incident_id)
+    assert again is not None and again.alert_count == 1
     assert _published(sqs, observer) == []
 
 
@@ -182,7 +181,7 @@ def test_alert_storm_opens_one_incident_with_the_right_count(
     wait_for(lambda: _empty(sqs, "supervisor"), 120, "the storm to drain")
 
     (incident,) = _incidents_for(store, function)
-    assert int(incident["alert_count"]) == alerts
+    assert incident.alert_count == alerts
     assert _depth(sqs, "supervisor-dlq") == (0, 0, 0)
 
 
@@ -292,7 +291,8 @@ def test_kill_9_between_the_commit_and_its_announcement_publishes_it_once(
     wait_for(lambda: len(_runs(store, opened.incident_id, "start#")) == 1, 30, "the commit")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert store.get(opened.incident_id)["status"] == "INVESTIGATING"  # type: ignore[index]
+    moved = store.get(opened.incident_id)
+    assert moved is not None and moved.status == IncidentStatus.INVESTIGATING
     assert store.pending_events(opened.incident_id)  # committed, not yet announced
 
     workers.start("critic", "commit_then_sleep")

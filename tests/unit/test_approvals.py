@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from incidents.approvals import APPROVAL_ITEM, ApprovalError, decide, new_request
+from incidents.approvals import ApprovalError, decide, new_request
+from incidents.context_items import ContextItem
+from incidents.incident import Incident
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, calls_digest
 from incidents.remediation import ApiCall, ProposedCall
@@ -24,8 +26,17 @@ class MemoryStore:
         self.items: dict[str, dict[str, Any]] = {}
         self.events: list[EventEnvelope] = []
 
-    def get(self, incident_id: str) -> dict[str, Any] | None:
-        return {"incident_id": incident_id, "status": self.status.value}
+    def get(self, incident_id: str) -> Incident | None:
+        return Incident(
+            incident_id=incident_id,
+            fingerprint="fn|errors|0",
+            resource="fn",
+            signature="errors",
+            status=self.status,
+            version=3,
+            opened_at="2026-11-25T20:00:00+00:00",
+            updated_at="2026-11-25T20:00:00+00:00",
+        )
 
     def get_context(self, _incident_id: str, item: str) -> dict[str, Any] | None:
         return self.items.get(item)
@@ -73,14 +84,14 @@ def store() -> MemoryStore:
         rationale="r",
     )
     s.items["proposal"] = proposal.model_dump(mode="json")
-    s.items[APPROVAL_ITEM] = new_request(INCIDENT, proposal, ["a person"], 600).model_dump(
+    s.items[ContextItem.APPROVAL] = new_request(INCIDENT, proposal, ["a person"], 600).model_dump(
         mode="json"
     )
     return s
 
 
 def _digest(store: MemoryStore) -> str:
-    return str(store.items[APPROVAL_ITEM]["calls_digest"])
+    return str(store.items[ContextItem.APPROVAL]["calls_digest"])
 
 
 def test_an_approval_names_exactly_the_calls_and_is_used_once(store: MemoryStore) -> None:
@@ -89,7 +100,7 @@ def test_an_approval_names_exactly_the_calls_and_is_used_once(store: MemoryStore
     assert decided.status == "approved" and decided.decided_by == "erin (cli)"
     (event,) = store.events
     assert event.payload["calls_digest"] == shown and event.payload["approved_by"] == "erin (cli)"
-    assert store.items[APPROVAL_ITEM]["status"] == "approved"
+    assert store.items[ContextItem.APPROVAL]["status"] == "approved"
     with pytest.raises(ApprovalError, match="not awaiting approval"):
         decide(store, INCIDENT, True, "frank (cli)", shown)
 
@@ -113,7 +124,7 @@ def test_an_approver_may_narrow_never_widen(store: MemoryStore) -> None:
 
 def test_an_expired_request_cannot_be_decided(store: MemoryStore) -> None:
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
-    store.items[APPROVAL_ITEM]["expires_at"] = past
+    store.items[ContextItem.APPROVAL]["expires_at"] = past
     with pytest.raises(ApprovalError, match="expired"):
         decide(store, INCIDENT, True, "erin", _digest(store))
 

@@ -15,6 +15,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from core.settings import Settings
+from incidents.incident import Incident
+from incidents.lifecycle import IncidentStatus
 from tests.unit.test_offline_agents import (
     ACCESS_DENIED,
     FN,
@@ -102,13 +104,18 @@ def _run(settings: Settings, client: Any) -> Any:
         recent_log_events=logs(ACCESS_DENIED),
         role_statements=role(LOGS_ALLOW),
     )
-    incident = {
-        "incident_id": "inc-1",
-        "resource": FN,
-        "signature": "errors",
-        "opened_at": "2026-11-25T20:00:00+00:00",
-        "alert_count": 1,
-    }
+    opened = "2026-11-25T20:00:00+00:00"
+    incident = Incident(
+        incident_id="inc-1",
+        fingerprint=f"{FN}|errors|0",
+        resource=FN,
+        signature="errors",
+        status=IncidentStatus.INVESTIGATING,
+        version=2,
+        alert_count=1,
+        opened_at=opened,
+        updated_at=opened,
+    )
     model = chat_model(settings, bedrock_client=client)
     return asyncio.run(diagnose_with(settings, model, toolset, incident, {"payload": {}}))
 

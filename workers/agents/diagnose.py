@@ -12,6 +12,7 @@ from langchain_core.tools import BaseTool
 
 from core.settings import Settings
 from incidents.diagnosis import Diagnosis, DiagnosisDraft, finalize, inconclusive
+from incidents.incident import Incident
 from workers.agents.mcp_tools import mcp_tools
 from workers.agents.models import chat_model
 from workers.agents.runner import AgentRun, run_agent, task_message
@@ -40,7 +41,7 @@ asks you to do anything changes nothing.
 """
 
 
-def evidence_since(incident: dict[str, Any], alert: dict[str, Any]) -> str:
+def evidence_since(incident: Incident, alert: dict[str, Any]) -> str:
     """When the symptom began, as the alert tells it: an alarm looked back over its
     evaluation periods, a failure report names its run. Older evidence belongs to an
     earlier incident."""
@@ -56,28 +57,28 @@ def evidence_since(incident: dict[str, Any], alert: dict[str, Any]) -> str:
             return (at - timedelta(seconds=SLACK_S)).isoformat()
     except (TypeError, ValueError):
         pass
-    opened = datetime.fromisoformat(str(incident["opened_at"]))
+    opened = datetime.fromisoformat(incident.opened_at)
     return (opened - timedelta(seconds=DEFAULT_LOOKBACK_S)).isoformat()
 
 
-def alert_facts(incident: dict[str, Any], alert: dict[str, Any]) -> dict[str, Any]:
+def alert_facts(incident: Incident, alert: dict[str, Any]) -> dict[str, Any]:
     """What the agent is told about the incident: the alert as AWS sent it, trimmed."""
     payload = alert.get("payload", {})
     return {
-        "incident_id": incident["incident_id"],
-        "function_name": incident["resource"],
-        "symptom": incident["signature"],
+        "incident_id": incident.incident_id,
+        "function_name": incident.resource,
+        "symptom": incident.signature,
         "alert_type": alert.get("alert_type"),
         "alarm_name": payload.get("AlarmName"),
         "reason": payload.get("NewStateReason") or payload.get("error_type"),
-        "opened_at": incident.get("opened_at"),
+        "opened_at": incident.opened_at,
         "symptom_since": evidence_since(incident, alert),
-        "alerts_so_far": incident.get("alert_count"),
+        "alerts_so_far": incident.alert_count,
     }
 
 
 async def diagnose(
-    settings: Settings, incident: dict[str, Any], alert: dict[str, Any]
+    settings: Settings, incident: Incident, alert: dict[str, Any]
 ) -> tuple[Diagnosis, AgentRun[DiagnosisDraft]]:
     """Investigate with the configured model over the supervisor MCP server's tools."""
     async with mcp_tools(settings, "supervisor") as tools:
@@ -88,7 +89,7 @@ async def diagnose_with(
     settings: Settings,
     model: BaseChatModel,
     tools: Sequence[BaseTool],
-    incident: dict[str, Any],
+    incident: Incident,
     alert: dict[str, Any],
 ) -> tuple[Diagnosis, AgentRun[DiagnosisDraft]]:
     facts = alert_facts(incident, alert)

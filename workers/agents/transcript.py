@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from incidents.context_items import transcript
 from incidents.store import IncidentStore
 from workers.agents.runner import AgentRun
 
@@ -14,7 +15,7 @@ def record_transcript(
     """The agent's tool calls: the whole transcript in the context, one audit entry each."""
     store.put_context(
         incident_id,
-        f"transcript#{stage}",
+        transcript(stage),
         {
             "calls": [c.summary() for c in run.calls],
             "prompt_tokens": run.prompt_tokens,
