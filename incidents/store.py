@@ -11,40 +11,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from core.dynamodb import from_item, to_item
-from incidents.context_items import ContextItem, ContextKey
 from incidents.incident import Incident
+from incidents.incident_context import IncidentContext, now_iso
 from incidents.lifecycle import IncidentStatus
 from incidents.state_machine import TERMINAL, can_move
 from incidents.tables import INCIDENT_AUDIT, INCIDENT_CONTEXT, INCIDENT_STATE
 from queues.events import EventEnvelope
 
 log = structlog.get_logger()
-OUTBOX_PREFIX = "outbox#"
 ALERT_PREFIX = "alert#"
 TRANSITION_ATTEMPTS = 5
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def audit_detail(entry: dict[str, Any]) -> dict[str, Any]:
     """The detail of an audit entry (stored as JSON text)."""
     return dict(json.loads(entry.get("detail") or "{}"))
-
-
-def context_data(item: dict[str, Any]) -> dict[str, Any]:
-    """The data of a context item written by :meth:`IncidentStore.put_context`."""
-    return dict(json.loads(item.get("data") or "{}"))
 
 
 def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> str:
@@ -68,12 +57,7 @@ class Opened:
     alert_count: int
 
 
-class IncidentStore:
-    def __init__(self, dynamodb: Any, on_touch: Callable[[str], None] | None = None):
-        self.ddb = dynamodb
-        # Told of every incident this store changes, so the runtime flushes its outbox.
-        self.on_touch = on_touch or (lambda _incident_id: None)
-
+class IncidentStore(IncidentContext):
     def bound(self, on_touch: Callable[[str], None]) -> IncidentStore:
         return IncidentStore(self.ddb, on_touch)
 
@@ -93,18 +77,6 @@ class IncidentStore:
             TableName=INCIDENT_AUDIT.name,
             KeyConditionExpression="incident_id = :i",
             ExpressionAttributeValues=to_item({":i": incident_id}),
-            ConsistentRead=True,
-        ):
-            items.extend(from_item(i) for i in page["Items"])
-        return items
-
-    def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        for page in self.ddb.get_paginator("query").paginate(
-            TableName=INCIDENT_CONTEXT.name,
-            KeyConditionExpression="incident_id = :i AND begins_with(#item, :p)",
-            ExpressionAttributeNames={"#item": "item"},
-            ExpressionAttributeValues=to_item({":i": incident_id, ":p": prefix}),
             ConsistentRead=True,
         ):
             items.extend(from_item(i) for i in page["Items"])
@@ -155,7 +127,7 @@ class IncidentStore:
                     {
                         "incident_id": incident_id,
                         "seq": seq,
-                        "at": _now(),
+                        "at": now_iso(),
                         "actor": actor,
                         "action": action,
                         "detail": json.dumps(detail, default=str),
@@ -165,24 +137,6 @@ class IncidentStore:
                 "ConditionExpression": "attribute_not_exists(seq)",
             }
         }
-
-    def _outbox_puts(self, incident_id: str, events: list[EventEnvelope]) -> list[dict[str, Any]]:
-        return [
-            {
-                "Put": {
-                    "TableName": INCIDENT_CONTEXT.name,
-                    "Item": to_item(
-                        {
-                            "incident_id": incident_id,
-                            "item": OUTBOX_PREFIX + e.event_id,
-                            "event": e.model_dump_json(),
-                            "created_at": _now(),
-                        }
-                    ),
-                }
-            }
-            for e in events
-        ]
 
     def open_or_dedupe(
         self,
@@ -203,7 +157,7 @@ class IncidentStore:
         """
         fp, incident_id = self._generation_for(fingerprint(resource, signature, at, window_s), at)
         self.on_touch(incident_id)
-        now = _now()
+        now = now_iso()
         item = {
             "incident_id": incident_id,
             "fingerprint": fp,
@@ -310,7 +264,7 @@ class IncidentStore:
             "Put": {
                 "TableName": INCIDENT_CONTEXT.name,
                 "Item": to_item(
-                    {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id, "at": _now()}
+                    {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id, "at": now_iso()}
                 ),
                 "ConditionExpression": "attribute_not_exists(#item)",
                 "ExpressionAttributeNames": {"#item": "item"},
@@ -377,7 +331,7 @@ class IncidentStore:
                                         ":expected": expected.value,
                                         ":version": version,
                                         ":next": version + 1,
-                                        ":now": _now(),
+                                        ":now": now_iso(),
                                         ":prev": prev_seq,
                                         ":seq": prev_seq + 1,
                                     }
@@ -422,126 +376,3 @@ class IncidentStore:
             TransactItems=[self._audit_put(incident_id, seq, actor, action, detail)]
         )
         return seq
-
-    def get_context(
-        self, incident_id: str, item: ContextItem | ContextKey
-    ) -> dict[str, Any] | None:
-        found = self.ddb.get_item(
-            TableName=INCIDENT_CONTEXT.name,
-            Key=to_item({"incident_id": incident_id, "item": item}),
-            ConsistentRead=True,
-        ).get("Item")
-        return context_data(from_item(found)) if found else None
-
-    def put_context(
-        self,
-        incident_id: str,
-        item: ContextItem | ContextKey,
-        data: dict[str, Any],
-        only_new: bool = False,
-    ) -> bool:
-        """Write a context item; with `only_new`, only if there is none yet (False then)."""
-        if item.startswith(OUTBOX_PREFIX):
-            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
-        condition = (
-            {
-                "ConditionExpression": "attribute_not_exists(#item)",
-                "ExpressionAttributeNames": {"#item": "item"},
-            }
-            if only_new
-            else {}
-        )
-        try:
-            self.ddb.put_item(
-                TableName=INCIDENT_CONTEXT.name,
-                Item=to_item(
-                    {
-                        "incident_id": incident_id,
-                        "item": item,
-                        "at": _now(),
-                        "data": json.dumps(data, default=str),
-                    }
-                ),
-                **condition,
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def advance_counter(
-        self, key: str, item: str, value: int, announce: list[EventEnvelope]
-    ) -> bool:
-        """Raise a counter kept in the context (e.g. a DLQ depth already reported) to
-        `value`, with the events that announce it, at once; False if it was not lower.
-        Concurrent callers announce each increase once."""
-        self.on_touch(key)
-        try:
-            self.ddb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": INCIDENT_CONTEXT.name,
-                            "Key": to_item({"incident_id": key, "item": item}),
-                            "UpdateExpression": "SET #v = :v, #at = :now",
-                            "ConditionExpression": "attribute_not_exists(#v) OR #v < :v",
-                            "ExpressionAttributeNames": {"#v": "value", "#at": "at"},
-                            "ExpressionAttributeValues": to_item({":v": value, ":now": _now()}),
-                        }
-                    },
-                    *self._outbox_puts(key, announce),
-                ]
-            )
-        except self.ddb.exceptions.TransactionCanceledException:
-            return False
-        return True
-
-    def set_counter(self, key: str, item: str, value: int) -> None:
-        self.ddb.put_item(
-            TableName=INCIDENT_CONTEXT.name,
-            Item=to_item({"incident_id": key, "item": item, "value": value, "at": _now()}),
-        )
-
-    def counter(self, key: str, item: str) -> int:
-        found = self.ddb.get_item(
-            TableName=INCIDENT_CONTEXT.name,
-            Key=to_item({"incident_id": key, "item": item}),
-            ConsistentRead=True,
-        ).get("Item")
-        return int(from_item(found).get("value", 0)) if found else 0
-
-    # ------------------------------------------------------------------ outbox
-
-    def pending_events(self, incident_id: str) -> list[tuple[str, EventEnvelope]]:
-        return [
-            (i["item"], EventEnvelope.model_validate_json(i["event"]))
-            for i in self.context(incident_id, OUTBOX_PREFIX)
-        ]
-
-    def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
-        """Take an outbox item for publishing, unless someone else is publishing it now.
-
-        Two processes may flush one outbox at once (a handler's runtime and the next event
-        of the same incident, or the watchdog): the lease makes one of them publish. If the
-        holder dies before clearing the item, the lease runs out and the item is published
-        later: at least once, and in the common case exactly once."""
-        now = time.time()
-        try:
-            self.ddb.update_item(
-                TableName=INCIDENT_CONTEXT.name,
-                Key=to_item({"incident_id": incident_id, "item": item}),
-                UpdateExpression="SET leased_until = :until",
-                ConditionExpression=(
-                    "attribute_exists(#item) AND "
-                    "(attribute_not_exists(leased_until) OR leased_until < :now)"
-                ),
-                ExpressionAttributeNames={"#item": "item"},
-                ExpressionAttributeValues=to_item({":until": now + lease_s, ":now": now}),
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def clear_event(self, incident_id: str, item: str) -> None:
-        self.ddb.delete_item(
-            TableName=INCIDENT_CONTEXT.name, Key=to_item({"incident_id": incident_id, "item": item})
-        )

@@ -1,0 +1,190 @@
+"""What the incident-context table holds beside an incident's state: named records (the
+diagnosis, the proposal, ...), counters, and the outbox of events still to publish.
+
+The base of the incident store: the store's transitions put their outbox items through
+`_outbox_puts` in the same transaction as the state change they announce.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from core.dynamodb import from_item, to_item
+from incidents.context_items import ContextItem, ContextKey
+from incidents.tables import INCIDENT_CONTEXT
+from queues.events import EventEnvelope
+
+OUTBOX_PREFIX = "outbox#"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def context_data(item: dict[str, Any]) -> dict[str, Any]:
+    """The data of a context item written by :meth:`IncidentStore.put_context`."""
+    return dict(json.loads(item.get("data") or "{}"))
+
+
+class IncidentContext:
+    def __init__(self, dynamodb: Any, on_touch: Callable[[str], None] | None = None):
+        self.ddb = dynamodb
+        # Told of every incident this store changes, so the runtime flushes its outbox.
+        self.on_touch = on_touch or (lambda _incident_id: None)
+
+    def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in self.ddb.get_paginator("query").paginate(
+            TableName=INCIDENT_CONTEXT.name,
+            KeyConditionExpression="incident_id = :i AND begins_with(#item, :p)",
+            ExpressionAttributeNames={"#item": "item"},
+            ExpressionAttributeValues=to_item({":i": incident_id, ":p": prefix}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(i) for i in page["Items"])
+        return items
+
+    def get_context(
+        self, incident_id: str, item: ContextItem | ContextKey
+    ) -> dict[str, Any] | None:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": incident_id, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return context_data(from_item(found)) if found else None
+
+    def put_context(
+        self,
+        incident_id: str,
+        item: ContextItem | ContextKey,
+        data: dict[str, Any],
+        only_new: bool = False,
+    ) -> bool:
+        """Write a context item; with `only_new`, only if there is none yet (False then)."""
+        if item.startswith(OUTBOX_PREFIX):
+            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
+        condition = (
+            {
+                "ConditionExpression": "attribute_not_exists(#item)",
+                "ExpressionAttributeNames": {"#item": "item"},
+            }
+            if only_new
+            else {}
+        )
+        try:
+            self.ddb.put_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Item=to_item(
+                    {
+                        "incident_id": incident_id,
+                        "item": item,
+                        "at": now_iso(),
+                        "data": json.dumps(data, default=str),
+                    }
+                ),
+                **condition,
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def advance_counter(
+        self, key: str, item: str, value: int, announce: list[EventEnvelope]
+    ) -> bool:
+        """Raise a counter kept in the context (e.g. a DLQ depth already reported) to
+        `value`, with the events that announce it, at once; False if it was not lower.
+        Concurrent callers announce each increase once."""
+        self.on_touch(key)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": INCIDENT_CONTEXT.name,
+                            "Key": to_item({"incident_id": key, "item": item}),
+                            "UpdateExpression": "SET #v = :v, #at = :now",
+                            "ConditionExpression": "attribute_not_exists(#v) OR #v < :v",
+                            "ExpressionAttributeNames": {"#v": "value", "#at": "at"},
+                            "ExpressionAttributeValues": to_item({":v": value, ":now": now_iso()}),
+                        }
+                    },
+                    *self._outbox_puts(key, announce),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def set_counter(self, key: str, item: str, value: int) -> None:
+        self.ddb.put_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Item=to_item({"incident_id": key, "item": item, "value": value, "at": now_iso()}),
+        )
+
+    def counter(self, key: str, item: str) -> int:
+        found = self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": key, "item": item}),
+            ConsistentRead=True,
+        ).get("Item")
+        return int(from_item(found).get("value", 0)) if found else 0
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending_events(self, incident_id: str) -> list[tuple[str, EventEnvelope]]:
+        return [
+            (i["item"], EventEnvelope.model_validate_json(i["event"]))
+            for i in self.context(incident_id, OUTBOX_PREFIX)
+        ]
+
+    def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
+        """Take an outbox item for publishing, unless someone else is publishing it now.
+
+        Two processes may flush one outbox at once (a handler's runtime and the next event
+        of the same incident, or the watchdog): the lease makes one of them publish. If the
+        holder dies before clearing the item, the lease runs out and the item is published
+        later: at least once, and in the common case exactly once."""
+        now = time.time()
+        try:
+            self.ddb.update_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Key=to_item({"incident_id": incident_id, "item": item}),
+                UpdateExpression="SET leased_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(#item) AND "
+                    "(attribute_not_exists(leased_until) OR leased_until < :now)"
+                ),
+                ExpressionAttributeNames={"#item": "item"},
+                ExpressionAttributeValues=to_item({":until": now + lease_s, ":now": now}),
+            )
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def clear_event(self, incident_id: str, item: str) -> None:
+        self.ddb.delete_item(
+            TableName=INCIDENT_CONTEXT.name, Key=to_item({"incident_id": incident_id, "item": item})
+        )
+
+    def _outbox_puts(self, incident_id: str, events: list[EventEnvelope]) -> list[dict[str, Any]]:
+        return [
+            {
+                "Put": {
+                    "TableName": INCIDENT_CONTEXT.name,
+                    "Item": to_item(
+                        {
+                            "incident_id": incident_id,
+                            "item": OUTBOX_PREFIX + e.event_id,
+                            "event": e.model_dump_json(),
+                            "created_at": now_iso(),
+                        }
+                    ),
+                }
+            }
+            for e in events
+        ]
