@@ -43,11 +43,10 @@ from core.aws_errors import error_code, error_message
 from core.errors import FleetError
 from core.settings import Settings
 from incidents.approvals import ApprovalError, decide_and_announce
-from incidents.baseline_diff import DIFFS
-from incidents.baselines import BaselineStore, read_live
 from incidents.incident_report import list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
+from incidents.proposal_drift import ProposalDrift, proposal_drift
 from incidents.store import IncidentStore
 from queues.dlq import DeadLetters
 from queues.publisher import Publisher
@@ -273,21 +272,6 @@ class Console:
 
     # ------------------------------------------------------------------ approvals
 
-    def _baseline_diff(self, incident: dict[str, Any]) -> dict[str, Any]:
-        proposal = self.store.get_context(incident["incident_id"], "proposal") or {}
-        function = str(proposal.get("function_name") or incident["resource"])
-        want = BaselineStore(self.clients("dynamodb")).version(
-            function, int(proposal.get("baseline_version") or 0)
-        )
-        if want is None:
-            return {"error": f"no baseline v{proposal.get('baseline_version')} of {function}"}
-        now = read_live(self.clients, function)
-        return {
-            concern: DIFFS[concern](want, now).model_dump(mode="json")
-            for concern in proposal.get("concerns", [])
-            if concern in DIFFS
-        }
-
     async def approvals(self, request: Request) -> Response:
         pending = []
         for row in list_incidents(self.store, IncidentStatus.AWAITING_APPROVAL.value):
@@ -297,7 +281,11 @@ class Console:
                     {
                         "incident": row,
                         "request": request_item,
-                        "diff": self._baseline_diff(row),
+                        "diff": _shown(
+                            proposal_drift(
+                                self.clients, self.store, row["incident_id"], str(row["resource"])
+                            )
+                        ),
                     }
                 )
         return self.page(request, "approvals.html", pending=pending, dumps=_dumps)
@@ -330,6 +318,13 @@ class Console:
             lines=[f"{decided.status} by {decided.decided_by} at {decided.decided_at}."],
             back=f"/incidents/{incident_id}",
         )
+
+
+def _shown(drift: ProposalDrift) -> dict[str, Any]:
+    """The drift as the approvals page shows it: each concern's diff, or why there is none."""
+    if drift.missing_baseline:
+        return {"error": f"no baseline v{drift.baseline_version} of {drift.function}"}
+    return {concern: diff.model_dump(mode="json") for concern, diff in drift.diffs.items()}
 
 
 def _dumps(value: Any) -> str:
