@@ -158,6 +158,8 @@ def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
     card = page.locator(f'.approval[data-incident="{incident_id}"]')
     expect(card).to_contain_text("iam")
     expect(card).to_contain_text("PutRolePolicy")
+    # Beside the calls, how the live function has drifted from the baseline they restore.
+    expect(card.locator("details pre")).to_contain_text('"at_baseline": false')
     page.screenshot(path=str(tmp_path / "approvals.png"), full_page=True)
     card.locator("input.approver").fill("dana")
     card.locator("button.approve").click()
