@@ -26,6 +26,8 @@ from workload.spec import (
 
 DENY_POLICY_NAME = "chaos-explicit-deny"
 ALL = "all"
+# What revoke and deny take: one group of permissions, or all of them.
+TARGETS = (*(t.value for t in PermissionTarget), ALL)
 
 
 class FaultKind(StrEnum):
@@ -43,8 +45,9 @@ def parse_targets(target: str) -> list[PermissionTarget]:
     try:
         return [PermissionTarget(target)]
     except ValueError:
-        choices = ", ".join([*(t.value for t in PermissionTarget), ALL])
-        raise UsageError(f"unknown target {target!r}; choose one of: {choices}") from None
+        raise UsageError(
+            f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}"
+        ) from None
 
 
 def revoke(clients: Clients, spec: FunctionSpec, targets: list[PermissionTarget]) -> str:

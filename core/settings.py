@@ -9,16 +9,21 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import pydantic_settings
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import UsageError
 
 Target = Literal["embedded", "aws"]
+ENV_PREFIX = "FLEET_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # Where the fleet runs. "embedded" (the default) is moto on 127.0.0.1 with per-process
     # credentials issued by the world; "aws" uses the standard boto3 credential chain.
@@ -97,7 +102,9 @@ class Settings(BaseSettings):
     mcp_resolver_url: str | None = None
     # More Host values the MCP servers accept ("name:port"), beside their own address: the
     # names the workers reach them by on AWS (ECS Service Connect).
-    mcp_allowed_hosts: list[str] = []
+    # NoDecode: a malformed value is a validation error of this field (named, one line), not
+    # pydantic-settings' own parse error (see _json_list).
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = []
 
     # The critic: true sends every proposal to a person, even one that restores the
     # baseline exactly. A proposal with more calls than this is never auto-approved.
@@ -136,6 +143,16 @@ class Settings(BaseSettings):
     # Set by `fleet up` for its children: the process whose death means "stop too".
     launcher_pid: int | None = None
 
+    @field_validator("mcp_allowed_hosts", mode="before")
+    @classmethod
+    def _json_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError('expected a JSON list, e.g. ["mcp-supervisor:8080"]') from None
+
     @property
     def agent_hard_timeout_s(self) -> float:
         """When an agent run is abandoned even if the budget's own deadline check missed."""
@@ -152,7 +169,7 @@ class Settings(BaseSettings):
             if value is None or Settings.model_fields[name].validation_alias is not None:
                 continue
             text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"FLEET_{name.upper()}"] = text
+            env[environment_variable(name)] = text
         return env
 
     @property
@@ -204,6 +221,74 @@ class Settings(BaseSettings):
         return self.state_dir / "logs"
 
 
+def environment_variable(field: str) -> str:
+    """The environment variable a setting is read from (FLEET_..., or its own name)."""
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class InvalidSettings(UsageError):
+    """Settings from the environment that do not validate: one line per bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    @classmethod
+    def from_validation_error(cls, error: ValidationError) -> InvalidSettings:
+        return cls([_describe(e) for e in error.errors()])
+
+
+# What a value should have been, by pydantic error type (filled from the error's context),
+# in words a person reads at a shell.
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false (also 1/0, yes/no, on/off)",
+    "bool_type": "true or false (also 1/0, yes/no, on/off)",
+    "string_type": "a string",
+    "list_type": "a JSON list",
+    "greater_than": "a value greater than {gt}",
+    "greater_than_equal": "a value of at least {ge}",
+    "less_than": "a value less than {lt}",
+    "less_than_equal": "a value of at most {le}",
+    "literal_error": "{expected}",
+    "string_pattern_mismatch": "a value matching {pattern}",
+}
+
+
+def _expected(error: ErrorDetails) -> str:
+    ctx = error.get("ctx") or {}
+    if error["type"] in _EXPECTED:
+        limits = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
+        return "expected " + _EXPECTED[error["type"]].format(**limits)
+    if error["type"] == "value_error" and "error" in ctx:  # a validator's own words
+        return str(ctx["error"])
+    return error["msg"].replace("Input should be ", "expected ", 1)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """`FLEET_EMULATOR_PORT='abc' is not valid: expected an integer`."""
+    if not error["loc"]:  # a check across settings: no one variable to name
+        return f"the settings are not valid: {_expected(error)}"
+    field, *inner = error["loc"]
+    where = environment_variable(str(field)) + "".join(f"[{i}]" for i in inner)
+    return f"{where}={error['input']!r} is not valid: {_expected(error)}"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; InvalidSettings names every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings.from_validation_error(exc) from None
+    except pydantic_settings.SettingsError as exc:
+        # A value pydantic-settings could not even decode (a complex field's JSON).
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise InvalidSettings([f"{exc}{cause}"]) from None

@@ -1,0 +1,43 @@
+"""`fleet bench`: measure the fleet on its own worlds and write bench/results.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.run import PARTS, run
+from core.errors import UsageError
+from core.settings import Settings
+from fleet.commands import Subparsers
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise UsageError(f"unknown bench part(s) {unknown}; choose from {', '.join(PARTS)}")
+    return run(
+        messages=args.messages,
+        rounds=args.rounds,
+        alerts=args.alerts,
+        mttr_runs=args.runs,
+        targets=args.targets,
+        parts=parts,
+    )
+
+
+def register(sub: Subparsers) -> None:
+    bench = sub.add_parser(
+        "bench", help="measure the fleet (own worlds): runtime, storm, MTTR, load, fault survival"
+    )
+    bench.add_argument("--messages", type=int, default=300)
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--alerts", type=int, default=500)
+    bench.add_argument("--runs", type=int, default=5, help="incidents per fault kind (MTTR)")
+    bench.add_argument("--targets", type=int, default=10, help="workload copies broken at once")
+    bench.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="what to measure, comma-separated (default: %(default)s); the rest keeps its "
+        "latest figures in bench/results.json",
+    )
+    bench.set_defaults(func=cmd_bench)

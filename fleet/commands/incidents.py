@@ -1,0 +1,160 @@
+"""Incidents for a person: `fleet incidents` (list, show, postmortem), `approve`, `reject`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from core.aws import Clients
+from core.errors import UsageError
+from core.principals import Principal
+from core.settings import Settings
+from fleet.commands import Subparsers
+from fleet.json_output import emit_json
+from incidents.approvals import decide_and_announce, pending_request
+from incidents.incident_report import IncidentReport, list_incidents, load_report, render_text
+from incidents.lifecycle import IncidentStatus
+from incidents.postmortem import postmortem_markdown
+from incidents.store import IncidentStore
+from queues.publisher import Publisher
+
+
+class IncidentsAction(StrEnum):
+    LIST = "list"
+    SHOW = "show"
+    POSTMORTEM = "postmortem"
+
+
+def _operator_store(settings: Settings) -> IncidentStore:
+    return IncidentStore(Clients(Principal.OPERATOR, settings)("dynamodb"))
+
+
+def _report(settings: Settings, incident_id: str) -> IncidentReport:
+    report = load_report(_operator_store(settings), incident_id)
+    if report is None:
+        raise UsageError(f"no incident {incident_id!r}: `fleet incidents list` shows them")
+    return report
+
+
+def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    action = IncidentsAction(args.action)
+    if action is IncidentsAction.LIST:
+        rows = list_incidents(_operator_store(settings), args.status)
+        if args.json:
+            emit_json(rows)
+            return 0
+        if not rows:
+            print("no incidents")
+        for r in rows:
+            print(
+                f"{r['incident_id']}  {r['status']:<17} {r['resource']:<20} {r['signature']:<9} "
+                f"alerts={r['alerts']:<4} opened {r['opened_at'][:19]}"
+            )
+        return 0
+    if args.incident_id is None:
+        raise UsageError(f"`fleet incidents {action}` needs an incident id")
+    report = _report(settings, args.incident_id)
+    if action is IncidentsAction.SHOW:
+        if args.json:
+            emit_json(report.model_dump(mode="json"))
+        else:
+            print(render_text(report))
+            if report.approval and report.approval.get("status") == "pending":
+                print("\n" + _approval_text(report.approval))
+        return 0
+    markdown = postmortem_markdown(report)
+    if args.output:
+        Path(args.output).write_text(markdown)
+        print(f"postmortem of {report.incident_id} written to {args.output}")
+    else:
+        print(markdown, end="")
+    return 0
+
+
+def _approval_text(request: dict[str, Any]) -> str:
+    lines = [
+        f"awaiting approval until {request['expires_at']} (calls digest "
+        f"{request['calls_digest'][:12]}):",
+        *(f"  why a person: {r}" for r in request.get("reasons", [])),
+    ]
+    for i, c in enumerate(request["calls"], 1):
+        call = c["call"]
+        lines.append(
+            f"  {i}. {call['service']}:{call['operation']} "
+            f"{json.dumps(call['parameters'], sort_keys=True)}"
+        )
+    return "\n".join(lines)
+
+
+def _decide(args: argparse.Namespace, settings: Settings, approve: bool) -> int:
+    store = _operator_store(settings)
+    request = pending_request(store, args.incident_id)
+    print(_approval_text(request.model_dump()))
+    seen = args.digest or request.calls_digest
+    if approve and not args.digest and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "approving without a terminal needs --digest (the calls digest shown above, "
+                "so the approval binds to exactly those calls) or --yes"
+            )
+        only = f" (calls {args.only})" if args.only else ""
+        if input(f"approve these calls{only}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("not approved")
+            return 1
+    who = args.as_ or os.environ.get("USER") or getpass.getuser() or "operator"
+    only_calls = [int(i) for i in args.only.split(",")] if approve and args.only else None
+    decided = decide_and_announce(
+        store,
+        Publisher.for_principal(Clients(Principal.OPERATOR, settings), settings),
+        args.incident_id,
+        approve,
+        f"{who} (cli)",
+        seen,
+        reason=getattr(args, "reason", None),
+        only_calls=only_calls,
+    )
+    print(f"{args.incident_id}: {decided.status} by {decided.decided_by}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    return _decide(args, settings, approve=True)
+
+
+def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
+    return _decide(args, settings, approve=False)
+
+
+def register(sub: Subparsers) -> None:
+    incidents = sub.add_parser("incidents", help="incidents: list, show one, write a postmortem")
+    incidents.add_argument("action", choices=[a.value for a in IncidentsAction])
+    incidents.add_argument("incident_id", nargs="?")
+    incidents.add_argument(
+        "--status",
+        choices=[s.value for s in IncidentStatus],
+        metavar="STATUS",
+        help="list only incidents in this status: %(choices)s",
+    )
+    incidents.add_argument("--output", "-o", help="postmortem: write the Markdown here")
+    incidents.add_argument("--json", action="store_true", help="print JSON (list, show)")
+    incidents.set_defaults(func=cmd_incidents)
+
+    approve = sub.add_parser("approve", help="approve the pending fix of an incident")
+    approve.add_argument("incident_id")
+    approve.add_argument("--digest", help="the calls digest shown: binds the approval to them")
+    approve.add_argument("--only", help="approve only these calls (1-based, comma-separated)")
+    approve.add_argument("--as", dest="as_", help="who approves (default: $USER)")
+    approve.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    approve.set_defaults(func=cmd_approve)
+
+    reject = sub.add_parser("reject", help="reject the pending fix of an incident")
+    reject.add_argument("incident_id")
+    reject.add_argument("--reason", required=True)
+    reject.add_argument("--as", dest="as_", help="who rejects (default: $USER)")
+    reject.set_defaults(digest=None, yes=True, only=None, func=cmd_reject)
