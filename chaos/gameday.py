@@ -30,7 +30,7 @@ from core.principals import Principal
 from core.settings import Settings
 from emulation.alarm_evaluator import notification
 from emulation.world import free_port, start_world_process, terminate, wait_for
-from incidents.approvals import decide_and_announce
+from incidents.approvals import Decision, decide_and_announce
 from incidents.context_items import ContextItem
 from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
@@ -248,10 +248,12 @@ class GameDay:
             self.store,
             Publisher.for_principal(self.operator, self.settings),
             incident_id,
-            approve,
-            "game-day operator",
-            str(request["calls_digest"]),
-            reason=None if approve else "game day: the operator rejects this fix",
+            Decision(
+                approve=approve,
+                decided_by="game-day operator",
+                seen_digest=str(request["calls_digest"]),
+                reason=None if approve else "game day: the operator rejects this fix",
+            ),
         )
         self.log(f"operator: {'approved' if approve else 'rejected'} {incident_id}")
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from console.pages import Pages, dumps
 from core.aws import Clients
 from core.settings import Settings
-from incidents.approvals import ApprovalError, decide_and_announce
+from incidents.approvals import ApprovalError, Decision, decide_and_announce
 from incidents.context_items import ContextItem
 from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
@@ -99,10 +99,12 @@ class IncidentPages(Pages):
                 self.store,
                 Publisher.for_principal(self.clients, self.settings),
                 incident_id,
-                approve,
-                f"{who} (console)",
-                str(form.get("calls_digest") or ""),
-                reason=str(form.get("reason") or "").strip() or None,
+                Decision(
+                    approve=approve,
+                    decided_by=f"{who} (console)",
+                    seen_digest=str(form.get("calls_digest") or ""),
+                    reason=str(form.get("reason") or "").strip() or None,
+                ),
             )
         except ApprovalError as exc:
             raise HTTPException(409, str(exc)) from None

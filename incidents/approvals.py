@@ -87,18 +87,23 @@ def pending_request(store: IncidentStore, incident_id: str) -> ApprovalRequest:
     return request
 
 
-def decide(
-    store: IncidentStore,
-    incident_id: str,
-    approve: bool,
-    decided_by: str,
-    seen_digest: str,
-    reason: str | None = None,
-    only_calls: list[int] | None = None,
-) -> ApprovalRequest:
-    """Approve or reject the pending request; `seen_digest` is the digest of the calls the
-    person was shown (a proposal that changed since is refused). `only_calls` (1-based)
-    narrows an approval to some of the calls."""
+class Decision(BaseModel, frozen=True):
+    """A person's answer to an approval request, as they gave it."""
+
+    approve: bool
+    decided_by: str
+    # The digest (or its prefix) of the calls the person was shown: a proposal that changed
+    # since is refused.
+    seen_digest: str
+    reason: str | None = None
+    # 1-based call numbers: an approval of only some of the calls.
+    only_calls: list[int] | None = None
+
+
+def decide(store: IncidentStore, incident_id: str, decision: Decision) -> ApprovalRequest:
+    """Approve or reject the pending request as `decision` says."""
+    approve, decided_by, seen_digest = decision.approve, decision.decided_by, decision.seen_digest
+    reason, only_calls = decision.reason, decision.only_calls
     request = pending_request(store, incident_id)
     if not seen_digest or not request.calls_digest.startswith(seen_digest):
         raise ApprovalError(
@@ -183,17 +188,10 @@ def _event(
 
 
 def decide_and_announce(
-    store: IncidentStore,
-    publisher: Publisher,
-    incident_id: str,
-    approve: bool,
-    decided_by: str,
-    seen_digest: str,
-    reason: str | None = None,
-    only_calls: list[int] | None = None,
+    store: IncidentStore, publisher: Publisher, incident_id: str, decision: Decision
 ) -> ApprovalRequest:
     """A person's decision, as the console, the CLI and game days take it: decide, then
     publish what the decision put in the outbox (the approval the resolver waits for)."""
-    decided = decide(store, incident_id, approve, decided_by, seen_digest, reason, only_calls)
+    decided = decide(store, incident_id, decision)
     flush_outbox(store, publisher, incident_id)
     return decided

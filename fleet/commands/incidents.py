@@ -17,7 +17,7 @@ from core.principals import Principal
 from core.settings import Settings
 from fleet.commands import Subparsers
 from fleet.json_output import emit_json
-from incidents.approvals import decide_and_announce, pending_request
+from incidents.approvals import Decision, decide_and_announce, pending_request
 from incidents.incident_report import IncidentReport, list_incidents, load_report, render_text
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
@@ -113,11 +113,13 @@ def _decide(args: argparse.Namespace, settings: Settings, approve: bool) -> int:
         store,
         Publisher.for_principal(Clients(Principal.OPERATOR, settings), settings),
         args.incident_id,
-        approve,
-        f"{who} (cli)",
-        seen,
-        reason=getattr(args, "reason", None),
-        only_calls=only_calls,
+        Decision(
+            approve=approve,
+            decided_by=f"{who} (cli)",
+            seen_digest=seen,
+            reason=getattr(args, "reason", None),
+            only_calls=only_calls,
+        ),
     )
     print(f"{args.incident_id}: {decided.status} by {decided.decided_by}")
     return 0

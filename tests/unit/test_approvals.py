@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from incidents.approvals import ApprovalError, decide, new_request
+from incidents.approvals import ApprovalError, Decision, decide, new_request
 from incidents.context_items import ContextItem
 from incidents.incident import Incident
 from incidents.lifecycle import IncidentStatus as S
@@ -96,26 +96,36 @@ def _digest(store: MemoryStore) -> str:
 
 def test_an_approval_names_exactly_the_calls_and_is_used_once(store: MemoryStore) -> None:
     shown = _digest(store)
-    decided = decide(store, INCIDENT, True, "erin (cli)", shown[:12])
+    decided = decide(
+        store, INCIDENT, Decision(approve=True, decided_by="erin (cli)", seen_digest=shown[:12])
+    )
     assert decided.status == "approved" and decided.decided_by == "erin (cli)"
     (event,) = store.events
     assert event.payload["calls_digest"] == shown and event.payload["approved_by"] == "erin (cli)"
     assert store.items[ContextItem.APPROVAL]["status"] == "approved"
     with pytest.raises(ApprovalError, match="not awaiting approval"):
-        decide(store, INCIDENT, True, "frank (cli)", shown)
+        decide(store, INCIDENT, Decision(approve=True, decided_by="frank (cli)", seen_digest=shown))
 
 
 def test_calls_other_than_those_shown_are_refused(store: MemoryStore) -> None:
     with pytest.raises(ApprovalError, match="not the ones shown"):
-        decide(store, INCIDENT, True, "erin", "deadbeef")
+        decide(store, INCIDENT, Decision(approve=True, decided_by="erin", seen_digest="deadbeef"))
     assert store.status == S.AWAITING_APPROVAL and not store.events
 
 
 def test_an_approver_may_narrow_never_widen(store: MemoryStore) -> None:
     shown = _digest(store)
     with pytest.raises(ApprovalError, match="no call number"):
-        decide(store, INCIDENT, True, "erin", shown, only_calls=[3])
-    decide(store, INCIDENT, True, "erin", shown, only_calls=[2])
+        decide(
+            store,
+            INCIDENT,
+            Decision(approve=True, decided_by="erin", seen_digest=shown, only_calls=[3]),
+        )
+    decide(
+        store,
+        INCIDENT,
+        Decision(approve=True, decided_by="erin", seen_digest=shown, only_calls=[2]),
+    )
     narrowed = Proposal.model_validate(store.items["proposal"])
     assert [c.call.parameters["ReservedConcurrentExecutions"] for c in narrowed.calls] == [2]
     assert store.events[0].payload["calls_digest"] == calls_digest(narrowed.calls) != shown
@@ -126,12 +136,20 @@ def test_an_expired_request_cannot_be_decided(store: MemoryStore) -> None:
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
     store.items[ContextItem.APPROVAL]["expires_at"] = past
     with pytest.raises(ApprovalError, match="expired"):
-        decide(store, INCIDENT, True, "erin", _digest(store))
+        decide(
+            store, INCIDENT, Decision(approve=True, decided_by="erin", seen_digest=_digest(store))
+        )
 
 
 def test_a_rejection_needs_a_reason_and_escalates(store: MemoryStore) -> None:
     with pytest.raises(ApprovalError, match="needs a reason"):
-        decide(store, INCIDENT, False, "erin", _digest(store))
-    decide(store, INCIDENT, False, "erin", _digest(store), reason="freeze")
+        decide(
+            store, INCIDENT, Decision(approve=False, decided_by="erin", seen_digest=_digest(store))
+        )
+    decide(
+        store,
+        INCIDENT,
+        Decision(approve=False, decided_by="erin", seen_digest=_digest(store), reason="freeze"),
+    )
     assert store.status == S.ESCALATED
     assert [e.event_type.value for e in store.events] == ["incident.rejected", "incident.escalated"]
