@@ -3,7 +3,9 @@
 # Build for the tasks' platform (infra/compute.py: linux/X86_64):
 #   docker build --platform linux/amd64 -t incident-fleet .
 
-# --- build: resolve the locked dependencies into a virtualenv, without the dev group ---
+# --- build: resolve the locked runtime set into a virtualenv: no dev group, no extras ---
+# (uv sync installs no extra unless asked, so neither moto [embedded] nor pulumi [infra]:
+# the tasks talk to real AWS, and the stack is deployed from a workstation.)
 FROM python:3.11-slim AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir "uv==0.13.9"
@@ -11,14 +13,21 @@ WORKDIR /app
 # Dependencies first: they change less often than the code, so this layer is reused.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
-COPY fleet ./fleet
+# Every package the wheel lists ([tool.hatch.build.targets.wheel]); the CLI imports the ones
+# a task does not use only inside the commands that need them.
+COPY core ./core
 COPY queues ./queues
+COPY incidents ./incidents
 COPY workers ./workers
 COPY mcp_servers ./mcp_servers
-COPY chaos ./chaos
-COPY infra ./infra
 COPY console ./console
+COPY workload ./workload
+COPY access ./access
+COPY emulation ./emulation
+COPY infra ./infra
+COPY chaos ./chaos
 COPY bench ./bench
+COPY fleet ./fleet
 RUN uv sync --frozen --no-dev --no-editable
 
 # --- run: the virtualenv alone, as a user with no privileges and no shell ---
