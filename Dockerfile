@@ -13,8 +13,9 @@ WORKDIR /app
 # Dependencies first: they change less often than the code, so this layer is reused.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
-# Every package the wheel lists ([tool.hatch.build.targets.wheel]); the CLI imports the ones
-# a task does not use only inside the commands that need them.
+# Every package the wheel lists ([tool.hatch.build.targets.wheel]): the CLI registers every
+# command group. None of them imports moto or pulumi at module level (`make lint` checks the
+# packages a task runs; tests/integration/test_runtime_dependencies.py imports them all).
 COPY core ./core
 COPY queues ./queues
 COPY incidents ./incidents
