@@ -42,6 +42,10 @@ $(CHROMIUM):
 	@# The console's browser tests drive Debian's Chromium: no tool can download a browser here.
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 
+# pytest runs side by side in worker processes (pyproject's addopts: `-n auto --dist
+# loadgroup`; tests/conftest.py sets how many and what stays on one worker). tests/unit or
+# tests/infra alone run in one process. PYTEST_XDIST_AUTO_NUM_WORKERS=N sets the number of
+# workers; PYTEST_ADDOPTS=-n0 runs serially.
 test: $(STAMP) $(CHROMIUM) lint typecheck ## lint, type-check, and run every test (starts its own emulator, installs Chromium if missing)
 	$(VENV)/bin/pytest
 

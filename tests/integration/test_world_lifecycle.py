@@ -16,18 +16,21 @@ from emulation.world import PROJECT_ROOT, free_port, pid_alive, port_in_use, rea
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
-    mcp_port, resolver_port = free_port(), free_port()
+    # Every port free, the console's too: not 8088, which another world may hold.
+    mcp_port, resolver_port, console_port = free_port(), free_port(), free_port()
     env.update(
         FLEET_STATE_DIR=str(tmp_path),
         FLEET_EMULATOR_PORT=str(port),
         FLEET_MCP_SUPERVISOR_PORT=str(mcp_port),
         FLEET_MCP_RESOLVER_PORT=str(resolver_port),
+        FLEET_CONSOLE_PORT=str(console_port),
     )
     settings = Settings(
         state_dir=tmp_path,
         emulator_port=port,
         mcp_supervisor_port=mcp_port,
         mcp_resolver_port=resolver_port,
+        console_port=console_port,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleet.cli", "up"],
