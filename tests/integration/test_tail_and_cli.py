@@ -22,6 +22,9 @@ def _depth(sqs: Any, url: str) -> int:
     )
 
 
+DELAY_S = 12
+
+
 def _queue_url(sqs: Any, name: str) -> str:
     return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
 
@@ -42,7 +45,9 @@ def test_tail_once_json_reports_the_depths_the_test_made(world: RunningWorld, ad
         sqs.send_message(QueueUrl=critic, MessageBody=json.dumps({"n": i}))
     for i in range(2):
         sqs.send_message(QueueUrl=watchdog_dlq, MessageBody=json.dumps({"n": i}))
-    sqs.send_message(QueueUrl=critic, MessageBody="{}", DelaySeconds=2)
+    # Delayed for longer than `fleet tail` takes to start and read on a loaded machine (2 s
+    # was not: the message became visible before the snapshot, in the base code too).
+    sqs.send_message(QueueUrl=critic, MessageBody="{}", DelaySeconds=DELAY_S)
     try:
         done = world.fleet("tail", "--once", "--json")
         assert done.returncode == 0, done.stderr
@@ -59,7 +64,7 @@ def test_tail_once_json_reports_the_depths_the_test_made(world: RunningWorld, ad
         _empty(sqs, watchdog_dlq)
         wait_for(
             lambda: _empty(sqs, critic) is None and _depth(sqs, critic) == 0,
-            10,
+            DELAY_S + 10,
             "the delayed message to be removed",
         )
 
