@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 
+import chaos.gameday
 from chaos.survival import CASES, run_case
+from tests.ports import reserve_port
+
+
+@pytest.fixture(autouse=True)
+def reserved_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each case's world takes reserved ports (tests/ports.py): other worlds run beside it."""
+    monkeypatch.setattr(chaos.gameday, "free_port", reserve_port)
 
 
 @pytest.mark.timeout(420)

@@ -24,13 +24,13 @@ from core.principals import Principal
 from core.settings import Settings
 from emulation.world import (
     PROJECT_ROOT,
-    free_port,
     pid_alive,
     read_world,
     start_world_process,
     terminate,
     wait_for,
 )
+from tests.ports import reserve_port
 from workload.spec import spec_for
 
 TARGETS = 2
@@ -118,10 +118,10 @@ def _leftover_processes(port: int) -> list[str]:
 def world_overrides(state_dir: Path, **more: Any) -> dict[str, Any]:
     return {
         "state_dir": state_dir,
-        "emulator_port": free_port(),
-        "mcp_supervisor_port": free_port(),
-        "mcp_resolver_port": free_port(),
-        "console_port": free_port(),
+        "emulator_port": reserve_port(),
+        "mcp_supervisor_port": reserve_port(),
+        "mcp_resolver_port": reserve_port(),
+        "console_port": reserve_port(),
         "target_count": TARGETS,
         **FAST_QUEUES,
         **more,

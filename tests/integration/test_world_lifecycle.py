@@ -10,14 +10,15 @@ import sys
 from pathlib import Path
 
 from core.settings import Settings
-from emulation.world import PROJECT_ROOT, free_port, pid_alive, port_in_use, read_world, wait_for
+from emulation.world import PROJECT_ROOT, pid_alive, port_in_use, read_world, wait_for
+from tests.ports import reserve_port
 
 
 def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
-    port = free_port()
+    port = reserve_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLEET_"))}
-    # Every port free, the console's too: not 8088, which another world may hold.
-    mcp_port, resolver_port, console_port = free_port(), free_port(), free_port()
+    # Every port reserved, the console's too: not 8088, which another world may hold.
+    mcp_port, resolver_port, console_port = reserve_port(), reserve_port(), reserve_port()
     env.update(
         FLEET_STATE_DIR=str(tmp_path),
         FLEET_EMULATOR_PORT=str(port),
