@@ -52,6 +52,8 @@ class Delivery:
             delivery.event = parse_body(delivery.body, delivery.message_id)
         except BadMessage as exc:
             delivery.unreadable = str(exc)
+        except Exception as exc:  # a parser bug: the message waits in the DLQ, redrivable
+            delivery.unreadable = f"cannot parse: {type(exc).__name__}: {exc}"
         else:
             if delivery.event.incident_id:
                 delivery.touched.add(delivery.event.incident_id)
