@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from core.aws import Clients
 from core.settings import Settings
 from incidents.store import IncidentStore
-from queues.consumer import Consumer, Handler
+from queues.consumer import Consumer
 from queues.delivery import Delivery
 from queues.events import EventEnvelope
 from queues.failures import FailureLog, FailureRecords
@@ -75,5 +75,4 @@ def build_consumer(
         Idempotency(dynamodb, queue.stage.value),
         Outbox(store, publisher),
     ]
-    stage_handler: Handler = run
-    return Consumer(queue, stage_handler, settings, clients("sqs"), middleware)
+    return Consumer(queue, run, settings, clients("sqs"), middleware)

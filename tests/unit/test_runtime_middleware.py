@@ -224,7 +224,8 @@ def test_failures_are_recorded_by_the_id_the_dlq_will_show() -> None:
         ("dlq-1", True),
     ]
     assert log.records[2]["original_message_id"] == "m9"
-    FailureRecords(FakeFailureLog(fail=True)).after_settle(retried)  # logged, not raised  # type: ignore[arg-type]
+    # A log that cannot be written is logged, not raised: the message is settled anyway.
+    FailureRecords(FakeFailureLog(fail=True)).after_settle(retried)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- metrics
