@@ -139,6 +139,8 @@ CONSUME = (
     "sqs:GetQueueUrl",
     "sqs:SendMessage",
 )
+# No IAM action is named after TransactWriteItems: AWS authorizes each item of a transaction
+# as PutItem/UpdateItem/DeleteItem/ConditionCheckItem on that item's own table.
 STATE_RW = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -148,7 +150,6 @@ STATE_RW = (
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:ConditionCheckItem",
-    "dynamodb:TransactWriteItems",
     "dynamodb:DescribeTable",
 )
 # The audit trail is append-only: nobody in the fleet may update or delete an entry.
@@ -157,7 +158,6 @@ AUDIT_APPEND = (
     "dynamodb:PutItem",
     "dynamodb:Query",
     "dynamodb:ConditionCheckItem",
-    "dynamodb:TransactWriteItems",
     "dynamodb:DescribeTable",
 )
 STATE_RO = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable")

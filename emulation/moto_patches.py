@@ -1,4 +1,4 @@
-"""Five narrow fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
+"""Five fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -8,13 +8,13 @@
    DELETE carries its parameters in the URL, which is already signed as the path, so we
    sign its real (empty) body. Enforcement stays: a bad key or secret still fails.
 
-2. Resource-scoped statements on services where moto checks only the action. moto derives
-   the request's resource for S3, SQS, IAM and STS; for every other service (Lambda, Logs,
-   CloudWatch, SNS, DynamoDB, EC2) it evaluates against the resource ``"*"``, which no
-   statement naming a real ARN matches, so a least-privilege policy would refuse
-   everything. When moto passes the unknown resource ``"*"``, a statement's Resource is
-   not compared: enforcement is per action there (an explicit Deny still wins), and per
-   action and resource where moto knows the resource.
+2. Authorization as AWS does it. moto derives a request's resource for S3, SQS, IAM and
+   STS only, evaluates every other service's request against ``*``, passes policies no
+   condition values and reads a failed condition on an Allow as a Deny. Every request is
+   instead authorized by :mod:`emulation.iam_requests` (the actions, resource ARNs and
+   condition keys AWS would check; a transaction item by item) and
+   :mod:`emulation.iam_policy` (AWS's evaluation logic). The refusal names the action and
+   resource, as AWS's does. Role trust for AssumeRole stays moto's.
 
 3. IAM action names. moto names the action after the SigV4 credential scope's service,
    which for CloudWatch is ``monitoring``; IAM policies (and AWS) say
@@ -39,13 +39,28 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 import moto
 from botocore.awsrequest import AWSRequest
+from moto.awslambda.models import lambda_backends
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import AccessDeniedError, _RESTError
 from moto.dynamodb.models import DynamoDBBackend
+from moto.ec2.models import ec2_backends
 from moto.iam import access_control
 from moto.sqs.models import Queue
+
+from emulation.iam_policy import AccessRequest, Decision, evaluate
+from emulation.iam_requests import (
+    DERIVERS,
+    RequestScope,
+    access_requests,
+    global_context,
+    json_params,
+)
 
 PATCHED_MOTO_VERSION = "5.2.5"
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
@@ -76,22 +91,105 @@ def _create_aws_request(self: Any) -> AWSRequest:
     return request
 
 
-_original_statement_check = access_control.IAMPolicyStatement.is_action_permitted
-
-
-def _is_action_permitted(
-    self: Any,
-    action: str,
-    resource: str = "*",
-    principal: str | None = None,
-    incoming_condition_values: dict[str, str] | None = None,
-) -> Any:
-    if resource == "*" and self._statement.get("Resource") not in (None, "*"):
-        unscoped = access_control.IAMPolicyStatement({**self._statement, "Resource": "*"})
-        return _original_statement_check(
-            unscoped, action, resource, principal, incoming_condition_values
+class ResourceAccessDenied(AccessDeniedError):
+    def __init__(self, principal_arn: str, request: AccessRequest, decision: Decision):
+        why = (
+            "with an explicit deny in an identity-based policy"
+            if decision == Decision.EXPLICIT_DENY
+            else f"because no identity-based policy allows the {request.action} action"
         )
-    return _original_statement_check(self, action, resource, principal, incoming_condition_values)
+        _RESTError.__init__(
+            self,
+            "AccessDenied",
+            f"User: {principal_arn} is not authorized to perform: {request.action} on "
+            f"resource: {request.resource} {why}",
+        )
+
+
+def _policy_documents(access_key: Any) -> list[dict[str, Any]]:
+    return [access_control.IAMPolicy(p)._policy_json for p in access_key.collect_policies()]
+
+
+def _check_access(self: Any, requests: list[AccessRequest]) -> None:
+    """Every authorization the request needs must be allowed; then, for AssumeRole, the
+    role's trust policy (moto's check)."""
+    if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
+        return
+    policies = _policy_documents(self._access_key)
+    for request in requests:
+        decision = evaluate(policies, request)
+        if decision != Decision.ALLOW:
+            if isinstance(self, access_control.IAMRequest):
+                raise ResourceAccessDenied(self._access_key.arn, request, decision)
+            self._raise_access_denied()
+    for request in requests:
+        if self._is_assuming_role_operation(
+            request.resource
+        ) and not self._check_role_trust_relationship(request.resource):
+            self._raise_access_denied()
+
+
+def _check_action_permitted(self: Any, resource: str) -> None:
+    """moto's single-resource entry point (S3 calls it): one request, global keys only."""
+    context = global_context(self._access_key.arn, self.account_id, self._region)
+    _check_access(self, [AccessRequest(self._action, resource, context)])
+
+
+def _request_params(response: Any) -> Mapping[str, Any]:
+    params = getattr(response, "params", None)
+    if isinstance(params, Mapping) and params:
+        return params
+    try:
+        response.parse_parameters(response.normalized_request)
+    except Exception:  # a body botocore cannot parse: the call itself will fail on it
+        return json_params(getattr(response, "raw_body", None))
+    return response.params if isinstance(response.params, Mapping) else {}
+
+
+def _tags_of(account: str, region: str) -> Any:
+    def tags(arn: str) -> Mapping[str, str]:
+        try:
+            if ":security-group/" in arn:
+                return dict(ec2_backends[account][region].tags.get(arn.rsplit("/", 1)[1], {}))
+            if arn.startswith("arn:aws:lambda:") and ":function:" in arn:
+                base = ":".join(arn.split(":")[:7])
+                return dict(lambda_backends[account][region].list_tags(base))
+        except Exception:  # no such resource: no tags, as AWS would see none
+            return {}
+        return {}
+
+    return tags
+
+
+def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
+    if self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
+        return
+    path = self.raw_path
+    if urlparse(self.uri).query:
+        path += "?" + urlparse(self.uri).query
+    iam_request = access_control.IAMRequest(
+        account_id=self.current_account,
+        method=self.method,
+        path=path,
+        data=self.data,
+        body=self.raw_body,
+        headers=self.headers,
+        action=self._get_action(),
+    )
+    iam_request.check_signature()
+    action = iam_request._action
+    params = _request_params(self) if action.partition(":")[0] in DERIVERS else {}
+    account, region = self.current_account, self.region
+    requests = access_requests(
+        action,
+        self._get_action(),
+        params,
+        RequestScope(account, region),
+        global_context(iam_request._access_key.arn, account, region),
+        _tags_of(account, region),
+        moto_resource=resource,
+    )
+    _check_access(iam_request, requests)
 
 
 _original_request_init = access_control.IAMRequestBase.__init__
@@ -147,7 +245,10 @@ def apply() -> None:
             f"found {moto.__version__}: re-check both patches before upgrading"
         )
     access_control.IAMRequestBase._create_aws_request = _create_aws_request  # type: ignore[method-assign]
-    access_control.IAMPolicyStatement.is_action_permitted = _is_action_permitted  # type: ignore[method-assign]
+    access_control.IAMRequestBase.check_action_permitted = _check_action_permitted  # type: ignore[method-assign]
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (  # type: ignore[method-assign]
+        _authenticate_and_authorize_normal_action
+    )
     access_control.IAMRequestBase.__init__ = _request_init  # type: ignore[method-assign]
     Queue._set_attributes = _set_attributes  # type: ignore[method-assign]
     Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]

@@ -1,0 +1,204 @@
+"""Identity-based IAM policy evaluation, with AWS's semantics, for the embedded world.
+
+moto's own evaluator compares actions and (for a few services) resources, but passes no
+condition values, lets unknown condition operators through, and treats a condition that
+fails on an Allow as an explicit Deny. AWS's rules, as the IAM policy evaluation logic
+documents them, and as implemented here:
+
+- A statement applies to a request when its Action (or NotAction) matches the action, its
+  Resource (or NotResource) matches the resource, and every condition in it is true.
+- Any applicable Deny refuses (explicit deny); otherwise any applicable Allow grants;
+  otherwise the request is refused (implicit deny).
+- A condition that is false makes its statement not apply - for an Allow that means "does
+  not grant", not "deny". An operator this evaluator does not know evaluates to false, so
+  it never grants.
+- A key missing from the request: false for positive operators, true for negated ones
+  (StringNotEquals, ArnNotLike, ...) and for ...IfExists; ``Null`` tests presence.
+  ForAnyValue/ForAllValues compare sets.
+
+No published Python library evaluates IAM policies (the maintained evaluators are
+TypeScript and Rust); this covers the policy grammar the fleet and its workload use, and
+tests pin each rule (tests/unit/test_iam_policy.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+Context = Mapping[str, Sequence[str]]
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    EXPLICIT_DENY = "explicit deny"
+    IMPLICIT_DENY = "implicit deny"
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """One authorization AWS makes: an IAM action on one resource, with the request's
+    condition keys (a key's name is case-insensitive; its values are strings)."""
+
+    action: str
+    resource: str
+    context: Context = field(default_factory=dict)
+
+    def value(self, key: str) -> Sequence[str] | None:
+        lowered = key.lower()
+        for name, values in self.context.items():
+            if name.lower() == lowered:
+                return values
+        return None
+
+
+@lru_cache(maxsize=512)
+def _wildcard(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+    # IAM's wildcards: * is any run of characters (slashes and colons included), ? is one.
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(f"^{regex}$", 0 if case_sensitive else re.IGNORECASE)
+
+
+def _like(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    return _wildcard(pattern, case_sensitive).match(value) is not None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _number(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def _date(s: str) -> datetime | None:
+    try:
+        if s.replace(".", "", 1).isdigit():
+            return datetime.fromtimestamp(float(s))
+        return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _compare(parse: Callable[[str], Any], test: Callable[[Any, Any], bool]) -> Match:
+    def match(value: str, wanted: str) -> bool:
+        a, b = parse(value), parse(wanted)
+        return a is not None and b is not None and test(a, b)
+
+    return match
+
+
+def _arn_like(value: str, wanted: str) -> bool:
+    # ARNs compare segment by segment (the first five are colon-separated; the rest, the
+    # resource, may hold colons of its own).
+    got, want = value.split(":", 5), wanted.split(":", 5)
+    if len(got) != 6 or len(want) != 6:
+        return False
+    return all(_like(w, g) for w, g in zip(want, got, strict=True))
+
+
+Match = Callable[[str, str], bool]
+# Each base operator: how one request value matches one policy value, and whether it is a
+# negation (true when no policy value matches, and when the key is missing).
+OPERATORS: dict[str, tuple[Match, bool]] = {
+    "StringEquals": (lambda v, w: v == w, False),
+    "StringNotEquals": (lambda v, w: v == w, True),
+    "StringEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), False),
+    "StringNotEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), True),
+    "StringLike": (lambda v, w: _like(w, v), False),
+    "StringNotLike": (lambda v, w: _like(w, v), True),
+    "NumericEquals": (_compare(_number, lambda a, b: a == b), False),
+    "NumericNotEquals": (_compare(_number, lambda a, b: a == b), True),
+    "NumericLessThan": (_compare(_number, lambda a, b: a < b), False),
+    "NumericLessThanEquals": (_compare(_number, lambda a, b: a <= b), False),
+    "NumericGreaterThan": (_compare(_number, lambda a, b: a > b), False),
+    "NumericGreaterThanEquals": (_compare(_number, lambda a, b: a >= b), False),
+    "DateEquals": (_compare(_date, lambda a, b: a == b), False),
+    "DateNotEquals": (_compare(_date, lambda a, b: a == b), True),
+    "DateLessThan": (_compare(_date, lambda a, b: a < b), False),
+    "DateLessThanEquals": (_compare(_date, lambda a, b: a <= b), False),
+    "DateGreaterThan": (_compare(_date, lambda a, b: a > b), False),
+    "DateGreaterThanEquals": (_compare(_date, lambda a, b: a >= b), False),
+    "Bool": (lambda v, w: v.lower() == w.lower(), False),
+    "ArnEquals": (_arn_like, False),
+    "ArnLike": (_arn_like, False),
+    "ArnNotEquals": (_arn_like, True),
+    "ArnNotLike": (_arn_like, True),
+}
+
+
+def _condition_holds(operator: str, key: str, wanted: Any, request: AccessRequest) -> bool:
+    qualifier, _, base = operator.rpartition(":")
+    if_exists = base.endswith("IfExists") and base != "IfExists"
+    if if_exists:
+        base = base.removesuffix("IfExists")
+    values = request.value(key)
+    wanted_values = [str(w) for w in _as_list(wanted)]
+    if base == "Null":  # "true": the key must be absent; "false": present
+        absent = not values
+        return any(absent == (w.lower() == "true") for w in wanted_values)
+    if base not in OPERATORS or qualifier not in ("", "ForAnyValue", "ForAllValues"):
+        return False  # unknown operator: never grants
+    match, negated = OPERATORS[base]
+
+    def one(value: str) -> bool:
+        hit = any(match(value, w) for w in wanted_values)
+        return not hit if negated else hit
+
+    if qualifier == "ForAllValues":
+        return all(one(v) for v in values or [])
+    if qualifier == "ForAnyValue":
+        return bool(values) and any(one(v) for v in values or [])
+    if not values:
+        return if_exists or negated
+    return one(values[0])
+
+
+def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: AccessRequest) -> bool:
+    return all(
+        _condition_holds(operator, key, wanted, request)
+        for operator, block in conditions.items()
+        for key, wanted in block.items()
+    )
+
+
+def _element_matches(
+    statement: Mapping[str, Any], element: str, value: str, case_sensitive: bool
+) -> bool | None:
+    """Whether the element (e.g. Action) matches; None if the statement lacks it."""
+    for name, negate in ((element, False), (f"Not{element}", True)):
+        if name in statement:
+            hit = any(_like(p, value, case_sensitive) for p in _as_list(statement[name]))
+            return not hit if negate else hit
+    return None
+
+
+def statement_applies(statement: Mapping[str, Any], request: AccessRequest) -> bool:
+    if not _element_matches(statement, "Action", request.action, case_sensitive=False):
+        return False
+    resource = _element_matches(statement, "Resource", request.resource, case_sensitive=True)
+    if resource is False:
+        return False
+    return _conditions_hold(statement.get("Condition", {}), request)
+
+
+def evaluate(policies: Iterable[Mapping[str, Any]], request: AccessRequest) -> Decision:
+    """The decision for one request under these (parsed) policy documents."""
+    allowed = False
+    for policy in policies:
+        for statement in _as_list(policy.get("Statement", [])):
+            if not statement_applies(statement, request):
+                continue
+            if statement.get("Effect") == "Deny":
+                return Decision.EXPLICIT_DENY
+            if statement.get("Effect") == "Allow":
+                allowed = True
+    return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY

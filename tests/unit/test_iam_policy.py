@@ -1,0 +1,265 @@
+"""The embedded world's IAM evaluation: AWS's rules, one by one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emulation.iam_policy import AccessRequest, Decision, evaluate
+from emulation.iam_requests import RequestScope, access_requests
+
+TABLE = "arn:aws:dynamodb:ca-central-1:123456789012:table/incident-state"
+AUDIT = "arn:aws:dynamodb:ca-central-1:123456789012:table/incident-audit"
+
+
+def policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def allow(action: str | list[str], resource: str | list[str], **more: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **more}
+
+
+def decide(statements: list[dict[str, Any]], action: str, resource: str) -> Decision:
+    return evaluate([policy(*statements)], AccessRequest(action, resource))
+
+
+def test_a_resource_scoped_allow_grants_that_resource_only() -> None:
+    statements = [allow("dynamodb:UpdateItem", TABLE)]
+    assert decide(statements, "dynamodb:UpdateItem", TABLE) == Decision.ALLOW
+    assert decide(statements, "dynamodb:UpdateItem", AUDIT) == Decision.IMPLICIT_DENY
+    # A call AWS authorizes against "*" is granted only by a statement on "*".
+    assert decide(statements, "dynamodb:UpdateItem", "*") == Decision.IMPLICIT_DENY
+
+
+def test_wildcards_in_actions_and_resources() -> None:
+    statements = [allow("dynamodb:*Item", "arn:aws:dynamodb:*:*:table/incident-*")]
+    assert decide(statements, "DynamoDB:getitem", TABLE) == Decision.ALLOW  # actions: any case
+    assert decide(statements, "dynamodb:Query", TABLE) == Decision.IMPLICIT_DENY
+    statements = [allow("lambda:GetFunction", "arn:aws:lambda:r:1:function:data-processor?")]
+    assert decide(statements, "lambda:GetFunction", "arn:aws:lambda:r:1:function:data-processor2")
+    assert (
+        decide(statements, "lambda:GetFunction", "arn:aws:lambda:r:1:function:data-processor22")
+        == Decision.IMPLICIT_DENY
+    )
+
+
+def test_an_explicit_deny_wins_and_not_elements_invert() -> None:
+    statements = [
+        allow("dynamodb:*", "*"),
+        {"Effect": "Deny", "Action": "dynamodb:*", "NotResource": TABLE},
+    ]
+    assert decide(statements, "dynamodb:PutItem", TABLE) == Decision.ALLOW
+    assert decide(statements, "dynamodb:PutItem", AUDIT) == Decision.EXPLICIT_DENY
+    statements = [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]
+    assert decide(statements, "sqs:SendMessage", "*") == Decision.ALLOW
+    assert decide(statements, "iam:PassRole", "*") == Decision.IMPLICIT_DENY
+
+
+NAMESPACE = {"StringEquals": {"cloudwatch:namespace": "IncidentFleet/Runtime"}}
+
+
+def test_a_failed_condition_makes_an_allow_not_apply_rather_than_deny() -> None:
+    statements = [
+        allow("cloudwatch:PutMetricData", "*", Condition=NAMESPACE),
+        allow(
+            "cloudwatch:PutMetricData",
+            "*",
+            Condition={"StringEquals": {"cloudwatch:namespace": "Other"}},
+        ),
+    ]
+    for namespace in ("IncidentFleet/Runtime", "Other"):
+        request = AccessRequest(
+            "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": [namespace]}
+        )
+        assert evaluate([policy(*statements)], request) == Decision.ALLOW
+    request = AccessRequest(
+        "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": ["AWS/Lambda"]}
+    )
+    assert evaluate([policy(*statements)], request) == Decision.IMPLICIT_DENY
+
+
+def test_missing_keys_negated_operators_and_if_exists() -> None:
+    tag = "aws:ResourceTag/fleet-protected"
+    cases = [
+        ({"StringEquals": {tag: "true"}}, {}, False),
+        ({"StringEquals": {tag: "true"}}, {tag: ["true"]}, True),
+        ({"StringEquals": {tag: ["yes", "true"]}}, {tag: ["true"]}, True),  # values: OR
+        ({"StringNotEquals": {tag: "true"}}, {}, True),  # negated, key missing: true
+        ({"StringNotEquals": {tag: "true"}}, {tag: ["true"]}, False),
+        ({"StringEqualsIfExists": {tag: "true"}}, {}, True),
+        ({"StringEqualsIfExists": {tag: "true"}}, {tag: ["false"]}, False),
+        ({"Null": {tag: "true"}}, {}, True),
+        ({"Null": {tag: "false"}}, {}, False),
+        ({"StringLike": {tag: "tr*"}}, {tag: ["true"]}, True),
+        (
+            {"ArnLike": {"aws:SourceArn": "arn:aws:sns:*:*:incident-*"}},
+            {"aws:SourceArn": ["arn:aws:sns:r:1:incident-alerts"]},
+            True,
+        ),
+        (
+            {"ArnLike": {"aws:SourceArn": "arn:aws:sns:*:*:incident-*"}},
+            {"aws:SourceArn": ["arn:aws:sqs:r:1:incident-alerts"]},
+            False,
+        ),
+        ({"NumericLessThan": {"aws:EpochTime": "100"}}, {"aws:EpochTime": ["99"]}, True),
+        ({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": ["false"]}, True),
+        # Both blocks must hold (AND across operators and keys).
+        (
+            {"StringEquals": {tag: "true"}, "Null": {"aws:SourceArn": "false"}},
+            {tag: ["true"]},
+            False,
+        ),
+        # Keys are case-insensitive.
+        ({"StringEquals": {"AWS:RESOURCETAG/fleet-protected": "true"}}, {tag: ["true"]}, True),
+    ]
+    for condition, context, granted in cases:
+        request = AccessRequest("ec2:RevokeSecurityGroupEgress", "*", context)
+        decision = evaluate([policy(allow("ec2:*", "*", Condition=condition))], request)
+        assert (decision == Decision.ALLOW) is granted, (condition, context)
+
+
+def test_set_operators() -> None:
+    key = "aws:TagKeys"
+    any_of = {"ForAnyValue:StringEquals": {key: ["team", "owner"]}}
+    all_of = {"ForAllValues:StringEquals": {key: ["team", "owner"]}}
+    for condition, values, granted in [
+        (any_of, ["team", "cost"], True),
+        (any_of, ["cost"], False),
+        (any_of, None, False),
+        (all_of, ["team", "owner"], True),
+        (all_of, ["team", "cost"], False),
+        (all_of, None, True),  # nothing to check: vacuously true, as AWS documents
+    ]:
+        context = {key: values} if values is not None else {}
+        request = AccessRequest("ec2:CreateTags", "*", context)
+        decision = evaluate([policy(allow("ec2:*", "*", Condition=condition))], request)
+        assert (decision == Decision.ALLOW) is granted, (condition, values)
+
+
+def test_an_unknown_operator_never_grants() -> None:
+    statements = [allow("s3:GetObject", "*", Condition={"StringEqualsMaybe": {"aws:x": "1"}})]
+    request = AccessRequest("s3:GetObject", "*", {"aws:x": ["1"]})
+    assert evaluate([policy(*statements)], request) == Decision.IMPLICIT_DENY
+
+
+LAMBDA = "arn:aws:lambda:ca-central-1:123456789012"
+SCOPE = RequestScope("123456789012", "ca-central-1")
+
+
+def requests(
+    action: str, params: dict[str, Any], tags: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    operation = action.split(":")[1]
+    return [
+        (r.action, r.resource)
+        for r in access_requests(action, operation, params, SCOPE, {}, lambda arn: tags or {})
+    ]
+
+
+def test_a_transaction_is_authorized_item_by_item_on_each_items_table() -> None:
+    params = {
+        "TransactItems": [
+            {"Update": {"TableName": "incident-state", "Key": {}}},
+            {"Put": {"TableName": "incident-audit", "Item": {}}},
+            {"Delete": {"TableName": "incident-audit", "Key": {}}},
+            {"ConditionCheck": {"TableName": "incident-state", "Key": {}}},
+        ]
+    }
+    assert requests("dynamodb:TransactWriteItems", params) == [
+        ("dynamodb:UpdateItem", TABLE),
+        ("dynamodb:PutItem", AUDIT),
+        ("dynamodb:DeleteItem", AUDIT),
+        ("dynamodb:ConditionCheckItem", TABLE),
+    ]
+    batch: dict[str, Any] = {"RequestItems": {"incident-state": [], "incident-audit": []}}
+    assert requests("dynamodb:BatchWriteItem", batch) == [
+        ("dynamodb:BatchWriteItem", TABLE),
+        ("dynamodb:BatchWriteItem", AUDIT),
+    ]
+    assert requests(
+        "dynamodb:Query", {"TableName": "incident-state", "IndexName": "by-status"}
+    ) == [("dynamodb:Query", f"{TABLE}/index/by-status")]
+
+
+@pytest.mark.parametrize(
+    ("params", "resource"),
+    [
+        ({"FunctionName": "data-processor"}, "function:data-processor"),
+        ({"FunctionName": "data-processor", "Qualifier": "live"}, "function:data-processor:live"),
+        ({"FunctionName": "data-processor:3"}, "function:data-processor:3"),
+        ({"FunctionName": "123456789012:function:data-processor"}, "function:data-processor"),
+        (
+            {"FunctionName": f"{LAMBDA}:function:data-processor:live"},
+            "function:data-processor:live",
+        ),
+    ],
+)
+def test_a_lambda_function_is_named_in_every_form_lambda_accepts(
+    params: dict[str, Any], resource: str
+) -> None:
+    arn = f"{LAMBDA}:{resource}"
+    assert requests("lambda:GetFunction", params) == [("lambda:GetFunction", arn)]
+
+
+def test_handing_a_role_over_needs_pass_role() -> None:
+    role = "arn:aws:iam::123456789012:role/data-processor-role"
+    assert requests(
+        "lambda:UpdateFunctionConfiguration", {"FunctionName": "data-processor", "Role": role}
+    ) == [
+        (
+            "lambda:UpdateFunctionConfiguration",
+            "arn:aws:lambda:ca-central-1:123456789012:function:data-processor",
+        ),
+        ("iam:PassRole", role),
+    ]
+
+
+def test_logs_metrics_alarms_and_security_groups() -> None:
+    group = "arn:aws:logs:ca-central-1:123456789012:log-group:/aws/lambda/data-processor"
+    assert requests("logs:FilterLogEvents", {"logGroupName": "/aws/lambda/data-processor"}) == [
+        ("logs:FilterLogEvents", f"{group}:*")
+    ]
+    assert requests(
+        "logs:PutLogEvents", {"logGroupName": "/aws/lambda/data-processor", "logStreamName": "s"}
+    ) == [("logs:PutLogEvents", f"{group}:log-stream:s")]
+    assert requests("logs:DescribeLogGroups", {}) == [("logs:DescribeLogGroups", "*")]
+    assert requests("cloudwatch:SetAlarmState", {"AlarmName": "a"}) == [
+        ("cloudwatch:SetAlarmState", "arn:aws:cloudwatch:ca-central-1:123456789012:alarm:a")
+    ]
+    put = access_requests(
+        "cloudwatch:PutMetricData",
+        "PutMetricData",
+        {"Namespace": "AWS/Lambda"},
+        SCOPE,
+        {},
+        lambda arn: {},
+    )
+    assert put[0].resource == "*" and put[0].value("cloudwatch:namespace") == ["AWS/Lambda"]
+    revoke = access_requests(
+        "ec2:RevokeSecurityGroupEgress",
+        "RevokeSecurityGroupEgress",
+        {"GroupId": "sg-1"},
+        SCOPE,
+        {},
+        lambda arn: {"fleet-protected": "true"},
+    )[0]
+    assert revoke.resource == "arn:aws:ec2:ca-central-1:123456789012:security-group/sg-1"
+    assert revoke.value("aws:ResourceTag/fleet-protected") == ["true"]
+    assert revoke.value("ec2:ResourceTag/fleet-protected") == ["true"]
+
+
+def test_sqs_queues_by_url_name_or_move_task_source() -> None:
+    queue = "arn:aws:sqs:ca-central-1:123456789012:watchdog"
+    assert requests("sqs:GetQueueUrl", {"QueueName": "watchdog"}) == [("sqs:GetQueueUrl", queue)]
+    url = "http://127.0.0.1:5000/123456789012/watchdog"
+    # A batch call goes by the single-message action moto was told (emulation.moto_patches).
+    batch = access_requests(
+        "sqs:DeleteMessage", "DeleteMessageBatch", {"QueueUrl": url}, SCOPE, {}, lambda arn: {}
+    )
+    assert [(r.action, r.resource) for r in batch] == [("sqs:DeleteMessage", queue)]
+    assert requests("sqs:ListQueues", {}) == [("sqs:ListQueues", "*")]
+    assert requests("sqs:StartMessageMoveTask", {"SourceArn": queue}) == [
+        ("sqs:StartMessageMoveTask", queue)
+    ]
