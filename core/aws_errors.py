@@ -10,6 +10,12 @@ _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
 _XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 
 
+# How IAM says no, across services' spellings.
+ACCESS_DENIED = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
+
+
 def error_code(exc: ClientError) -> str:
     """The error code, e.g. AccessDenied.
 
@@ -30,3 +36,7 @@ def error_message(exc: ClientError) -> str:
     message = str(exc.response.get("Error", {}).get("Message", ""))
     match = _XML_MESSAGE.search(message)
     return match.group(1) if match else message
+
+
+def is_access_denied(exc: ClientError) -> bool:
+    return error_code(exc) in ACCESS_DENIED

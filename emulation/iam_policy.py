@@ -48,6 +48,9 @@ class AccessRequest:
     action: str
     resource: str
     context: Context = field(default_factory=dict)
+    # For a resource-based policy: who asks, as (kind, id), e.g. ("Service",
+    # "sns.amazonaws.com"). Identity policies name no Principal and take None.
+    principal: tuple[str, str] | None = None
 
     def value(self, key: str) -> Sequence[str] | None:
         lowered = key.lower()
@@ -181,7 +184,21 @@ def _element_matches(
     return None
 
 
+def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] | None) -> bool:
+    if "NotPrincipal" in statement:
+        return False  # not used by the fleet's policies: never grants here
+    wanted = statement.get("Principal")
+    if wanted is None or principal is None:
+        return wanted is None and principal is None
+    if wanted == "*":
+        return True
+    kind, ident = principal
+    return any(v in ("*", ident) for v in _as_list(wanted.get(kind, [])))
+
+
 def statement_applies(statement: Mapping[str, Any], request: AccessRequest) -> bool:
+    if not _principal_matches(statement, request.principal):
+        return False
     if not _element_matches(statement, "Action", request.action, case_sensitive=False):
         return False
     resource = _element_matches(statement, "Resource", request.resource, case_sensitive=True)

@@ -32,7 +32,7 @@ from core.aws import Clients, client, session_from_keys
 from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
 from core.principals import Principal
-from core.protection import PROTECTED_TAG
+from core.protection import protected_functions
 from core.service_process import run_service
 from core.settings import Settings, get_settings
 from workload.deploy import HANDLER_SOURCE
@@ -266,16 +266,6 @@ class FunctionRunner:
     def close(self) -> None:
         if self.env is not None:
             self.env.stop()
-
-
-def protected_functions(lam: Any) -> list[str]:
-    names = []
-    for page in lam.get_paginator("list_functions").paginate():
-        for f in page["Functions"]:
-            tags = lam.list_tags(Resource=f["FunctionArn"]).get("Tags", {})
-            if tags.get(PROTECTED_TAG) == "true":
-                names.append(f["FunctionName"])
-    return sorted(names)
 
 
 class LambdaRuntime:

@@ -1,4 +1,4 @@
-"""Five fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
+"""Six fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -32,12 +32,19 @@
    made meanwhile is lost (an alert storm lost counts). The emulator serializes DynamoDB
    writes, so a cancelled transaction rolls back only itself, as on AWS.
 
+6. SNS delivers to an SQS queue only if the queue's policy lets the topic send. moto
+   delivers to every subscribed queue; AWS evaluates the queue policy for the principal
+   sns.amazonaws.com with aws:SourceArn (the topic) and aws:SourceAccount, and drops the
+   message if it is not allowed.
+
 All patches check the moto version, so an upgrade fails loudly instead of silently.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -51,7 +58,8 @@ from moto.core.exceptions import AccessDeniedError, _RESTError
 from moto.dynamodb.models import DynamoDBBackend
 from moto.ec2.models import ec2_backends
 from moto.iam import access_control
-from moto.sqs.models import Queue
+from moto.sns.models import Subscription
+from moto.sqs.models import Queue, sqs_backends
 
 from emulation.iam_policy import AccessRequest, Decision, evaluate
 from emulation.iam_requests import (
@@ -62,6 +70,7 @@ from emulation.iam_requests import (
     json_params,
 )
 
+log = logging.getLogger("emulation")
 PATCHED_MOTO_VERSION = "5.2.5"
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
@@ -221,6 +230,39 @@ def _attributes(self: Any) -> dict[str, Any]:
     return result
 
 
+SNS_SERVICE = ("Service", "sns.amazonaws.com")
+_original_sns_publish = Subscription.publish
+
+
+def _queue_lets_topic_send(subscription: Any) -> bool:
+    _, _, _, region, account, queue_name = subscription.endpoint.split(":", 5)
+    try:
+        queue = sqs_backends[account][region].get_queue(queue_name)
+    except Exception:  # no such queue: nothing to deliver to
+        return False
+    if not getattr(queue, "policy", None):
+        return False
+    policy = queue.policy if isinstance(queue.policy, dict) else json.loads(queue.policy)
+    request = AccessRequest(
+        "sqs:SendMessage",
+        queue.queue_arn,
+        {"aws:SourceArn": [subscription.topic.arn], "aws:SourceAccount": [subscription.account_id]},
+        principal=SNS_SERVICE,
+    )
+    return evaluate([policy], request) == Decision.ALLOW
+
+
+def _sns_publish(self: Any, *args: Any, **kwargs: Any) -> None:
+    if self.protocol == "sqs" and not _queue_lets_topic_send(self):
+        log.warning(
+            "SNS delivery to %s refused by its queue policy (topic %s)",
+            self.endpoint,
+            self.topic.arn,
+        )
+        return
+    _original_sns_publish(self, *args, **kwargs)
+
+
 # Re-entrant: a transaction's own puts and updates take it again.
 _dynamodb_writes = threading.RLock()
 DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
@@ -252,6 +294,7 @@ def apply() -> None:
     access_control.IAMRequestBase.__init__ = _request_init  # type: ignore[method-assign]
     Queue._set_attributes = _set_attributes  # type: ignore[method-assign]
     Queue.attributes = property(_attributes)  # type: ignore[assignment,method-assign]
+    Subscription.publish = _sns_publish  # type: ignore[method-assign]
     for name in DYNAMODB_WRITES:
         setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
     _applied = True

@@ -5,8 +5,8 @@ from __future__ import annotations
 from core.aws import Clients
 from core.errors import UsageError
 from core.principals import Principal
+from core.protection import protected_functions
 from core.settings import Settings
-from emulation.lambda_runtime import protected_functions
 from workload.spec import FUNCTION_BASE_NAME, FunctionSpec, spec_for
 
 

@@ -12,11 +12,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel
 
 from core.aws import Clients, Statistic
+from core.aws_errors import is_access_denied
 from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
@@ -139,6 +141,13 @@ class Diagnostics:
             )
         except lam.exceptions.ResourceNotFoundException:
             raise ToolError(f"no Lambda function named {function_name!r}") from None
+        except ClientError as exc:
+            # The fleet's identity may read only the functions it guards.
+            if is_access_denied(exc):
+                raise ToolError(
+                    f"{function_name} is not a protected function; its data is not served"
+                ) from None
+            raise
         tags = lam.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
         if tags.get(PROTECTED_TAG) != "true":
             raise ToolError(f"{function_name} is not a protected function; its data is not served")

@@ -22,8 +22,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from core.aws import Clients
-from core.aws_errors import error_code
+from core.aws_errors import ACCESS_DENIED, error_code
 from core.principals import Principal
+from queues.provision import queue_policy
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
 from queues.topology import Stage, Topic, build_topology, topic_arn
 from tests.integration.conftest import RunningWorld
@@ -32,9 +33,6 @@ FUNCTION = "data-processor"
 OTHER_FUNCTION = "unprotected-fn"
 OTHER_ROLE = "unprotected-fn-role"
 OTHER_LOG_GROUP = f"/aws/lambda/{OTHER_FUNCTION}"
-REFUSALS = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
-)
 PROBE_EVENT: dict[str, Any] = {
     "event_type": {"DataType": "String", "StringValue": "authorization-probe"}
 }
@@ -385,7 +383,7 @@ def verdict(probe: Probe, world: RunningWorld) -> tuple[bool, str]:
         probe.call(world.clients(probe.principal))
     except ClientError as exc:
         code = error_code(exc)
-        return code not in REFUSALS, code
+        return code not in ACCESS_DENIED, code
     return True, "ok"
 
 
@@ -406,3 +404,48 @@ def test_every_principal_is_allowed_what_it_needs_and_refused_its_neighbours(
     assert not wrong, "\n".join(["these probes were decided wrongly:", *wrong, "", table])
     covered = {p.principal for p in probes(fx)}
     assert covered == set(Principal) - {Principal.ADMIN}, set(Principal) - covered
+
+
+def test_sns_delivers_only_where_the_queue_policy_lets_the_topic_send(
+    world: RunningWorld, admin: Any
+) -> None:
+    sqs, sns = admin("sqs"), admin("sns")
+    events = topic_arn(world.settings, Topic.EVENTS)
+    queues = {}
+    for name, policy_topics in (
+        ("open-door", [events]),
+        ("no-policy", None),
+        ("other-topic", [topic_arn(world.settings, Topic.ALERTS)]),
+    ):
+        url = sqs.create_queue(QueueName=f"delivery-{name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        if policy_topics is not None:
+            sqs.set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(queue_policy(arn, policy_topics))}
+            )
+        sub = sns.subscribe(
+            TopicArn=events, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True
+        )
+        queues[name] = (url, sub["SubscriptionArn"])
+    try:
+        sns.publish(
+            TopicArn=events,
+            Message="{}",
+            MessageAttributes={
+                "event_type": {"DataType": "String", "StringValue": "delivery-probe"}
+            },
+        )
+        got = {
+            name: sqs.receive_message(
+                QueueUrl=url, WaitTimeSeconds=1 if name == "open-door" else 0
+            ).get("Messages", [])
+            for name, (url, _) in queues.items()
+        }
+        assert len(got["open-door"]) == 1
+        assert got["no-policy"] == [] and got["other-topic"] == []
+    finally:
+        for url, sub in queues.values():
+            sns.unsubscribe(SubscriptionArn=sub)
+            sqs.delete_queue(QueueUrl=url)

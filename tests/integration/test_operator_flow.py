@@ -19,6 +19,7 @@ from emulation.world import wait_for
 from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
 from queues.idempotency import COMPLETED, event_key
+from queues.provision import queue_policy
 from queues.tables import PROCESSED_EVENTS
 from queues.ticks import tick_event
 from tests.integration.conftest import RunningWorld, running_world, world_overrides
@@ -47,6 +48,10 @@ def pager(fleet: RunningWorld) -> str:
         "QueueArn"
     ]
     topic = f"arn:aws:sns:{fleet.settings.region}:{fleet.settings.account_id}:incident-approvals"
+    # As on AWS, SNS delivers only where the queue's policy lets the topic send.
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"Policy": json.dumps(queue_policy(arn, [topic]))}
+    )
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     return url
 

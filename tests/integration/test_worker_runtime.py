@@ -21,6 +21,7 @@ from incidents.lifecycle import IncidentStatus
 from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.failures import FailureLog
+from queues.provision import queue_policy
 from queues.topology import EventType
 from tests.integration.conftest import HANDLERS, RunningWorld, Workers
 
@@ -93,6 +94,10 @@ def observer(admin: Any) -> Iterator[str]:
         t["TopicArn"]
         for t in sns.list_topics()["Topics"]
         if t["TopicArn"].endswith(":incident-events")
+    )
+    # As on AWS, SNS delivers only where the queue's policy lets the topic send.
+    sqs.set_queue_attributes(
+        QueueUrl=_url(sqs, name), Attributes={"Policy": json.dumps(queue_policy(arn, [topic]))}
     )
     sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, ReturnSubscriptionArn=True)[
         "SubscriptionArn"

@@ -263,3 +263,27 @@ def test_sqs_queues_by_url_name_or_move_task_source() -> None:
     assert requests("sqs:StartMessageMoveTask", {"SourceArn": queue}) == [
         ("sqs:StartMessageMoveTask", queue)
     ]
+
+
+def test_a_resource_policy_grants_only_the_principal_it_names() -> None:
+    queue = "arn:aws:sqs:ca-central-1:123456789012:supervisor"
+    topic = "arn:aws:sns:ca-central-1:123456789012:incident-alerts"
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": "sns.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue,
+        "Condition": {"ArnEquals": {"aws:SourceArn": [topic]}},
+    }
+    sns = ("Service", "sns.amazonaws.com")
+
+    def send(principal: tuple[str, str] | None, source: str) -> Decision:
+        context = {"aws:SourceArn": [source]}
+        return evaluate(
+            [policy(statement)], AccessRequest("sqs:SendMessage", queue, context, principal)
+        )
+
+    assert send(sns, topic) == Decision.ALLOW
+    assert send(sns, topic.replace("alerts", "events")) == Decision.IMPLICIT_DENY
+    assert send(("Service", "events.amazonaws.com"), topic) == Decision.IMPLICIT_DENY
+    assert send(None, topic) == Decision.IMPLICIT_DENY  # not an identity-policy statement
