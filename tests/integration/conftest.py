@@ -148,7 +148,8 @@ def running_world(overrides: dict[str, Any]) -> Iterator[RunningWorld]:
     assert not still, f"the world left processes running: {still}"
     wait_for(lambda: not _leftover_processes(port), 15, "execution environments to exit")
     assert process.returncode == 0, log_path.read_text()[-2000:]
-    assert not settings.world_file.exists() and not settings.credentials_file.exists()
+    assert not settings.world_file.exists() and not settings.launcher_credentials_file.exists()
+    assert not settings.issued_credentials_file(Principal.OPERATOR).parent.exists()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from core.aws import client, load_issued_credentials, session_from_keys
+from core.aws import client, session_from_keys
 from core.aws_errors import error_code
+from core.credentials import read_launcher_store
 from core.principals import Principal
 from tests.integration.conftest import RunningWorld
 from workload.spec import spec_for
@@ -49,7 +50,7 @@ def test_lambda_gets_are_refused_without_permission(world: RunningWorld) -> None
 
 
 def test_a_wrong_secret_or_unknown_key_is_refused(world: RunningWorld) -> None:
-    keys = load_issued_credentials(world.settings)[Principal.ADMIN.value]
+    keys = read_launcher_store(world.settings)[Principal.ADMIN]
     wrong_secret = session_from_keys({**keys, "SecretAccessKey": "x" * 40}, world.settings)
     with pytest.raises(ClientError) as refused:
         client(wrong_secret, "lambda", world.settings).list_functions()
