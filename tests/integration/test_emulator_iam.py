@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import boto3
@@ -148,3 +150,29 @@ def test_the_workload_runs_under_its_own_role(world: RunningWorld, admin: Any) -
     )
     with pytest.raises(ClientError):  # the role is least privilege: no IAM at all
         client(role, "iam", world.settings).list_roles()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        # The one that turns IAM enforcement off: any number of unauthenticated calls.
+        ("POST", "/moto-api/reset-auth", b'{"INITIAL_NO_AUTH_ACTION_COUNT": 1000}'),
+        ("POST", "/moto-api/reset", b""),  # forget the whole world
+        ("GET", "/moto-api/data.json", None),  # every backend's state, keys and all
+        ("GET", "/moto-api/", None),
+    ],
+    ids=["reset-auth", "reset", "data.json", "dashboard"],
+)
+def test_motos_control_api_is_closed(
+    world: RunningWorld, method: str, path: str, body: bytes | None
+) -> None:
+    request = urllib.request.Request(f"{world.settings.endpoint_url}{path}", body, method=method)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert "/moto-api/ is closed" in refused.value.read().decode()
+    # Nothing happened behind the refusal: IAM still enforced, the world still there.
+    with pytest.raises(ClientError) as denied:
+        world.clients(Principal.CRITIC)("lambda").list_functions()
+    assert "AccessDenied" in _code(denied)
+    assert world.clients(Principal.OPERATOR)("lambda").get_function(FunctionName=FUNCTION)

@@ -37,9 +37,8 @@ def settings(tmp_path: Path) -> Settings:
 def test_a_process_handed_one_principal_cannot_act_as_another(settings: Settings) -> None:
     own = settings.issued_credentials_file(Principal.SUPERVISOR)
     supervisor = settings.model_copy(update={"credentials_file": own})
-    assert Clients(Principal.SUPERVISOR, supervisor).session.get_credentials().access_key == (
-        _keys(Principal.SUPERVISOR)["AccessKeyId"]
-    )
+    held = Clients(Principal.SUPERVISOR, supervisor).session.get_credentials()
+    assert held.access_key == _keys(Principal.SUPERVISOR)["AccessKeyId"]
     with pytest.raises(WrongPrincipalError) as refused:
         Clients(Principal.OPERATOR, supervisor)("sqs")
     message = str(refused.value)
@@ -49,7 +48,7 @@ def test_a_process_handed_one_principal_cannot_act_as_another(settings: Settings
 def test_a_command_at_a_shell_holds_the_operators_keys_only(settings: Settings) -> None:
     assert settings.credentials_file is None
     Clients(Principal.OPERATOR, settings)("sqs")
-    with pytest.raises(WrongPrincipalError, match="'operator' only .* act as 'admin'"):
+    with pytest.raises(WrongPrincipalError, match=r"'operator' only .* act as 'admin'"):
         Clients(Principal.ADMIN, settings)("iam")
 
 
