@@ -195,9 +195,12 @@ class Workers:
         if handler:
             argv += ["--handler", f"{HANDLERS}:{handler}"]
         log = self.log_dir / f"{stage}-{len(self.procs)}.log"
+        # Handed its own stage's keys only, as the world hands them.
+        own = self.world.settings.issued_credentials_file(Principal(stage)).resolve()
+        env = {**self.world.env, "FLEET_CREDENTIALS_FILE": str(own)}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=self.world.env, stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         self.procs.append(proc)
         wait_for(
