@@ -17,6 +17,7 @@ from core.credentials import (
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import child_environment
+from fleet.commands.services import holding_own_keys
 
 
 def _keys(principal: Principal) -> dict[str, str]:
@@ -70,3 +71,12 @@ def test_a_child_is_handed_its_own_file_and_never_the_launchers(settings: Settin
     assert not [k for k, v in env.items() if store in v]
     # The emulator holds no fleet identity: no credentials file at all.
     assert "FLEET_CREDENTIALS_FILE" not in child_environment(launcher, None)
+
+
+def test_a_service_started_by_hand_takes_its_own_principals_file(settings: Settings) -> None:
+    console = holding_own_keys(settings, Principal.CONSOLE)
+    assert console.credentials_file == settings.issued_credentials_file(Principal.CONSOLE)
+    with pytest.raises(WrongPrincipalError):
+        Clients(Principal.OPERATOR, console)("sqs")
+    handed = settings.model_copy(update={"credentials_file": Path("/handed/over.json")})
+    assert holding_own_keys(handed, Principal.CONSOLE).credentials_file == Path("/handed/over.json")
