@@ -62,6 +62,13 @@ class Arns:
         q = self.topology.queue(stage)
         return [self.queue(q.name), self.queue(q.dlq_name)]
 
+    def dead_letter_queues(self) -> list[str]:
+        return [self.queue(q.dlq_name) for q in self.topology.queues]
+
+    def stage_queues_only(self) -> list[str]:
+        """Every stage's own queue, without the dead-letter queues."""
+        return [self.queue(q.name) for q in self.topology.queues]
+
     def all_queues(self) -> list[str]:
         return [arn for q in self.topology.queues for arn in self.stage_queues(q.stage)]
 
@@ -301,6 +308,20 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     "InspectQueues",
                 ),
                 allow(("sqs:ListQueues",), "*", "ListQueues"),
+                # `fleet dlq peek|redrive|purge`: a dead letter is handed back, moved to its
+                # stage's queue, or deleted once copied.
+                allow(
+                    (
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:DeleteMessage",
+                        "sqs:StartMessageMoveTask",
+                        "sqs:ListMessageMoveTasks",
+                        "sqs:CancelMessageMoveTask",
+                    ),
+                    a.dead_letter_queues(),
+                    "RedriveDeadLetters",
+                ),
+                allow(("sqs:SendMessage",), a.stage_queues_only(), "RedriveToStageQueues"),
                 allow(STATE_RO, a.tables(), "ReadIncidents"),
                 # Capturing baselines; deciding approvals (a guarded transition, its audit
                 # entry and its events).

@@ -64,6 +64,8 @@ def _runtime_and_storm(
         world.check_can_start()
         try:
             world.start()
+            # The bench started this world: it acts as its launcher, with every key.
+            settings = world.settings
             if "runtime" in parts:
                 log(f"runtime overhead: {messages} messages x {rounds} rounds ...")
                 out["runtime_overhead"] = runtime_overhead(settings, messages, rounds)

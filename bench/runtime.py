@@ -135,7 +135,7 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
     for _ in range(alerts):
         admin("sns").publish(TopicArn=topic, Message=message)
     publish_s = time.perf_counter() - published_at
-    env = child_environment(settings)
+    env = child_environment(settings, Principal.SUPERVISOR)
     env.update(
         FLEET_WORKER_WAIT_TIME_S=str(settings.worker_wait_time_s), FLEET_RUNTIME_METRICS_FLUSH_S="1"
     )

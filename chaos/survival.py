@@ -118,13 +118,16 @@ class FleetUnderTest:
         return str(self.admin("sqs").get_queue_url(QueueName=name)["QueueUrl"])
 
     def start_mcp(self, server: str) -> None:
-        """Start an MCP server as the world would (the launcher does not restart them)."""
+        """Start an MCP server as the world would (the launcher does not restart them):
+        handed its own principal's keys only."""
+        own = self.settings.issued_credentials_file(Principal(f"mcp-{server}"))
+        env = {**self.env, "FLEET_CREDENTIALS_FILE": str(own.resolve())}
         with open(self.settings.log_dir / f"mcp-{server}-restarted.log", "ab") as log:
             self.started.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "fleet.cli", "mcp", server],
                     cwd=PROJECT_ROOT,
-                    env=self.env,
+                    env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

@@ -1,20 +1,20 @@
 """boto3 sessions and clients for a principal, against whatever endpoint the settings name.
 
 In the embedded world each process kind has its own IAM user, issued by the world when it
-comes up and kept in the state directory; on AWS the standard credential chain applies
-(the ECS task role). This module is the only place that knows the difference.
+comes up, and each process holds its own principal's keys only (core/credentials.py); on AWS
+the standard credential chain applies (the ECS task role). This module is the only place
+that knows the difference.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
 
-from core.errors import FleetError
+from core.credentials import load_held_credentials
 from core.principals import Principal
 from core.settings import Settings
 
@@ -43,33 +43,12 @@ CLIENT_CONFIG = Config(
 Statistic = Literal["SampleCount", "Average", "Sum", "Minimum", "Maximum"]
 
 
-class WorldNotRunningError(FleetError):
-    pass
-
-
-def load_issued_credentials(settings: Settings) -> dict[str, dict[str, str]]:
-    path = settings.credentials_file
-    try:
-        data: dict[str, dict[str, str]] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise WorldNotRunningError(
-            f"no embedded world credentials at {path}: start the world with `fleet up`"
-        ) from None
-    return data
-
-
 def session_for(principal: Principal, settings: Settings) -> boto3.Session:
+    """A session signing as `principal`: in the embedded world from the keys this process
+    holds (core/credentials.py), which must be that principal's; on AWS the standard chain."""
     if settings.target == "aws":
         return boto3.Session(region_name=settings.region)
-    issued = load_issued_credentials(settings)
-    try:
-        keys = issued[principal.value]
-    except KeyError:
-        raise WorldNotRunningError(
-            f"the embedded world issued no credentials for {principal.value!r} "
-            f"(in {settings.credentials_file}); restart it with `fleet down && fleet up`"
-        ) from None
-    return session_from_keys(keys, settings)
+    return session_from_keys(load_held_credentials(settings).keys_for(principal), settings)
 
 
 def session_from_keys(keys: dict[str, str], settings: Settings) -> boto3.Session:

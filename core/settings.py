@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     emulator_start_timeout_s: float = 30.0
     # Where a running embedded world keeps its pid file, issued credentials and logs.
     state_dir: Path = Path(".fleet")
+    # The file of the AWS keys this process holds in the embedded world (core/credentials.py):
+    # `fleet up` hands each child one holding its own principal's keys only. Unset: the
+    # operator's, as a command at a shell acts for the person at it.
+    credentials_file: Path | None = None
 
     # The protected workload.
     target_count: int = Field(default=1, ge=1, le=50)
@@ -162,9 +166,10 @@ class Settings(BaseSettings):
         """Every setting given explicitly (not defaulted) as its FLEET_ variable.
 
         Settings read through another name (AWS_REGION, MCP_API_KEY, CONSOLE_TOKEN) are left
-        out: the caller decides how those travel (a secret is never a plain variable)."""
+        out: the caller decides how those travel (a secret is never a plain variable). So is
+        the credentials file: which keys a process holds is handed to each, never inherited."""
         env = {}
-        for name in sorted(self.model_fields_set):
+        for name in sorted(self.model_fields_set - {"credentials_file"}):
             value = getattr(self, name)
             if value is None or Settings.model_fields[name].validation_alias is not None:
                 continue
@@ -188,9 +193,16 @@ class Settings(BaseSettings):
         base = override[server] or f"http://{self.mcp_host}:{port[server]}"
         return base.rstrip("/") + "/sse"
 
+    def issued_credentials_file(self, principal: str) -> Path:
+        """The file of one principal's own keys, as `fleet up` hands it to that principal's
+        processes."""
+        return self.state_dir / "credentials" / f"{principal}.json"
+
     @property
-    def credentials_file(self) -> Path:
-        return self.state_dir / "credentials.json"
+    def launcher_credentials_file(self) -> Path:
+        """Every principal's keys, the admin's among them: the launcher's and harnesses' alone
+        (no child is told of it)."""
+        return self.state_dir / "launcher-credentials.json"
 
     @property
     def world_file(self) -> Path:

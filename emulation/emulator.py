@@ -2,7 +2,8 @@
 
 Run as ``python -m emulation.emulator --port N --admin-credentials FILE``. Before serving, it
 applies :mod:`emulation.moto_patches`, creates the bootstrap administrator in-process (so no
-request ever goes unauthenticated) and writes that user's keys to FILE (mode 0600).
+request ever goes unauthenticated) and writes that user's keys to FILE (mode 0600). moto's
+own unauthenticated control API (/moto-api/: reset, seed, IAM enforcement off) is closed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from core.service_process import stop_when_orphaned
 
@@ -24,6 +27,37 @@ ADMIN_POLICY = {
 }
 # moto's default account: every request without another account lands here.
 ACCOUNT_ID = "123456789012"
+
+
+# moto sends every path starting with this to its control API (DomainDispatcherApplication).
+CONTROL_API_PREFIX = "/moto-api"
+
+
+def closed_control_api(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """`app`, with moto's control API refused: AWS has no door that skips IAM."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
+        if not path.startswith(CONTROL_API_PREFIX):
+            return app(environ, start_response)
+        body = json.dumps(
+            {
+                "Error": {
+                    "Code": "AccessDenied",
+                    "Message": f"{CONTROL_API_PREFIX}/ is closed in the embedded world: "
+                    "it answers no one, as AWS has no unauthenticated control API",
+                }
+            }
+        ).encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return wsgi
 
 
 def _bootstrap_admin(user_name: str) -> dict[str, str]:
@@ -68,7 +102,7 @@ def serve(
         server = make_server(
             host,
             port,
-            DomainDispatcherApplication(create_backend_app),
+            closed_control_api(DomainDispatcherApplication(create_backend_app)),
             threaded=True,
             request_handler=MotoRequestHandler,
         )

@@ -10,17 +10,18 @@ import json
 from typing import Any
 
 from access.policies import POLICY_NAME, Arns, policy_document
+from core.credentials import AccessKeys
 from core.principals import Principal
 from core.provisioning import ProvisionReport, outcome
 from core.settings import Settings
 
 
 def provision_identities(
-    iam: Any, a: Arns, report: ProvisionReport, issued: dict[str, dict[str, str]]
-) -> dict[str, dict[str, str]]:
+    iam: Any, a: Arns, report: ProvisionReport, issued: dict[Principal, AccessKeys]
+) -> dict[Principal, AccessKeys]:
     """Create a user per principal with its policy; issue keys to principals that have none.
 
-    `issued` holds the keys already issued (from the credentials file); the result adds any
+    `issued` holds the keys already issued (from the launcher's store); the result adds any
     new ones. ADMIN exists from the emulator's bootstrap and is left alone.
     """
     keys = dict(issued)
@@ -45,9 +46,9 @@ def provision_identities(
             iam.put_user_policy(
                 UserName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted)
             )
-        if principal.value not in keys:
+        if principal not in keys:
             k = iam.create_access_key(UserName=name)["AccessKey"]
-            keys[principal.value] = {
+            keys[principal] = {
                 "AccessKeyId": k["AccessKeyId"],
                 "SecretAccessKey": k["SecretAccessKey"],
             }

@@ -24,6 +24,13 @@ from typing import Any
 
 from access.policies import Arns
 from core.aws import Clients, session_from_keys
+from core.credentials import (
+    as_launcher,
+    read_launcher_store,
+    remove_issued_credentials,
+    write_launcher_store,
+    write_own_credentials,
+)
 from core.dynamodb import provision_tables
 from core.errors import FleetError
 from core.principals import Principal
@@ -49,10 +56,12 @@ class WorldError(FleetError):
 
 @dataclass(frozen=True)
 class ServiceProcess:
-    """A process the world runs, and how to start it."""
+    """A process the world runs, how to start it, and the principal whose keys it is handed
+    (None: the emulator, which holds no fleet identity)."""
 
     name: str
     argv: list[str]
+    principal: Principal | None
 
 
 def wait_for(
@@ -121,14 +130,23 @@ def write_private_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def child_environment(settings: Settings) -> dict[str, str]:
-    """What every child needs to find the world; no AWS credentials are inherited.
+def child_environment(settings: Settings, principal: Principal | None) -> dict[str, str]:
+    """What a child needs to find the world, and the file of its own principal's keys
+    (FLEET_CREDENTIALS_FILE; none for None); no AWS credentials are inherited.
 
     Every setting the launcher was given (from its environment or, in process, by keyword)
     is passed on as its FLEET_ variable, so a world started from code (`fleet bench`) has
-    its children on the same ports as one started from the shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    its children on the same ports as one started from the shell. The launcher's own store
+    of every key is never among them (Settings.explicit_environment leaves it out)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k != "FLEET_CREDENTIALS_FILE"
+    }
     env.update(settings.explicit_environment())
+    if principal is not None:
+        own = settings.issued_credentials_file(principal)
+        env["FLEET_CREDENTIALS_FILE"] = str(own.resolve())
     env.update(
         FLEET_STATE_DIR=str(settings.state_dir.resolve()),
         FLEET_EMULATOR_PORT=str(settings.emulator_port),
@@ -141,14 +159,21 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def provision(settings: Settings, targets: int, report: ProvisionReport) -> None:
-    """Everything the world holds, to spec. Idempotent: a second run changes nothing."""
+    """Everything the world holds, to spec. Idempotent: a second run changes nothing.
+
+    It acts as the world's launcher (so does `fleet provision`): it signs as the admin and
+    writes each principal's own credentials file beside the launcher's store."""
+    settings = as_launcher(settings)
     admin = Clients(Principal.ADMIN, settings)
     topology = build_topology(settings)
     arns = Arns(settings, topology)
-    issued = json.loads(settings.credentials_file.read_text())
+    issued = read_launcher_store(settings)
     keys = provision_identities(admin("iam"), arns, report, issued)
     if keys != issued:
-        write_private_json(settings.credentials_file, keys)
+        write_launcher_store(settings, keys)
+    for principal, own in keys.items():
+        if principal != Principal.ADMIN:  # the admin's keys stay with the launcher
+            write_own_credentials(settings, principal, own)
     MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
     provision_tables(admin("dynamodb"), TABLES, report)
     WorkloadDeployer(
@@ -158,7 +183,8 @@ def provision(settings: Settings, targets: int, report: ProvisionReport) -> None
 
 class World:
     def __init__(self, settings: Settings, targets: int, echo: Callable[[str], None] = print):
-        self.settings = settings
+        # The launcher holds every principal's keys; each child is handed its own.
+        self.settings = as_launcher(settings)
         self.targets = targets
         self.echo = echo
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -172,7 +198,7 @@ class World:
             self.processes[service.name] = subprocess.Popen(
                 service.argv,
                 cwd=PROJECT_ROOT,
-                env=child_environment(self.settings),
+                env=child_environment(self.settings, service.principal),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -254,6 +280,7 @@ class World:
                     "--launcher-pid",
                     str(os.getpid()),
                 ],
+                principal=None,
             )
         )
         wait_for(
@@ -264,7 +291,7 @@ class World:
         self.echo(
             f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s"
         )
-        write_private_json(s.credentials_file, {"admin": json.loads(admin_file.read_text())})
+        write_launcher_store(s, {Principal.ADMIN: json.loads(admin_file.read_text())})
         admin_file.unlink()
         report = ProvisionReport()
         provision(s, self.targets, report)
@@ -273,16 +300,20 @@ class World:
         names = [spec.name for spec in function_specs(s, self.targets)]
         captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
         self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))
-        for name, module in (
-            ("lambda-runtime", "emulation.lambda_runtime"),
-            ("alarm-evaluator", "emulation.alarm_evaluator"),
+        for principal, module in (
+            (Principal.LAMBDA_RUNTIME, "emulation.lambda_runtime"),
+            (Principal.ALARM_EVALUATOR, "emulation.alarm_evaluator"),
         ):
-            self._spawn(ServiceProcess(name, [sys.executable, "-m", module]))
+            self._spawn(ServiceProcess(principal.value, [sys.executable, "-m", module], principal))
         if not s.mcp_api_key:  # generated once per world, kept beside its credentials
             write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
         for server, _port in self.mcp_servers():
             self._spawn(
-                ServiceProcess(f"mcp-{server}", [sys.executable, "-m", "fleet.cli", "mcp", server])
+                ServiceProcess(
+                    f"mcp-{server}",
+                    [sys.executable, "-m", "fleet.cli", "mcp", server],
+                    Principal(f"mcp-{server}"),
+                )
             )
         for server, port in self.mcp_servers():
             wait_for(
@@ -292,7 +323,11 @@ class World:
             )
         if not s.console_token:  # generated once per world, beside its other secrets
             write_private_text(s.console_token_file, secrets.token_urlsafe(24))
-        self._spawn(ServiceProcess("console", [sys.executable, "-m", "fleet.cli", "console"]))
+        self._spawn(
+            ServiceProcess(
+                "console", [sys.executable, "-m", "fleet.cli", "console"], Principal.CONSOLE
+            )
+        )
         wait_for(
             functools.partial(self._healthy, s.console_host, s.console_port),
             30,
@@ -314,10 +349,14 @@ class World:
         service's tasks) and the watchdog's schedule."""
         cli = [sys.executable, "-m", "fleet.cli"]
         return [
-            ServiceProcess("scheduler", [sys.executable, "-m", "emulation.scheduler"]),
+            ServiceProcess(
+                "scheduler", [sys.executable, "-m", "emulation.scheduler"], Principal.SCHEDULER
+            ),
             *(
                 ServiceProcess(
-                    f"worker-{stage}" + (f"-{i}" if i > 1 else ""), [*cli, "worker", stage]
+                    f"worker-{stage}" + (f"-{i}" if i > 1 else ""),
+                    [*cli, "worker", stage],
+                    Principal(stage),
                 )
                 for stage in ("supervisor", "resolver", "critic", "watchdog")
                 for i in range(1, self.settings.workers_per_stage + 1)
@@ -373,11 +412,11 @@ class World:
         terminate(list(reversed(self.processes.values())), STOP_GRACE_S)
         for path in (
             self.settings.world_file,
-            self.settings.credentials_file,
             self.settings.mcp_api_key_file,
             self.settings.console_token_file,
         ):
             path.unlink(missing_ok=True)
+        remove_issued_credentials(self.settings)
 
 
 def terminate(processes: list[subprocess.Popen[bytes]], grace_s: float) -> None:
@@ -418,14 +457,18 @@ def start_world_process(
 ) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
     """`fleet up` as a child process with exactly these settings (as FLEET_* variables;
     nothing inherited from this process's FLEET_*, AWS_* or MCP key), once its world is up.
-    The caller stops it by its PID (:func:`terminate`)."""
+    The caller stops it by its PID (:func:`terminate`).
+
+    The caller started the world, so it acts as its launcher: the settings returned hold
+    every principal's keys (core/credentials.py). The environment returned holds none: a
+    command run with it acts as the operator, as at a shell."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AWS_", "FLEET_")) and k != "MCP_API_KEY"
     }
     env.update({f"FLEET_{name.upper()}": str(value) for name, value in values.items()})
-    settings = Settings(**values)
+    settings = as_launcher(Settings(**values))
     with open(log_path, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "fleet.cli", "up"],

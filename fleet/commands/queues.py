@@ -57,7 +57,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    clients = Clients(Principal.CONSOLE, settings)
+    clients = Clients(Principal.OPERATOR, settings)
     topology = build_topology(settings)
     letters = DeadLetters(
         clients("sqs"), clients("dynamodb"), topology, settings.dlq_move_visibility_s

@@ -44,13 +44,23 @@ def _load_handler(spec: str) -> StageHandler:
         raise UsageError(f"cannot load handler {spec!r}: {exc}") from None
 
 
+def holding_own_keys(settings: Settings, principal: Principal) -> Settings:
+    """A service started by `fleet up` is handed its own credentials file; started by hand,
+    it takes its own principal's file from the state directory (never the operator's, which
+    a command at a shell holds)."""
+    if settings.credentials_file is not None:
+        return settings
+    own = settings.issued_credentials_file(principal)
+    return settings.model_copy(update={"credentials_file": own})
+
+
 def run_consumer(stage: Stage, handler: StageHandler, settings: Settings) -> int:
     """Run the stage's consumer until SIGTERM; its exit code. (The worker runtime's entry.)"""
     consumer = build_consumer(
         build_topology(settings).queue(stage),
         handler,
         settings,
-        Clients(Principal(stage.value), settings),
+        Clients(Principal(stage.value), holding_own_keys(settings, Principal(stage.value))),
     )
     consumer.install_signal_handlers()
     return consumer.run()
@@ -91,7 +101,7 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
     structured_logging.configure(f"mcp-{name}")
     if settings.launcher_pid:  # a child of `fleet up`: stop with it (uvicorn handles SIGTERM)
         stop_when_orphaned(settings.launcher_pid)
-    server = build_server(settings, Clients(principal, settings))
+    server = build_server(settings, Clients(principal, holding_own_keys(settings, principal)))
     app = build_mcp_app(server, settings.resolved_mcp_api_key())
     uvicorn.run(
         app,
@@ -123,7 +133,8 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.flush()
     if settings.launcher_pid:
         stop_when_orphaned(settings.launcher_pid)
-    app = build_console_app(settings, Clients(Principal.CONSOLE, settings), token)
+    clients = Clients(Principal.CONSOLE, holding_own_keys(settings, Principal.CONSOLE))
+    app = build_console_app(settings, clients, token)
     uvicorn.run(app, host=settings.console_host, port=settings.console_port, log_level="warning")
     return 0
 

@@ -148,7 +148,8 @@ def running_world(overrides: dict[str, Any]) -> Iterator[RunningWorld]:
     assert not still, f"the world left processes running: {still}"
     wait_for(lambda: not _leftover_processes(port), 15, "execution environments to exit")
     assert process.returncode == 0, log_path.read_text()[-2000:]
-    assert not settings.world_file.exists() and not settings.credentials_file.exists()
+    assert not settings.world_file.exists() and not settings.launcher_credentials_file.exists()
+    assert not settings.issued_credentials_file(Principal.OPERATOR).parent.exists()
 
 
 @pytest.fixture(scope="session")
@@ -194,9 +195,12 @@ class Workers:
         if handler:
             argv += ["--handler", f"{HANDLERS}:{handler}"]
         log = self.log_dir / f"{stage}-{len(self.procs)}.log"
+        # Handed its own stage's keys only, as the world hands them.
+        own = self.world.settings.issued_credentials_file(Principal(stage)).resolve()
+        env = {**self.world.env, "FLEET_CREDENTIALS_FILE": str(own)}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=self.world.env, stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         self.procs.append(proc)
         wait_for(

@@ -8,11 +8,13 @@ import json
 import os
 from pathlib import Path
 
+from core.credentials import read_launcher_store
+from core.principals import Principal
 from tests.integration.conftest import RunningWorld
 
 
 def _stack_env(world: RunningWorld, empty_dir: Path) -> dict[str, str]:
-    keys = json.loads(world.settings.credentials_file.read_text())["operator"]
+    keys = read_launcher_store(world.settings)[Principal.OPERATOR]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEET_", "AWS_"))}
     env.update(
         # What `pulumi stack output fleetEnv` exports …

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from core.aws import client, load_issued_credentials, session_from_keys
+from core.aws import client, session_from_keys
 from core.aws_errors import error_code
+from core.credentials import read_launcher_store
 from core.principals import Principal
 from tests.integration.conftest import RunningWorld
 from workload.spec import spec_for
@@ -49,7 +52,7 @@ def test_lambda_gets_are_refused_without_permission(world: RunningWorld) -> None
 
 
 def test_a_wrong_secret_or_unknown_key_is_refused(world: RunningWorld) -> None:
-    keys = load_issued_credentials(world.settings)[Principal.ADMIN.value]
+    keys = read_launcher_store(world.settings)[Principal.ADMIN]
     wrong_secret = session_from_keys({**keys, "SecretAccessKey": "x" * 40}, world.settings)
     with pytest.raises(ClientError) as refused:
         client(wrong_secret, "lambda", world.settings).list_functions()
@@ -147,3 +150,29 @@ def test_the_workload_runs_under_its_own_role(world: RunningWorld, admin: Any) -
     )
     with pytest.raises(ClientError):  # the role is least privilege: no IAM at all
         client(role, "iam", world.settings).list_roles()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        # The one that turns IAM enforcement off: any number of unauthenticated calls.
+        ("POST", "/moto-api/reset-auth", b'{"INITIAL_NO_AUTH_ACTION_COUNT": 1000}'),
+        ("POST", "/moto-api/reset", b""),  # forget the whole world
+        ("GET", "/moto-api/data.json", None),  # every backend's state, keys and all
+        ("GET", "/moto-api/", None),
+    ],
+    ids=["reset-auth", "reset", "data.json", "dashboard"],
+)
+def test_motos_control_api_is_closed(
+    world: RunningWorld, method: str, path: str, body: bytes | None
+) -> None:
+    request = urllib.request.Request(f"{world.settings.endpoint_url}{path}", body, method=method)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert "/moto-api/ is closed" in refused.value.read().decode()
+    # Nothing happened behind the refusal: IAM still enforced, the world still there.
+    with pytest.raises(ClientError) as denied:
+        world.clients(Principal.CRITIC)("lambda").list_functions()
+    assert "AccessDenied" in _code(denied)
+    assert world.clients(Principal.OPERATOR)("lambda").get_function(FunctionName=FUNCTION)

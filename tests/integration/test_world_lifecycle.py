@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.principals import Principal
 from core.settings import Settings
 from emulation.world import PROJECT_ROOT, pid_alive, port_in_use, read_world, wait_for
 from tests.ports import reserve_port
@@ -65,7 +66,8 @@ def test_fleet_down_stops_the_world_and_everything_it_started(tmp_path: Path) ->
             proc.wait()
     assert not [pid for pid in children.values() if pid_alive(pid)]
     assert not port_in_use("127.0.0.1", settings.emulator_port)
-    assert not settings.credentials_file.exists()
+    assert not settings.launcher_credentials_file.exists()
+    assert not settings.issued_credentials_file(Principal.OPERATOR).parent.exists()
 
 
 def test_a_killed_launcher_leaves_no_process_holding_the_port(tmp_path: Path) -> None:
