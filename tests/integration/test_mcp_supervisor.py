@@ -22,6 +22,7 @@ TOOLS = {
     "function_configuration",
     "role_statements",
     "security_group_rules",
+    "compare_with_baseline",
 }
 
 
@@ -120,6 +121,18 @@ FAULTS = [
         "security_group_rules",
         lambda r: r["https_egress_to_anywhere"] is False,
         id="network-block",
+    ),
+    pytest.param(
+        ["network-block"],
+        "compare_with_baseline",
+        lambda r: any(g["egress_missing"] for g in r["network"]["groups"]),
+        id="network-block-baseline",
+    ),
+    pytest.param(
+        ["timeout", "--seconds", "1"],
+        "compare_with_baseline",
+        lambda r: r["configuration"]["timeout_s"] == [10, 1],
+        id="timeout-baseline",
     ),
     pytest.param(
         ["env-drift", "--var", "DATA_BUCKET", "--value", "drifted-bucket"],
