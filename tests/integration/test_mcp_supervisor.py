@@ -41,6 +41,13 @@ def call(world: RunningWorld, name: str, transport: str = "sse", **args: Any) ->
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
 def test_every_tool_answers_on_a_healthy_function(world: RunningWorld, transport: str) -> None:
     world.wait_healthy(FUNCTION)
+    # Lambda publishes its metrics once a whole period has ended: on a fresh world, wait.
+    _shows(
+        world,
+        "lambda_metrics",
+        lambda r: any(s["metric"] == "Invocations" and (s["total"] or 0) > 0 for s in r["series"]),
+        timeout_s=3 * world.settings.alarm_period_s + 10,
+    )
     tools, results = session_calls(
         world,
         "supervisor",
