@@ -1,14 +1,18 @@
-"""Each protected function against its baseline, and whether its last runs succeeded."""
+"""Each protected function against its baseline, and whether its last runs succeeded.
+
+Runs are read from the function's log lines (START/END/REPORT and error records: within
+seconds, as on AWS); throttles from the per-period Throttles metric (a throttled
+invocation writes no log line), so a throttle shows once a whole period has passed."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
 from core.aws import Clients
+from core.lambda_runs import read_runs
 from incidents.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
 from incidents.baselines import BaselineStore, read_live
 from workload.spec import FunctionSpec
@@ -19,9 +23,10 @@ class RecentRuns(BaseModel):
     invocations: int
     errors: int
     throttles: int
-    # The newest run's outcome from the AWS/Lambda metrics: success, error or throttled.
+    # The newest run's outcome from the function's log lines (success or error), or
+    # throttled from the per-period Throttles metric (a throttle writes no line).
     last_outcome: str | None
-    # The newest error the function's logs show in the window (None if logs are unreadable).
+    # The newest error the function's logs show in the window (or why they are unreadable).
     last_error: str | None
 
     @property
@@ -81,54 +86,65 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
     return drift
 
 
+def _per_period(
+    clients: Clients, spec: FunctionSpec, metric: str, since: datetime, now: datetime
+) -> dict[datetime, float]:
+    """A metric's sums per whole period, as Lambda publishes them."""
+    points = clients("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda",
+        MetricName=metric,
+        Dimensions=[{"Name": "FunctionName", "Value": spec.name}],
+        StartTime=since,
+        EndTime=now,
+        Period=clients.settings.alarm_period_s,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return {p["Timestamp"]: float(p["Sum"]) for p in points}
+
+
 def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRuns:
+    """Runs in the last `window_s` seconds from the function's log lines (START…REPORT, and
+    the error records between); throttles from the per-period Throttles metric.
+
+    The newest outcome is the newest finished run's. When no line has been written since
+    the latest published period began, that period's metrics tell it instead: a throttled
+    invocation writes no line, and neither does a run whose role may not write logs."""
     now = datetime.now(UTC)
-    start = now - timedelta(seconds=window_s)
-    cw = clients("cloudwatch")
-    # Per-second sums: the runtime emits each run's metrics in one call with one timestamp,
-    # so the newest second with a datapoint is the newest run.
-    per_second: dict[str, dict[datetime, float]] = {}
-    for metric in ("Invocations", "Errors", "Throttles"):
-        points = cw.get_metric_statistics(
-            Namespace="AWS/Lambda",
-            MetricName=metric,
-            Dimensions=[{"Name": "FunctionName", "Value": spec.name}],
-            StartTime=start,
-            EndTime=now,
-            Period=1,
-            Statistics=["Sum"],
-        )["Datapoints"]
-        per_second[metric] = {p["Timestamp"]: float(p["Sum"]) for p in points}
-    sums = {metric: int(sum(values.values())) for metric, values in per_second.items()}
-    seconds = set(per_second["Invocations"]) | set(per_second["Throttles"])
-    last_outcome = None
-    if seconds:
-        newest = max(seconds)
-        if per_second["Errors"].get(newest):
-            last_outcome = "error"
-        elif per_second["Invocations"].get(newest):
-            last_outcome = "success"
-        else:
-            last_outcome = "throttled"
+    period_s = clients.settings.alarm_period_s
+    # Far enough back to see the latest whole published period and the runs since it began.
+    start = now - timedelta(seconds=max(window_s, 3 * period_s))
+    window_start = now - timedelta(seconds=window_s)
     last_error = None
     try:
-        events = clients("logs").filter_log_events(
-            logGroupName=spec.log_group, startTime=int(start.timestamp() * 1000)
-        )["events"]
-        for event in sorted(events, key=lambda e: e["timestamp"]):
-            message = event["message"]
-            if message.startswith('{"errorType"'):
-                err = json.loads(message)
-                last_error = f"{err['errorType']}: {err['errorMessage']}"
-            elif "Task timed out" in message:
-                last_error = message.split(" ", 2)[-1]
-    except Exception as exc:  # logs may be unreadable; the metrics still tell the story
-        last_error = f"(logs unreadable: {type(exc).__name__})" if sums["Errors"] else None
+        runs = read_runs(clients("logs"), spec.name, int(start.timestamp() * 1000))
+    except Exception as exc:  # logs may be unreadable: say so, don't guess
+        runs = []
+        last_error = f"(logs unreadable: {type(exc).__name__})"
+    finished = [r for r in runs if r.finished]
+    in_window = [r for r in finished if (r.ended_ms or 0) >= window_start.timestamp() * 1000]
+    failed = [r for r in in_window if not r.clean]
+    if failed:
+        last_error = failed[-1].error
+    last_outcome = None
+    if finished:
+        last_outcome = "success" if finished[-1].clean else "error"
+    per_period = {m: _per_period(clients, spec, m, start, now) for m in ("Errors", "Throttles")}
+    throttles = per_period["Throttles"]
+    periods = set(throttles) | set(per_period["Errors"])
+    if periods:
+        latest = max(periods)
+        if not any(r.started_ms >= latest.timestamp() * 1000 for r in runs):
+            if throttles.get(latest):
+                last_outcome = "throttled"
+            elif per_period["Errors"].get(latest):
+                last_outcome = "error"
     return RecentRuns(
         window_s=window_s,
-        invocations=sums["Invocations"],
-        errors=sums["Errors"],
-        throttles=sums["Throttles"],
+        invocations=len(in_window),
+        errors=len(failed),
+        throttles=int(
+            sum(v for at, v in throttles.items() if at + timedelta(seconds=period_s) > window_start)
+        ),
         last_outcome=last_outcome,
         last_error=last_error,
     )

@@ -6,7 +6,10 @@ Protocol: one JSON request per line on stdin, one JSON result per line on stdout
 handler's own prints are captured and returned as log lines.
 
 When the function's security group allows no egress, every AWS call the handler makes
-fails with botocore's ConnectTimeoutError, as it would from a VPC with no way out.
+hangs, as a TCP connect from a VPC with no way out does (the SYN is dropped): for the
+client's connect timeout (botocore's default is 60 s) per attempt, then ConnectTimeoutError.
+That is longer than the function's own timeout, so on AWS such a run ends `Task timed out`;
+here too, the runtime kills the process at the function's timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import importlib
 import io
 import json
+import resource
 import sys
 import time
 import traceback
@@ -25,10 +29,16 @@ import boto3
 from botocore.exceptions import ConnectTimeoutError
 
 _egress_blocked = False
+# botocore's own default (botocore.config.Config.connect_timeout).
+DEFAULT_CONNECT_TIMEOUT_S = 60.0
 
 
 def _egress_guard(request: Any, **_: Any) -> None:
+    """Before each attempt botocore sends: with no egress, wait out the connect timeout."""
     if _egress_blocked:
+        config = (getattr(request, "context", None) or {}).get("client_config")
+        connect_timeout = getattr(config, "connect_timeout", None) or DEFAULT_CONNECT_TIMEOUT_S
+        time.sleep(float(connect_timeout))
         raise ConnectTimeoutError(endpoint_url=request.url)
 
 
@@ -87,6 +97,8 @@ def main() -> None:
                 )
         reply["log"] = captured.getvalue().splitlines()
         reply["duration_ms"] = (time.monotonic() - started) * 1000
+        # The process's peak resident memory (KiB on Linux): REPORT's "Max Memory Used".
+        reply["max_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         out.write(json.dumps(reply, default=str) + "\n")
         out.flush()
 

@@ -4,15 +4,17 @@ Every TARGET_INTERVAL seconds it invokes each protected function, honouring what
 emulator stores for it: reserved concurrency (0: throttled, not run), timeout (a run past
 it is killed and counted as an error), environment variables, execution role (the handler
 runs under credentials from assuming it), and its security group's egress (none: every
-AWS call fails with a connect timeout). Like Lambda, it writes START/END/REPORT and the
-handler's lines to the function's log group with the role's credentials, and emits the
-AWS/Lambda metrics Invocations, Errors, Throttles and Duration.
+AWS call hangs in its connect until the run times out). Like Lambda, it writes
+START/END/REPORT and the handler's lines to the function's log group with the role's
+credentials, and publishes the AWS/Lambda metrics Invocations, Errors, Throttles and
+Duration per period (emulation/lambda_metrics.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import subprocess
@@ -35,6 +37,7 @@ from core.principals import Principal
 from core.protection import protected_functions
 from core.service_process import run_service
 from core.settings import Settings, get_settings
+from emulation.lambda_metrics import Dimensions, PeriodMetrics, publish
 from workload.deploy import HANDLER_SOURCE
 
 log = structlog.get_logger()
@@ -43,6 +46,8 @@ log = structlog.get_logger()
 WORKLOAD_DIR = HANDLER_SOURCE.parent
 PROJECT_ROOT = Path(__file__).parent.parent
 ROLE_CREDENTIALS_TTL_S = 45 * 60
+# How often the publisher looks for a period that has ended (the lag after its end).
+PUBLISH_CHECK_S = 0.5
 
 
 @dataclass
@@ -61,6 +66,7 @@ class ExecutionEnvironment:
     def __init__(self, config: Mapping[str, Any], keys: dict[str, str], settings: Settings):
         self.fingerprint = config_fingerprint(config)
         self.id = uuid.uuid4().hex
+        self.max_memory_mb = 0
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             # The handler's directory (as /var/task), then the bootstrap's package.
@@ -95,13 +101,26 @@ class ExecutionEnvironment:
         self.process.stdin.flush()
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
         if not ready:
+            self.max_memory_mb = max(self.max_memory_mb, self._peak_memory_mb())
             self.stop()
             return None
         line = self.process.stdout.readline()
         if not line:
             raise RuntimeError(f"execution environment exited with {self.process.wait()}")
         reply: dict[str, Any] = json.loads(line)
+        self.max_memory_mb = max(self.max_memory_mb, int(reply.get("max_memory_mb", 0)))
         return reply
+
+    def _peak_memory_mb(self) -> int:
+        """The process's peak resident memory, read before it is killed (Linux)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+        return 0
 
     @property
     def alive(self) -> bool:
@@ -121,10 +140,11 @@ def config_fingerprint(config: Mapping[str, Any]) -> str:
 class FunctionRunner:
     """Invokes one function on its schedule, as Lambda's scheduler and runtime would."""
 
-    def __init__(self, name: str, clients: Clients, settings: Settings):
+    def __init__(self, name: str, clients: Clients, settings: Settings, metrics: PeriodMetrics):
         self.name = name
         self.clients = clients
         self.settings = settings
+        self.metrics = metrics
         self.env: ExecutionEnvironment | None = None
         self._role_keys: dict[str, str] | None = None
         self._role_keys_for: str | None = None
@@ -150,7 +170,8 @@ class FunctionRunner:
         config = lam.get_function(FunctionName=self.name)["Configuration"]
         request_id = str(uuid.uuid4())
         if reserved_concurrency(lam, self.name) == 0:
-            self._metrics({"Throttles": 1.0})
+            # Never started: no log line at all, only the Throttles metric.
+            self._metrics({"Throttles": 1.0}, time.time())
             return Invocation(self.name, request_id, "throttled")
         group_ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
         egress = egress_allowed(self.clients("ec2"), group_ids)
@@ -172,18 +193,30 @@ class FunctionRunner:
             "deadline_ms": int((started + timeout_s) * 1000),
         }
         reply = self.env.invoke(request, timeout_s)
-        duration_ms = (time.time() - started) * 1000
+        ended = time.time()
+        duration_ms = (ended - started) * 1000
         lines = [f"START RequestId: {request_id} Version: $LATEST"]
+        # Lambda's own lines at the end of the run (timed out, END, REPORT).
+        closing: list[str] = []
+        status = ""
         if reply is None:
+            # As Lambda writes a timeout (python3.12): the run is cut at exactly the
+            # timeout, no error record, and the REPORT line says `Status: timeout`.
+            duration_ms = timeout_s * 1000
             inv = Invocation(
                 self.name,
                 request_id,
                 "error",
                 duration_ms,
-                "Task.TimedOut",
+                "Sandbox.Timedout",
                 f"Task timed out after {timeout_s:.2f} seconds",
             )
-            lines.append(f"{datetime.now(UTC).isoformat()} {request_id} {inv.error_message}")
+            at = datetime.fromtimestamp(ended, UTC)
+            closing.append(
+                f"{at:%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z {request_id} "
+                f"{inv.error_message}"
+            )
+            status = "\tStatus: timeout"
         else:
             lines += reply.get("log", [])
             duration_ms = float(reply.get("duration_ms", duration_ms))
@@ -198,7 +231,7 @@ class FunctionRunner:
                     reply.get("error_type"),
                     reply.get("error_message"),
                 )
-                lines.append(
+                closing.append(
                     json.dumps(
                         {
                             "errorType": inv.error_type,
@@ -208,22 +241,34 @@ class FunctionRunner:
                     )
                 )
         memory = config.get("MemorySize", 128)
-        lines.append(f"END RequestId: {request_id}")
-        lines.append(
+        closing.append(f"END RequestId: {request_id}")
+        closing.append(
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-            f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {memory} MB"
+            f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory} MB\t"
+            f"Max Memory Used: {self.env.max_memory_mb} MB{status}"
         )
-        self._write_logs(keys, lines, started)
+        self._write_logs(keys, lines, started, closing, ended)
         self._metrics(
             {
                 "Invocations": 1.0,
                 "Errors": 1.0 if inv.outcome == "error" else 0.0,
+                # Lambda reports Throttles beside every run too (0): the Throttles alarm
+                # then sees a healthy period as not breaching rather than missing.
+                "Throttles": 0.0,
                 "Duration": duration_ms,
-            }
+            },
+            ended,
         )
         return inv
 
-    def _write_logs(self, keys: dict[str, str], lines: list[str], started: float) -> None:
+    def _write_logs(
+        self,
+        keys: dict[str, str],
+        lines: list[str],
+        started: float,
+        closing: list[str],
+        ended: float,
+    ) -> None:
         """With the execution role's credentials, as Lambda does: no permission, no logs."""
         assert self.env is not None
         key = keys["AccessKeyId"]
@@ -234,34 +279,31 @@ class FunctionRunner:
         logs = self._log_clients[key]
         group = f"/aws/lambda/{self.name}"
         stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{self.env.id}"
-        ts = int(started * 1000)
+        # START and the handler's lines from the run's start (their own times are not
+        # known), Lambda's closing lines at its end.
+        first, last = int(started * 1000), int(ended * 1000)
+        events = [{"timestamp": first + i, "message": line} for i, line in enumerate(lines)]
+        last = max(last, first + len(lines))
+        events += [{"timestamp": last + i, "message": line} for i, line in enumerate(closing)]
         try:
             with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_stream(logGroupName=group, logStreamName=stream)
             logs.put_log_events(
                 logGroupName=group,
                 logStreamName=stream,
-                logEvents=[{"timestamp": ts + i, "message": line} for i, line in enumerate(lines)],
+                logEvents=events,
             )
         except Exception as exc:  # e.g. AccessDenied after a revoke: Lambda drops the logs too
             log.warning("function logs dropped", function=self.name, error=str(exc)[:300])
 
-    def _metrics(self, values: dict[str, float]) -> None:
-        now = datetime.now(UTC)
-        self.clients("cloudwatch").put_metric_data(
-            Namespace="AWS/Lambda",
-            MetricData=[
-                {
-                    "MetricName": name,
-                    "Dimensions": [{"Name": "FunctionName", "Value": self.name}],
-                    "Timestamp": now,
-                    "Value": value,
-                    "Unit": "Milliseconds" if name == "Duration" else "Count",
-                    "StorageResolution": 1,
-                }
-                for name, value in values.items()
-            ],
-        )
+    def _dimension_sets(self) -> list[Dimensions]:
+        """Each set of dimensions a datapoint is published under (the alarms use the first)."""
+        return [(("FunctionName", self.name),)]
+
+    def _metrics(self, values: dict[str, float], at: float) -> None:
+        for name, value in values.items():
+            unit = "Milliseconds" if name == "Duration" else "Count"
+            self.metrics.add(name, value, unit, self._dimension_sets(), at)
 
     def close(self) -> None:
         if self.env is not None:
@@ -273,6 +315,7 @@ class LambdaRuntime:
         self.settings = settings
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.metrics = PeriodMetrics(settings.alarm_period_s)
 
     def run(self) -> None:
         clients = Clients(Principal.LAMBDA_RUNTIME, self.settings)
@@ -284,14 +327,32 @@ class LambdaRuntime:
             t = threading.Thread(target=self._loop, args=(name,), name=name, daemon=True)
             t.start()
             self.threads.append(t)
+        publisher = threading.Thread(target=self._publish_loop, name="metrics", daemon=True)
+        publisher.start()
         self.stop_event.wait()
         for t in self.threads:
             t.join(timeout=self.settings.workload_timeout_s + 5)
+        publisher.join(timeout=10)
+
+    def _publish_loop(self) -> None:
+        """Each period's metrics just after it ends; whatever is held, at shutdown."""
+        cloudwatch = Clients(Principal.LAMBDA_RUNTIME, self.settings)("cloudwatch")
+        held: list[dict[str, Any]] = []
+        while True:
+            stopping = self.stop_event.wait(PUBLISH_CHECK_S)
+            held += self.metrics.take_ended(time.time(), everything=stopping)
+            try:
+                publish(cloudwatch, held)
+                held = []
+            except Exception as exc:  # the emulator may be away: keep them for the next try
+                log.warning("lambda metrics not published", error=str(exc)[:300])
+            if stopping:
+                return
 
     def _loop(self, name: str) -> None:
         # Each function gets its own clients: boto3 clients are thread-safe, sessions aren't.
         runner = FunctionRunner(
-            name, Clients(Principal.LAMBDA_RUNTIME, self.settings), self.settings
+            name, Clients(Principal.LAMBDA_RUNTIME, self.settings), self.settings, self.metrics
         )
         last_outcome = None
         try:

@@ -1,18 +1,20 @@
 """Proof that a fix worked: a real check of the workload, not of the fix itself.
 
 Three things, all at once, within a deadline: the function's runs since the fix succeed
-(its latest runs, as the AWS/Lambda metrics count them, have no errors and no throttles),
+(its latest runs, as its START/REPORT log lines tell them within seconds, have no error;
+the AWS/Lambda metrics are per alarm period, too coarse to tell one run from the next),
 its alarms are out of ALARM, and what the fix touched matches the baseline.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from core.lambda_runs import read_runs
 from incidents.baseline_diff import DIFFS, Concern
 from incidents.baselines import Baseline, read_live
 
@@ -31,41 +33,26 @@ class Verification(BaseModel):
     elapsed_s: float
 
 
-def _per_second(cloudwatch: Any, function: str, metric: str, since: datetime) -> dict[str, float]:
-    points = cloudwatch.get_metric_statistics(
-        Namespace="AWS/Lambda",
-        MetricName=metric,
-        Dimensions=[{"Name": "FunctionName", "Value": function}],
-        StartTime=since,
-        EndTime=datetime.now(UTC) + timedelta(seconds=1),
-        Period=1,
-        Statistics=["Sum"],
-    )["Datapoints"]
-    return {p["Timestamp"].isoformat(): float(p["Sum"]) for p in points if p["Timestamp"] >= since}
-
-
-def runs_check(cloudwatch: Any, function: str, since: datetime, wanted: int) -> Check:
-    """The latest `wanted` seconds in which the function ran or was throttled: all clean."""
-    invocations = _per_second(cloudwatch, function, "Invocations", since)
-    errors = _per_second(cloudwatch, function, "Errors", since)
-    throttles = _per_second(cloudwatch, function, "Throttles", since)
-    active = sorted(set(invocations) | set(throttles))
-    latest = active[-wanted:]
-    clean = [
-        s
-        for s in latest
-        if invocations.get(s, 0) > 0 and not errors.get(s) and not throttles.get(s)
-    ]
+def runs_check(logs: Any, function: str, since: datetime, wanted: int) -> Check:
+    """The latest `wanted` runs that started since the fix, as the function's log lines tell
+    them (START…REPORT, no error record): all clean. A throttled invocation never starts
+    and writes nothing, so it is not a run: while throttled, the count stays at zero."""
+    runs = read_runs(logs, function, int(since.timestamp() * 1000))
+    finished = [r for r in runs if r.finished]
+    latest = finished[-wanted:]
+    clean = [r for r in latest if r.clean]
+    failed = [r for r in finished if not r.clean]
     ok = len(latest) == wanted and len(clean) == wanted
-    failed = sum(errors.values()) + sum(throttles.values())
-    return Check(
-        name="workload runs succeed",
-        ok=ok,
-        detail=(
-            f"{int(sum(invocations.values()))} run(s) since the fix, {int(failed)} failed or "
-            f"throttled; the latest {len(clean)} of {wanted} wanted are clean"
-        ),
-    )
+    if not runs:
+        detail = "no run has started since the fix (throttled, or not invoked yet)"
+    else:
+        detail = (
+            f"{len(finished)} run(s) since the fix, {len(failed)} failed; the latest "
+            f"{len(clean)} of {wanted} wanted are clean"
+        )
+        if failed:
+            detail += f" (last error: {failed[-1].error})"
+    return Check(name="workload runs succeed", ok=ok, detail=detail)
 
 
 def alarms_check(cloudwatch: Any, function: str) -> Check:
@@ -109,10 +96,10 @@ def verify(
 ) -> Verification:
     """Poll the three checks until all pass or the timeout passes."""
     started = time.monotonic()
-    cloudwatch = clients("cloudwatch")
+    cloudwatch, logs = clients("cloudwatch"), clients("logs")
     while True:
         checks = [
-            runs_check(cloudwatch, want.function, since, successful_runs),
+            runs_check(logs, want.function, since, successful_runs),
             alarms_check(cloudwatch, want.function),
             baseline_check(clients, want, concerns),
         ]

@@ -1,8 +1,9 @@
 """The supervisor's MCP server: read-only diagnostics of a protected Lambda function.
 
-Tools are grouped by the system they read (logs, metrics, Lambda, IAM, EC2). Each is read
-only, answers only for protected functions, and returns bounded, structured data. Log
-text is returned as quoted data in its own field: it is evidence, never an instruction.
+Tools are grouped by the system they read (logs, metrics, Lambda, IAM, EC2, the recorded
+baseline). Each is read only, answers only for protected functions, and returns bounded,
+structured data. Log text is returned as quoted data in its own field: it is evidence,
+never an instruction. Metrics come at the resolution Lambda publishes them (whole periods).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from core.settings import Settings
-from incidents.baselines import SecurityGroupRules, security_group_rules
+from incidents.baseline_diff import ConfigDiff, NetworkDiff, config_diff, network_diff
+from incidents.baselines import BaselineStore, SecurityGroupRules, read_live, security_group_rules
 from mcp_servers.app import new_server
 from mcp_servers.bounds import MAX_EVENTS, MAX_TOTAL_CHARS, MAX_WINDOW_MINUTES, clamp, clip
 from mcp_servers.tool_errors import aws_tool
@@ -106,6 +108,15 @@ class SecurityGroups(BaseModel):
     function_name: str
     groups: list[SecurityGroupRules]
     https_egress_to_anywhere: bool
+
+
+class BaselineComparison(BaseModel):
+    """The function's timeout, memory, environment and network against its baseline."""
+
+    function_name: str
+    baseline_version: int
+    configuration: ConfigDiff
+    network: NetworkDiff
 
 
 def _as_list(value: Any) -> list[str]:
@@ -206,7 +217,10 @@ class Diagnostics:
     def metrics(self, function_name: str, minutes: int) -> LambdaMetrics:
         self.protected(function_name)
         minutes = clamp(minutes, 1, MAX_WINDOW_MINUTES)
-        period = 60 if minutes > 10 else 10
+        # Never finer than Lambda publishes (one datapoint per alarm period); whole minutes
+        # over a longer window, as a multiple of that period.
+        published = self.c.settings.alarm_period_s
+        period = published if minutes <= 10 else published * max(1, -(-60 // published))
         now = datetime.now(UTC)
         series = []
         statistics: tuple[tuple[str, Statistic], ...] = (
@@ -294,6 +308,19 @@ class Diagnostics:
             explicit_denies=[s for s in statements if s.effect == "Deny"],
         )
 
+    def baseline_comparison(self, function_name: str) -> BaselineComparison:
+        self.protected(function_name)
+        want = BaselineStore(self.c("dynamodb")).latest(function_name)
+        if want is None:
+            raise ToolError(f"no baseline recorded for {function_name}")
+        now = read_live(self.c, function_name)
+        return BaselineComparison(
+            function_name=function_name,
+            baseline_version=want.version,
+            configuration=config_diff(want, now),
+            network=network_diff(want, now),
+        )
+
     def security_groups(self, function_name: str) -> SecurityGroups:
         config = self.protected(function_name)
         ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
@@ -330,7 +357,9 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
     @aws_tool
     def lambda_metrics(function_name: str, minutes: int = 15) -> LambdaMetrics:
         """AWS/Lambda metrics of a protected function over the last `minutes` (<= 180):
-        Invocations, Errors and Throttles (sums) and Duration (average and maximum, ms)."""
+        Invocations, Errors and Throttles (sums) and Duration (average and maximum, ms), one
+        datapoint per whole period (`period_s`) as Lambda publishes them; the period still
+        under way is not in yet, so the newest runs show in the logs first."""
         return d.metrics(function_name, minutes)
 
     @server.tool()
@@ -347,6 +376,15 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
         """Every statement of the execution role of a protected function: inline and attached
         policies, each with its source, and the explicit Deny statements listed apart."""
         return d.role_statements(function_name)
+
+    @server.tool()
+    @aws_tool
+    def compare_with_baseline(function_name: str) -> BaselineComparison:
+        """A protected function against its recorded known-good baseline: the timeout
+        (`timeout_s`: [baseline, current] when they differ), memory and environment names
+        that differ, and per security group the egress rules the baseline has that are
+        missing now (`egress_missing`) or added since (`egress_extra`)."""
+        return d.baseline_comparison(function_name)
 
     @server.tool()
     @aws_tool

@@ -4,6 +4,8 @@ OK notification follows recovery."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -64,7 +66,17 @@ def test_alarm_and_recovery_notifications(
     assert message["OldStateValue"] == "OK"
     assert message["Trigger"]["Namespace"] == "AWS/Lambda"
     assert message["Trigger"]["Dimensions"] == [{"value": FUNCTION, "name": "FunctionName"}]
-    assert message["NewStateReason"].startswith("Threshold Crossed")
+    # CloudWatch's words, naming the datapoint of one whole period aligned to the epoch.
+    reason = re.fullmatch(
+        r"Threshold Crossed: 1 out of the last 1 datapoints \[(\d+\.\d+) \((\S+ \S+)\)\] "
+        r"was greater than or equal to the threshold \(1\.0\) \(minimum 1 datapoint for "
+        r"OK -> ALARM transition\)\.",
+        message["NewStateReason"],
+    )
+    assert reason, message["NewStateReason"]
+    assert float(reason.group(1)) >= 1.0
+    period_start = datetime.strptime(reason.group(2), "%d/%m/%y %H:%M:%S").replace(tzinfo=UTC)
+    assert period_start.timestamp() % world.settings.alarm_period_s == 0
 
     world.wait_healthy(FUNCTION)
     period = world.settings.alarm_period_s
@@ -101,4 +113,50 @@ def test_the_function_reports_its_own_failure(world: RunningWorld, admin: Any) -
     # The role may only read its own bucket prefix, so another bucket is refused (as on AWS).
     assert reports[0]["error_type"] == "AccessDenied"
     assert "GetObject" in reports[0]["error_message"]
+    world.wait_healthy(FUNCTION)
+
+
+def test_a_blocked_network_hangs_until_the_function_times_out(
+    world: RunningWorld, admin: Any
+) -> None:
+    # As on AWS: the connect hangs (botocore waits 60 s), the function's 10 s timeout ends the
+    # run, and Lambda writes the timeout line, END and REPORT with `Status: timeout`.
+    world.wait_healthy(FUNCTION)
+    logs = admin("logs")
+    since = int(datetime.now(UTC).timestamp() * 1000)
+    assert world.fleet("chaos", "network-block", "--function", FUNCTION).returncode == 0
+    timed_out: list[dict[str, Any]] = []
+
+    def a_run_timed_out() -> bool:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{FUNCTION}", startTime=since)
+        timed_out[:] = [e for e in events["events"] if "Task timed out after" in e["message"]]
+        return bool(timed_out)
+
+    try:
+        wait_for(a_run_timed_out, 60, "a run that times out", 0.5)
+        events = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{FUNCTION}",
+            logStreamNames=[timed_out[0]["logStreamName"]],
+            startTime=since,
+        )["events"]
+    finally:
+        assert world.fleet("chaos", "restore", "--function", FUNCTION).returncode == 0
+    line = timed_out[0]["message"]
+    stamp, request_id, text = line.split(" ", 2)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp), line
+    assert text == "Task timed out after 10.00 seconds"
+    run = [e["message"] for e in events if request_id in e["message"]]
+    assert run[0] == f"START RequestId: {request_id} Version: $LATEST"
+    assert run[-3:] == [
+        line,
+        f"END RequestId: {request_id}",
+        run[-1],
+    ]
+    assert re.fullmatch(
+        rf"REPORT RequestId: {request_id}\tDuration: 10000\.00 ms\tBilled Duration: 10000 ms"
+        r"\tMemory Size: 256 MB\tMax Memory Used: \d+ MB\tStatus: timeout",
+        run[-1],
+    ), run[-1]
+    # The call hung: no error record of an immediate connect failure in that run.
+    assert not any("ConnectTimeoutError" in m for m in run)
     world.wait_healthy(FUNCTION)

@@ -22,6 +22,7 @@ TOOLS = {
     "function_configuration",
     "role_statements",
     "security_group_rules",
+    "compare_with_baseline",
 }
 
 
@@ -40,6 +41,13 @@ def call(world: RunningWorld, name: str, transport: str = "sse", **args: Any) ->
 @pytest.mark.parametrize("transport", ["sse", "streamable-http"])
 def test_every_tool_answers_on_a_healthy_function(world: RunningWorld, transport: str) -> None:
     world.wait_healthy(FUNCTION)
+    # Lambda publishes its metrics once a whole period has ended: on a fresh world, wait.
+    _shows(
+        world,
+        "lambda_metrics",
+        lambda r: any(s["metric"] == "Invocations" and (s["total"] or 0) > 0 for s in r["series"]),
+        timeout_s=3 * world.settings.alarm_period_s + 10,
+    )
     tools, results = session_calls(
         world,
         "supervisor",
@@ -120,6 +128,18 @@ FAULTS = [
         "security_group_rules",
         lambda r: r["https_egress_to_anywhere"] is False,
         id="network-block",
+    ),
+    pytest.param(
+        ["network-block"],
+        "compare_with_baseline",
+        lambda r: any(g["egress_missing"] for g in r["network"]["groups"]),
+        id="network-block-baseline",
+    ),
+    pytest.param(
+        ["timeout", "--seconds", "1"],
+        "compare_with_baseline",
+        lambda r: r["configuration"]["timeout_s"] == [10, 1],
+        id="timeout-baseline",
     ),
     pytest.param(
         ["env-drift", "--var", "DATA_BUCKET", "--value", "drifted-bucket"],

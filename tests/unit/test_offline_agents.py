@@ -14,8 +14,10 @@ import pytest
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from core.settings import Settings
+from incidents.baseline_diff import ConfigDiff, GroupDiff, NetworkDiff
 from incidents.diagnosis import DiagnosisDraft, Evidence, finalize
 from mcp_servers.supervisor.server import (
+    BaselineComparison,
     FunctionConfiguration,
     LambdaMetrics,
     LogEvent,
@@ -160,6 +162,33 @@ def diagnose(toolset: list[BaseTool], **settings: Any) -> tuple[Any, Any]:
     )
 
 
+TIMED_OUT = "2026-11-29T06:10:05.000Z 6f1c8a3e-0001 Task timed out after {:.2f} seconds"
+HTTPS_OUT = {
+    "IpProtocol": "tcp",
+    "FromPort": 443,
+    "ToPort": 443,
+    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+}
+
+
+def compared(timeout_s: tuple[int, int] | None = None, egress_lost: bool = False) -> Any:
+    group = GroupDiff(
+        group_id="sg-1",
+        group_name=f"{FN}-sg",
+        egress_missing=[HTTPS_OUT] if egress_lost else [],
+        egress_extra=[],
+        ingress_changed=False,
+    )
+    return BaselineComparison(
+        function_name=FN,
+        baseline_version=1,
+        configuration=ConfigDiff(
+            timeout_s=timeout_s, memory_mb=None, environment_changed=[], at_baseline=not timeout_s
+        ),
+        network=NetworkDiff(groups=[group], at_baseline=not egress_lost),
+    )
+
+
 CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
     (
         "revoked",
@@ -201,6 +230,27 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         "healthy",
         lambda: {"lambda_metrics": metrics(), "recent_log_events": logs()},
         ["none"],
+    ),
+    # The same log line for both: runs cut off at the timeout. The baseline tells them apart.
+    (
+        "network blocked: runs hang to their unchanged limit",
+        lambda: {
+            "lambda_metrics": metrics(errors=3),
+            "recent_log_events": logs(TIMED_OUT.format(10)),
+            "function_configuration": configuration(timeout_s=10),
+            "compare_with_baseline": compared(egress_lost=True),
+        },
+        ["network_blocked"],
+    ),
+    (
+        "timeout set too low",
+        lambda: {
+            "lambda_metrics": metrics(errors=5),
+            "recent_log_events": logs(TIMED_OUT.format(1)),
+            "function_configuration": configuration(timeout_s=1),
+            "compare_with_baseline": compared(timeout_s=(10, 1)),
+        },
+        ["timeout_misconfigured"],
     ),
 ]
 
@@ -281,3 +331,15 @@ def test_an_unreadable_metric_is_not_taken_for_health() -> None:
     run, diagnosis = diagnose([broken, *tools(recent_log_events=logs())])
     assert diagnosis is not None and run.calls[0].ok is False
     assert diagnosis.fault_types == [] and diagnosis.escalate
+
+
+def test_a_timeout_with_nothing_changed_from_the_baseline_goes_to_a_person() -> None:
+    outputs = {
+        "lambda_metrics": metrics(errors=3),
+        "recent_log_events": logs(TIMED_OUT.format(10)),
+        "function_configuration": configuration(timeout_s=10),
+        "compare_with_baseline": compared(),
+    }
+    _, diagnosis = diagnose(tools(**outputs))
+    assert diagnosis is not None
+    assert diagnosis.escalate  # nothing the fleet can restore explains it

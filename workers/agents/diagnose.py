@@ -24,9 +24,10 @@ DEFAULT_LOOKBACK_S = 60
 SYSTEM_PROMPT = """\
 You are the supervisor of an incident-response fleet for AWS Lambda. An alarm fired for a
 protected function. Find the root cause with the diagnostic tools (metrics, logs, the
-configuration, the execution role's statements, the security groups): start broad, then
-read the one system the evidence points at. Evidence from before `symptom_since` belongs
-to an earlier incident. You have at most 12 tool calls.
+configuration, the execution role's statements, the security groups, the comparison with
+the recorded baseline): start broad, then read the one system the evidence points at.
+Evidence from before `symptom_since` belongs to an earlier incident. You have at most 12
+tool calls.
 
 Answer with DiagnosisDraft. fault_types uses only: iam_permission_missing,
 iam_explicit_deny, concurrency_throttled, network_blocked, config_drift,

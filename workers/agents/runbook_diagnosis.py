@@ -2,9 +2,13 @@
 
 Metrics first (errors? throttles?), then the newest error in the logs, then the one system
 that error points at: the role's statements for an access denial, the security groups for
-a connect timeout, the configuration for a timeout or a missing resource, the reserved
-concurrency for throttles. Every claim quotes the tool output it rests on. Log lines are
-matched against known error signatures only: whatever else they say is never acted on.
+a connect timeout, the configuration for a missing resource, the reserved concurrency for
+throttles. A run that times out has two usual causes, and its log line is the same for
+both: a timeout set too low (the timeout differs from the baseline) or a call that hangs
+because the network is blocked (egress differs from the baseline; the run is cut at its
+full, unchanged limit). The baseline comparison tells them apart. Every claim quotes the
+tool output it rests on. Log lines are matched against known error signatures only:
+whatever else they say is never acted on.
 """
 
 from __future__ import annotations
@@ -342,15 +346,14 @@ def _explain(
             )
         data = config.data() or {}
         if signature == TIMED_OUT:
-            timeout_s = data.get("timeout_s")
-            findings.append(
-                Finding(
-                    FaultType.TIMEOUT_MISCONFIGURED,
-                    f"runs are cut off by the function's timeout of {timeout_s}s",
-                    0.8,
-                    error_cite + _cite(config, "the configured timeout", r'"timeout_s":\s*\d+'),
+            compared = t.last("compare_with_baseline")
+            if compared is None:
+                return Step(
+                    "Runs time out: compare the timeout and the network with the baseline.",
+                    "compare_with_baseline",
+                    {"function_name": fn},
                 )
-            )
+            findings += _timed_out(line, data.get("timeout_s"), config, compared, error_cite)
         else:
             findings.append(
                 Finding(
@@ -366,3 +369,65 @@ def _explain(
             )
     findings[-1].evidence[:0] = failing if findings and findings[-1].fault != FaultType.NONE else []
     return None
+
+
+def _timed_out(
+    line: str,
+    timeout_s: Any,
+    config: ToolResult,
+    compared: ToolResult,
+    error_cite: list[dict[str, str]],
+) -> list[Finding]:
+    """Why runs hit their timeout, from how the function differs from its baseline."""
+    data = (compared.data() if compared.ok else None) or {}
+    changed = (data.get("configuration") or {}).get("timeout_s")
+    blocked = [g for g in (data.get("network") or {}).get("groups", []) if g.get("egress_missing")]
+    match = re.search(r"timed out after ([0-9.]+) seconds", line)
+    at_limit = bool(match and timeout_s is not None and float(match.group(1)) >= float(timeout_s))
+    configured = _cite(config, "the configured timeout", r'"timeout_s":\s*\d+')
+    findings = []
+    if blocked:
+        findings.append(
+            Finding(
+                FaultType.NETWORK_BLOCKED,
+                f"{blocked[0].get('group_name')} lost egress rules its baseline has, so the "
+                "function's AWS calls hang until its timeout"
+                + (f" of {timeout_s}s cuts every run off at its limit" if at_limit else ""),
+                0.85 if at_limit else 0.7,
+                error_cite
+                + _cite(
+                    compared,
+                    "egress rules of the baseline are missing",
+                    r'"egress_missing":\s*\[\s*\{\s*"IpProtocol":\s*"[^"]*"',
+                )
+                + configured,
+            )
+        )
+    if changed:
+        findings.append(
+            Finding(
+                FaultType.TIMEOUT_MISCONFIGURED,
+                f"the timeout was changed from the baseline's {changed[0]}s to {changed[1]}s, "
+                "and runs are cut off by it",
+                0.9,
+                error_cite
+                + _cite(
+                    compared,
+                    "the timeout differs from the baseline",
+                    r'"timeout_s":\s*\[\s*\d+,\s*\d+\s*\]',
+                ),
+            )
+        )
+    if not findings:
+        # Neither changed: the work itself got slower, or something else hangs. Not a fault
+        # the fleet can restore; too weak to act on alone.
+        findings.append(
+            Finding(
+                FaultType.TIMEOUT_MISCONFIGURED,
+                f"runs are cut off by the function's timeout of {timeout_s}s, which matches the "
+                "baseline, as does the network",
+                0.4,
+                error_cite + configured,
+            )
+        )
+    return findings
