@@ -224,6 +224,17 @@ def queue_attributes(fx: Fixtures, stage: Stage) -> Call:
     )
 
 
+def delete_message(fx: Fixtures, dlq: bool) -> Call:
+    # A receipt handle no message has: allowed, it is refused as invalid and deletes nothing.
+    def call(c: Clients) -> Any:
+        q = build_topology(fx.world.settings).queue(Stage.SUPERVISOR)
+        url = fx.queue_url(c, Stage.SUPERVISOR).rsplit("/", 1)[0]
+        name = q.dlq_name if dlq else q.name
+        return c("sqs").delete_message(QueueUrl=f"{url}/{name}", ReceiptHandle="not-a-handle")
+
+    return call
+
+
 def probes(fx: Fixtures) -> list[Probe]:
     P = Principal
     out: list[Probe] = []
@@ -301,6 +312,8 @@ def probes(fx: Fixtures) -> list[Probe]:
         )
         add(p, False, "RevokeSecurityGroupEgress, untagged group", revoke_missing_egress(fx, False))
         add(p, False, f"FilterLogEvents {OTHER_LOG_GROUP}", filter_logs(OTHER_LOG_GROUP))
+    add(P.OPERATOR, True, "DeleteMessage supervisor-dlq (redrive)", delete_message(fx, dlq=True))
+    add(P.OPERATOR, False, "DeleteMessage supervisor (a live queue)", delete_message(fx, dlq=False))
     add(P.OPERATOR, False, "UpdateItem incident-audit", update("incident-audit"))
     add(P.OPERATOR, False, "DeleteItem incident-audit", delete("incident-audit"))
     for p in (P.MCP_SUPERVISOR, P.MCP_RESOLVER):
