@@ -9,7 +9,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.aws import Clients
-from incidents.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from core.lambda_versions import LATEST, live_target
+from incidents.baseline_diff import (
+    concurrency_diff,
+    config_diff,
+    deployment_diff,
+    iam_diff,
+    network_diff,
+)
 from incidents.baselines import BaselineStore, read_live
 from workload.spec import FunctionSpec
 
@@ -23,6 +30,8 @@ class RecentRuns(BaseModel):
     last_outcome: str | None
     # The newest error the function's logs show in the window (None if logs are unreadable).
     last_error: str | None
+    # The version the newest START line in the window says ran ("$LATEST" or a number).
+    last_version: str | None = None
 
     @property
     def health(self) -> str:
@@ -33,6 +42,8 @@ class RecentRuns(BaseModel):
 
 class FunctionStatus(BaseModel):
     function: str
+    # The version the alias `live` points to: what the next scheduled run executes.
+    live_target: str
     at_baseline: bool
     drift: list[str]
     runs: RecentRuns
@@ -53,6 +64,7 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
     now = read_live(clients, function)
     iam, concurrency = iam_diff(want, now), concurrency_diff(want, now)
     network, config = network_diff(want, now), config_diff(want, now)
+    deployment = deployment_diff(want, now)
     drift = [f"iam: baseline policy {name} missing" for name in iam.missing_policies]
     drift += [f"iam: statement {s.get('Sid', s)} missing" for s in iam.missing_statements]
     drift += [f"iam: policy {name} differs from baseline" for name in iam.changed_policies]
@@ -78,6 +90,12 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
     drift += [
         f"network: ingress of {g.group_name} changed" for g in network.groups if g.ingress_changed
     ]
+    if deployment.live_target:
+        was, target = deployment.live_target
+        drift.append(f"deploy: alias live -> {target} (baseline: {was})")
+    if deployment.code_sha256:
+        was_sha, sha = deployment.code_sha256
+        drift.append(f"deploy: live runs code {sha} (baseline: {was_sha})")
     return drift
 
 
@@ -111,13 +129,16 @@ def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRu
         else:
             last_outcome = "throttled"
     last_error = None
+    last_version = None
     try:
         events = clients("logs").filter_log_events(
             logGroupName=spec.log_group, startTime=int(start.timestamp() * 1000)
         )["events"]
         for event in sorted(events, key=lambda e: e["timestamp"]):
             message = event["message"]
-            if message.startswith('{"errorType"'):
+            if message.startswith("START RequestId: ") and " Version: " in message:
+                last_version = message.rsplit(" Version: ", 1)[1].strip()
+            elif message.startswith('{"errorType"'):
                 err = json.loads(message)
                 last_error = f"{err['errorType']}: {err['errorMessage']}"
             elif "Task timed out" in message:
@@ -131,6 +152,7 @@ def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRu
         throttles=sums["Throttles"],
         last_outcome=last_outcome,
         last_error=last_error,
+        last_version=last_version,
     )
 
 
@@ -138,6 +160,7 @@ def function_status(clients: Clients, spec: FunctionSpec, window_s: int) -> Func
     drift = baseline_drift(clients, spec.name)
     return FunctionStatus(
         function=spec.name,
+        live_target=live_target(clients("lambda"), spec.name) or LATEST,
         at_baseline=not drift,
         drift=drift,
         runs=recent_runs(clients, spec, window_s),
