@@ -7,10 +7,10 @@ the handler its configuration names, and honouring what the emulator stores for 
 reserved concurrency (0: throttled, not run), timeout (a run past it is killed and
 counted as an error), environment variables, execution role (the handler runs under
 credentials from assuming it), and its security group's egress (none: every AWS call fails
-with a connect timeout). Like Lambda, it writes START/END/REPORT and the
-handler's lines to the function's log group with the role's credentials (START names the
-executed version), and emits the AWS/Lambda metrics Invocations, Errors, Throttles and
-Duration, per function and per alias and ExecutedVersion, as Lambda does.
+with a connect timeout). Like Lambda, it writes START/END/REPORT and the handler's lines
+to the function's log group with the role's credentials (START names the executed
+version), and emits the AWS/Lambda metrics Invocations, Errors, Throttles and Duration,
+per function and per alias and ExecutedVersion, as Lambda does.
 """
 
 from __future__ import annotations
