@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced
 
 .PHONY: help demo test test-unit test-integration test-faults lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
-        chaos-timeout chaos-restore chaos-status tail-queues console bench gameday clean
+        chaos-timeout chaos-bad-deploy chaos-restore chaos-status tail-queues console bench gameday clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ chaos-env-drift: $(STAMP) ## set VAR=VALUE in the function's environment (defaul
 
 chaos-timeout: $(STAMP) ## lower the timeout to SECONDS (default 1: runs time out)
 	$(FLEET) chaos timeout --seconds $(or $(SECONDS),1) $(FUNCTION_ARG)
+
+chaos-bad-deploy: $(STAMP) ## publish a version whose handler fails; the alias live points to it
+	$(FLEET) chaos bad-deploy $(FUNCTION_ARG)
 
 chaos-restore: $(STAMP) ## put every function back to its baseline
 	$(FLEET) chaos restore $(FUNCTION_ARG)

@@ -180,6 +180,8 @@ FUNCTION_READ = (
     "lambda:GetFunctionConcurrency",
     "lambda:ListTags",
 )
+# Where the alias `live` points and which versions exist: what runs (baselines, status).
+VERSION_READ = ("lambda:GetAlias", "lambda:ListAliases", "lambda:ListVersionsByFunction")
 ROLE_READ = (
     "iam:GetRole",
     "iam:GetRolePolicy",
@@ -214,6 +216,9 @@ REMEDIATION_WRITES = {
     ),
     "security_groups": ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"),
 }
+# A deploy as chaos makes it (`fleet chaos bad-deploy`) and `fleet chaos restore` undoes it:
+# the operator's alone (rolling back is not on the fleet's allowlist).
+DEPLOY_WRITES = ("lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:UpdateAlias")
 
 
 def _incident_store(a: Arns) -> list[Statement]:
@@ -227,6 +232,7 @@ def _incident_store(a: Arns) -> list[Statement]:
 def _diagnostic_reads(a: Arns) -> list[Statement]:
     return [
         allow(FUNCTION_READ, a.functions(), "ReadProtectedFunctions"),
+        allow(VERSION_READ, a.functions(), "ReadProtectedVersions"),
         allow(ROLE_READ, a.roles(), "ReadProtectedRoles"),
         allow(LOG_READ, a.log_groups(), "ReadProtectedLogs"),
         allow(NETWORK_READ, "*", "ReadSecurityGroups"),
@@ -302,6 +308,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             return [
                 *_diagnostic_reads(a),
                 *_remediation_writes(a),
+                allow(DEPLOY_WRITES, a.functions(), "DeployProtectedFunctions"),
                 allow(
                     (*QUEUE_READ, "sqs:ReceiveMessage", "sqs:PurgeQueue"),
                     a.all_queues(),

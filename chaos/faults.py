@@ -2,7 +2,8 @@
 
 The workload's next run fails the way it would on AWS: AccessDenied from a revoked or
 denied permission, throttling at zero concurrency, a connect timeout with no egress, a
-wrong environment, a timeout. `restore` puts the baseline back (workload/baseline).
+wrong environment, a timeout, a bad release (a published version whose handler fails, with
+the alias `live` moved to it). `restore` puts the baseline back (workload/baseline).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pydantic import BaseModel
 
 from core.aws import Clients
 from core.errors import FleetError, UsageError
+from core.lambda_package import build_zip, deployed_package, read_zip
+from core.lambda_versions import LIVE_ALIAS
 from incidents.baselines import BaselineStore
 from workload.baseline import restore_to, security_group_id
 from workload.spec import (
@@ -37,6 +40,26 @@ class FaultKind(StrEnum):
     NETWORK_BLOCK = "network-block"
     ENV_DRIFT = "env-drift"
     TIMEOUT = "timeout"
+    BAD_DEPLOY = "bad-deploy"
+
+
+# The setting the bad release reads and no deployment sets.
+MISSING_SETTING = "BATCH_SCHEMA"
+# Appended to the handler's module: the release wraps the handler it replaces, and reads
+# its new setting first, so every run fails with KeyError before doing any work.
+BAD_RELEASE = """
+
+# --- release from `fleet chaos bad-deploy`: it needs a setting no deployment sets.
+import os as _release_os
+
+_previous_{func} = {func}
+
+
+def {func}(event, context):
+    batch_schema = _release_os.environ["{setting}"]
+    print(f"reading batches as {{batch_schema}}")
+    return _previous_{func}(event, context)
+"""
 
 
 def parse_targets(target: str) -> list[PermissionTarget]:
@@ -123,6 +146,37 @@ def timeout(clients: Clients, spec: FunctionSpec, seconds: int) -> str:
     return f"{spec.name}: timeout set to {seconds}s"
 
 
+def failing_release(package: bytes, handler: str) -> bytes:
+    """The package, with the module that `handler` names changed to fail on every run."""
+    module, _, func = handler.rpartition(".")
+    path = module.replace(".", "/") + ".py"
+    files = read_zip(package)
+    if not module or path not in files:
+        raise FleetError(f"the function's package has no {path} for its handler {handler!r}")
+    files[path] += BAD_RELEASE.format(func=func, setting=MISSING_SETTING).encode()
+    return build_zip(files)
+
+
+def bad_deploy(clients: Clients, spec: FunctionSpec) -> str:
+    """Publish a version whose handler fails, keep $LATEST's code, point `live` at it."""
+    lam = clients("lambda")
+    handler = lam.get_function_configuration(FunctionName=spec.name)["Handler"]
+    good = deployed_package(lam, spec.name)
+    bad = failing_release(good, handler)
+    updated = lam.update_function_code(FunctionName=spec.name, ZipFile=bad)
+    version = lam.publish_version(
+        FunctionName=spec.name,
+        CodeSha256=updated["CodeSha256"],
+        Description=f"release that needs {MISSING_SETTING} (fleet chaos bad-deploy)",
+    )["Version"]
+    lam.update_function_code(FunctionName=spec.name, ZipFile=good)
+    lam.update_alias(FunctionName=spec.name, Name=LIVE_ALIAS, FunctionVersion=version)
+    return (
+        f"{spec.name}: published version {version} (its handler reads the unset "
+        f"{MISSING_SETTING}); $LATEST keeps its code; alias {LIVE_ALIAS} -> {version}"
+    )
+
+
 def restore(clients: Clients, spec: FunctionSpec) -> str:
     """Back to the function's latest recorded baseline."""
     baseline = BaselineStore(clients("dynamodb")).latest(spec.name)
@@ -162,3 +216,5 @@ def inject(clients: Clients, spec: FunctionSpec, kind: FaultKind, options: Fault
             return env_drift(clients, spec, options.var, options.value)
         case FaultKind.TIMEOUT:
             return timeout(clients, spec, options.seconds)
+        case FaultKind.BAD_DEPLOY:
+            return bad_deploy(clients, spec)

@@ -13,7 +13,14 @@ from pydantic import BaseModel
 
 from core.aws import Clients
 from core.lambda_runs import read_runs
-from incidents.baseline_diff import concurrency_diff, config_diff, iam_diff, network_diff
+from core.lambda_versions import LATEST, live_target
+from incidents.baseline_diff import (
+    concurrency_diff,
+    config_diff,
+    deployment_diff,
+    iam_diff,
+    network_diff,
+)
 from incidents.baselines import BaselineStore, read_live
 from workload.spec import FunctionSpec
 
@@ -28,6 +35,8 @@ class RecentRuns(BaseModel):
     last_outcome: str | None
     # The newest error the function's logs show in the window (or why they are unreadable).
     last_error: str | None
+    # The version the newest START line in the window says ran ("$LATEST" or a number).
+    last_version: str | None = None
 
     @property
     def health(self) -> str:
@@ -38,6 +47,8 @@ class RecentRuns(BaseModel):
 
 class FunctionStatus(BaseModel):
     function: str
+    # The version the alias `live` points to: what the next scheduled run executes.
+    live_target: str
     at_baseline: bool
     drift: list[str]
     runs: RecentRuns
@@ -58,6 +69,7 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
     now = read_live(clients, function)
     iam, concurrency = iam_diff(want, now), concurrency_diff(want, now)
     network, config = network_diff(want, now), config_diff(want, now)
+    deployment = deployment_diff(want, now)
     drift = [f"iam: baseline policy {name} missing" for name in iam.missing_policies]
     drift += [f"iam: statement {s.get('Sid', s)} missing" for s in iam.missing_statements]
     drift += [f"iam: policy {name} differs from baseline" for name in iam.changed_policies]
@@ -83,6 +95,12 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
     drift += [
         f"network: ingress of {g.group_name} changed" for g in network.groups if g.ingress_changed
     ]
+    if deployment.live_target:
+        was, target = deployment.live_target
+        drift.append(f"deploy: alias live -> {target} (baseline: {was})")
+    if deployment.code_sha256:
+        was_sha, sha = deployment.code_sha256
+        drift.append(f"deploy: live runs code {sha} (baseline: {was_sha})")
     return drift
 
 
@@ -147,6 +165,7 @@ def recent_runs(clients: Clients, spec: FunctionSpec, window_s: int) -> RecentRu
         ),
         last_outcome=last_outcome,
         last_error=last_error,
+        last_version=runs[-1].version if runs else None,
     )
 
 
@@ -154,6 +173,7 @@ def function_status(clients: Clients, spec: FunctionSpec, window_s: int) -> Func
     drift = baseline_drift(clients, spec.name)
     return FunctionStatus(
         function=spec.name,
+        live_target=live_target(clients("lambda"), spec.name) or LATEST,
         at_baseline=not drift,
         drift=drift,
         runs=recent_runs(clients, spec, window_s),

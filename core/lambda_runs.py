@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-START = re.compile(r"^START RequestId: (?P<id>\S+)")
+START = re.compile(r"^START RequestId: (?P<id>\S+)(?: Version: (?P<version>\S+))?")
 REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)\tDuration: (?P<ms>[0-9.]+) ms")
 TIMED_OUT = re.compile(r"^\S+ (?P<id>\S+) (?P<text>Task timed out after [0-9.]+ seconds)")
 
@@ -30,6 +30,7 @@ class Run(BaseModel):
     ended_ms: int | None = None  # the REPORT line's time; None while it runs (or if lost)
     duration_ms: float | None = None
     error: str | None = None  # "KeyError: 'x'", "Task timed out after 1.00 seconds"
+    version: str | None = None  # the executed version START names ("$LATEST", "3")
 
     @property
     def finished(self) -> bool:
@@ -68,7 +69,10 @@ def parse_runs(events: Iterable[Mapping[str, Any]]) -> list[Run]:
             message = str(event["message"]).rstrip("\n")
             if match := START.match(message):
                 open_run = Run(
-                    request_id=match["id"], stream=stream, started_ms=int(event["timestamp"])
+                    request_id=match["id"],
+                    stream=stream,
+                    started_ms=int(event["timestamp"]),
+                    version=match["version"],
                 )
                 runs.append(open_run)
                 continue

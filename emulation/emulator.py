@@ -1,7 +1,8 @@
 """The embedded AWS: moto in server mode, with IAM enforcement on, in its own process.
 
 Run as ``python -m emulation.emulator --port N --admin-credentials FILE``. Before serving, it
-applies :mod:`emulation.moto_patches`, creates the bootstrap administrator in-process (so no
+applies :mod:`emulation.moto_patches`, :mod:`emulation.lambda_packages` and
+:mod:`emulation.cloudwatch_dimensions`, creates the bootstrap administrator in-process (so no
 request ever goes unauthenticated) and writes that user's keys to FILE (mode 0600). moto's
 own unauthenticated control API (/moto-api/: reset, seed, IAM enforcement off) is closed.
 """
@@ -95,14 +96,19 @@ def serve(
     )
     from werkzeug.serving import make_server
 
-    from emulation import moto_patches
+    from emulation import cloudwatch_dimensions, lambda_packages, moto_patches
 
     moto_patches.apply()
+    lambda_packages.apply()
+    cloudwatch_dimensions.apply()
     try:
         server = make_server(
             host,
             port,
-            closed_control_api(DomainDispatcherApplication(create_backend_app)),
+            # GetFunction's Code.Location links are served beside moto (emulation/lambda_packages).
+            closed_control_api(
+                lambda_packages.serve_packages(DomainDispatcherApplication(create_backend_app))
+            ),
             threaded=True,
             request_handler=MotoRequestHandler,
         )

@@ -2,6 +2,9 @@
 
 Started by the local runtime (emulation/lambda_runtime.py) with the function's environment and
 its execution role's credentials in the process environment, exactly as Lambda sets them.
+It is copied apart and run as a script with the function's package on its path and the
+project's source not (emulation/lambda_task.py): it may import only the standard library
+and the installed libraries (boto3, botocore), never the project's packages.
 Protocol: one JSON request per line on stdin, one JSON result per line on stdout. The
 handler's own prints are captured and returned as log lines.
 

@@ -1,13 +1,17 @@
 """Emulation: the local Lambda runtime, standing in for Lambda where moto cannot run code.
 
-Every TARGET_INTERVAL seconds it invokes each protected function, honouring what the
-emulator stores for it: reserved concurrency (0: throttled, not run), timeout (a run past
-it is killed and counted as an error), environment variables, execution role (the handler
-runs under credentials from assuming it), and its security group's egress (none: every
-AWS call hangs in its connect until the run times out). Like Lambda, it writes
-START/END/REPORT and the handler's lines to the function's log group with the role's
-credentials, and publishes the AWS/Lambda metrics Invocations, Errors, Throttles and
-Duration per period (emulation/lambda_metrics.py).
+Every TARGET_INTERVAL seconds it invokes each protected function through its alias `live`
+(as the schedule does on AWS), running the package that version holds (fetched from
+GetFunction's Code.Location and checked against CodeSha256; emulation/lambda_task.py) with
+the handler its configuration names, and honouring what the emulator stores for it:
+reserved concurrency (0: throttled, not run), timeout (a run past it is killed and
+counted as an error), environment variables, execution role (the handler runs under
+credentials from assuming it), and its security group's egress (none: every AWS call
+hangs in its connect until the run times out). Like Lambda, it writes START/END/REPORT and
+the handler's lines to the function's log group with the role's credentials (START names
+the executed version), and publishes the AWS/Lambda metrics Invocations, Errors, Throttles
+and Duration per period (emulation/lambda_metrics.py), per function and per alias and
+ExecutedVersion, as Lambda does.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import math
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,18 +36,15 @@ import structlog
 from core.aws import Clients, client, session_from_keys
 from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
+from core.lambda_versions import LIVE_ALIAS
 from core.principals import Principal
 from core.protection import protected_functions
 from core.service_process import run_service
 from core.settings import Settings, get_settings
 from emulation.lambda_metrics import Dimensions, PeriodMetrics, publish
-from workload.deploy import HANDLER_SOURCE
+from emulation.lambda_task import TaskCache, bootstrap_command, python_path
 
 log = structlog.get_logger()
-# Where the handler is imported from: the workload package itself (issue 14: run the
-# deployed package instead).
-WORKLOAD_DIR = HANDLER_SOURCE.parent
-PROJECT_ROOT = Path(__file__).parent.parent
 ROLE_CREDENTIALS_TTL_S = 45 * 60
 # How often the publisher looks for a period that has ended (the lag after its end).
 PUBLISH_CHECK_S = 0.5
@@ -61,18 +61,28 @@ class Invocation:
 
 
 class ExecutionEnvironment:
-    """A warm process for one function configuration; replaced when the config changes."""
+    """A warm process for one version's configuration and code; replaced when either changes."""
 
-    def __init__(self, config: Mapping[str, Any], keys: dict[str, str], settings: Settings):
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        keys: dict[str, str],
+        settings: Settings,
+        task_dir: Path,
+        bootstrap: Path,
+    ):
         self.fingerprint = config_fingerprint(config)
+        self.version = str(config.get("Version", "$LATEST"))
         self.id = uuid.uuid4().hex
         self.max_memory_mb = 0
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            # The handler's directory (as /var/task), then the bootstrap's package.
-            "PYTHONPATH": f"{WORKLOAD_DIR}{os.pathsep}{PROJECT_ROOT}",
+            # The package (as /var/task), then the libraries Lambda's runtime provides.
+            "PYTHONPATH": python_path(task_dir),
+            "LAMBDA_TASK_ROOT": str(task_dir),
             "_HANDLER": config["Handler"],
             "AWS_LAMBDA_FUNCTION_NAME": config["FunctionName"],
+            "AWS_LAMBDA_FUNCTION_VERSION": self.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.get("MemorySize", 128)),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(config.get("Timeout", 3)),
             "AWS_REGION": settings.region,
@@ -85,8 +95,8 @@ class ExecutionEnvironment:
         if settings.endpoint_url:
             env["AWS_ENDPOINT_URL"] = settings.endpoint_url
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "emulation.lambda_environment"],
-            cwd=WORKLOAD_DIR,
+            bootstrap_command(bootstrap),
+            cwd=task_dir,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -133,7 +143,7 @@ class ExecutionEnvironment:
 
 
 def config_fingerprint(config: Mapping[str, Any]) -> str:
-    keys = ("Handler", "Role", "Timeout", "MemorySize", "Environment")
+    keys = ("Version", "CodeSha256", "Handler", "Role", "Timeout", "MemorySize", "Environment")
     return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
 
 
@@ -150,6 +160,7 @@ class FunctionRunner:
         self._role_keys_for: str | None = None
         self._role_keys_at = 0.0
         self._log_clients: dict[str, Any] = {}
+        self.tasks = TaskCache(settings.state_dir / "lambda")
 
     def _assume(self, role_arn: str) -> dict[str, str]:
         fresh = time.monotonic() - self._role_keys_at < ROLE_CREDENTIALS_TTL_S
@@ -167,11 +178,13 @@ class FunctionRunner:
 
     def tick(self) -> Invocation:
         lam = self.clients("lambda")
-        config = lam.get_function(FunctionName=self.name)["Configuration"]
+        function = lam.get_function(FunctionName=self.name, Qualifier=LIVE_ALIAS)
+        config = function["Configuration"]
+        version = str(config["Version"])
         request_id = str(uuid.uuid4())
         if reserved_concurrency(lam, self.name) == 0:
             # Never started: no log line at all, only the Throttles metric.
-            self._metrics({"Throttles": 1.0}, time.time())
+            self._metrics({"Throttles": 1.0}, version, time.time())
             return Invocation(self.name, request_id, "throttled")
         group_ids = config.get("VpcConfig", {}).get("SecurityGroupIds", [])
         egress = egress_allowed(self.clients("ec2"), group_ids)
@@ -183,7 +196,10 @@ class FunctionRunner:
         ):
             if self.env is not None:
                 self.env.stop()
-            self.env = ExecutionEnvironment(config, keys, self.settings)
+            task_dir = self.tasks.task_dir(function)
+            self.env = ExecutionEnvironment(
+                config, keys, self.settings, task_dir, self.tasks.bootstrap()
+            )
         timeout_s = float(config.get("Timeout", 3))
         started = time.time()
         request = {
@@ -195,7 +211,7 @@ class FunctionRunner:
         reply = self.env.invoke(request, timeout_s)
         ended = time.time()
         duration_ms = (ended - started) * 1000
-        lines = [f"START RequestId: {request_id} Version: $LATEST"]
+        lines = [f"START RequestId: {request_id} Version: {version}"]
         # Lambda's own lines at the end of the run (timed out, END, REPORT).
         closing: list[str] = []
         status = ""
@@ -257,6 +273,7 @@ class FunctionRunner:
                 "Throttles": 0.0,
                 "Duration": duration_ms,
             },
+            version,
             ended,
         )
         return inv
@@ -278,7 +295,7 @@ class FunctionRunner:
             )
         logs = self._log_clients[key]
         group = f"/aws/lambda/{self.name}"
-        stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{self.env.id}"
+        stream = f"{datetime.now(UTC):%Y/%m/%d}/[{self.env.version}]{self.env.id}"
         # START and the handler's lines from the run's start (their own times are not
         # known), Lambda's closing lines at its end.
         first, last = int(started * 1000), int(ended * 1000)
@@ -296,18 +313,27 @@ class FunctionRunner:
         except Exception as exc:  # e.g. AccessDenied after a revoke: Lambda drops the logs too
             log.warning("function logs dropped", function=self.name, error=str(exc)[:300])
 
-    def _dimension_sets(self) -> list[Dimensions]:
-        """Each set of dimensions a datapoint is published under (the alarms use the first)."""
-        return [(("FunctionName", self.name),)]
-
-    def _metrics(self, values: dict[str, float], at: float) -> None:
+    def _metrics(self, values: dict[str, float], version: str, at: float) -> None:
         for name, value in values.items():
             unit = "Milliseconds" if name == "Duration" else "Count"
-            self.metrics.add(name, value, unit, self._dimension_sets(), at)
+            self.metrics.add(name, value, unit, metric_dimensions(self.name, version), at)
 
     def close(self) -> None:
         if self.env is not None:
             self.env.stop()
+
+
+def metric_dimensions(function: str, version: str) -> list[Dimensions]:
+    """Lambda publishes an alias's runs per function (what the alarms watch) and per alias
+    and executed version."""
+    return [
+        (("FunctionName", function),),
+        (
+            ("FunctionName", function),
+            ("Resource", f"{function}:{LIVE_ALIAS}"),
+            ("ExecutedVersion", version),
+        ),
+    ]
 
 
 class LambdaRuntime:

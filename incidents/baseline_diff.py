@@ -50,6 +50,14 @@ class ConfigDiff(BaseModel):
     at_baseline: bool
 
 
+class DeploymentDiff(BaseModel):
+    """What runs against the baseline: where `live` points and the package it runs."""
+
+    live_target: tuple[str | None, str | None] | None  # (baseline, current) when they differ
+    code_sha256: tuple[str, str] | None  # (baseline, current) when they differ
+    at_baseline: bool
+
+
 def _statements(policies: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for name, doc in policies.items():
@@ -150,6 +158,21 @@ def config_diff(want: Baseline, now: Baseline) -> ConfigDiff:
         environment_changed=env,
         at_baseline=not (env or timeout or memory),
     )
+
+
+def deployment_diff(want: Baseline, now: Baseline) -> DeploymentDiff:
+    """Not a concern a fix may restore (yet): rolling a deploy back is not on the allowlist."""
+    target = (
+        (want.live_target, now.live_target)
+        if want.live_target is not None and want.live_target != now.live_target
+        else None
+    )
+    code = (
+        (want.code_sha256, now.code_sha256)
+        if want.code_sha256 and want.code_sha256 != now.code_sha256
+        else None
+    )
+    return DeploymentDiff(live_target=target, code_sha256=code, at_baseline=not (target or code))
 
 
 # What a fix may restore, one concern at a time, and how each differs from the baseline.

@@ -2,7 +2,9 @@
 
 A fix restores a baseline, so a baseline is a versioned record in the state store, read
 from the live account (not from code): the role's inline and attached policies, reserved
-concurrency, environment, timeout, memory and its security groups' rules.
+concurrency, environment, timeout, memory, its security groups' rules, and what runs: the
+version the alias `live` points to, the CodeSha256 of that version's package, and the
+newest published version at capture (a record, not compared: publishing is no drift).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel
 
 from core.dynamodb import from_item, to_item
 from core.lambda_concurrency import reserved_concurrency
+from core.lambda_versions import LIVE_ALIAS, live_target, newest_published_version
 from incidents.tables import BASELINES
 
 
@@ -38,6 +41,10 @@ class Baseline(BaseModel):
     timeout_s: int
     memory_mb: int
     security_groups: list[SecurityGroupRules]
+    # What the scheduled invocations run (defaults: baselines recorded before versions were).
+    live_target: str | None = None  # the version `live` points to: "$LATEST" or a number
+    code_sha256: str = ""  # CodeSha256 of the package `live` runs
+    newest_published_version: str | None = None
 
 
 def _document(raw: Any) -> dict[str, Any]:
@@ -48,6 +55,12 @@ def read_live(clients: Any, function: str) -> Baseline:
     """The function as it is now, in the shape of a baseline."""
     lam, iam, ec2 = clients("lambda"), clients("iam"), clients("ec2")
     config = lam.get_function_configuration(FunctionName=function)
+    target = live_target(lam, function)
+    running = (
+        lam.get_function_configuration(FunctionName=function, Qualifier=LIVE_ALIAS)
+        if target is not None
+        else config
+    )
     role_name = config["Role"].rsplit("/", 1)[1]
     inline = {
         name: _document(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
@@ -69,6 +82,9 @@ def read_live(clients: Any, function: str) -> Baseline:
         security_groups=security_group_rules(
             ec2, config.get("VpcConfig", {}).get("SecurityGroupIds", [])
         ),
+        live_target=target,
+        code_sha256=running["CodeSha256"],
+        newest_published_version=newest_published_version(lam, function),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pulumi
 import pulumi_aws as aws
 
+from core.lambda_versions import LATEST, LIVE_ALIAS
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from infra.identity import service_trust
 from infra.schedule import rate
@@ -147,6 +148,8 @@ class DemoWorkload(pulumi.ComponentResource):
             code=pulumi.AssetArchive({HANDLER_SOURCE.name: pulumi.FileAsset(str(HANDLER_SOURCE))}),
             timeout=spec.timeout_s,
             memory_size=MEMORY_MB,
+            # Each new package is published as a version of its own (version 1 at creation).
+            publish=True,
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=spec.environment()),
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
                 subnet_ids=subnet_ids, security_group_ids=[group.id]
@@ -159,6 +162,16 @@ class DemoWorkload(pulumi.ComponentResource):
                 ignore_changes=["environment", "timeout", "reservedConcurrentExecutions"],
             ),
         )
+        # The schedule invokes the alias `live`, as the embedded world's runtime does; it
+        # points to $LATEST. A deploy that pins a version moves it (and a rollback back).
+        self.live = aws.lambda_.Alias(
+            "live",
+            name=LIVE_ALIAS,
+            function_name=self.function.name,
+            function_version=LATEST,
+            description="what the schedule invokes",
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["functionVersion"]),
+        )
         invoker = aws.iam.Role(
             "schedule",
             assume_role_policy=json.dumps(
@@ -169,7 +182,7 @@ class DemoWorkload(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             "schedule",
             role=invoker.id,
-            policy=self.function.arn.apply(
+            policy=self.live.arn.apply(
                 lambda arn: json.dumps(
                     {
                         "Version": "2012-10-17",
@@ -191,7 +204,7 @@ class DemoWorkload(pulumi.ComponentResource):
             schedule_expression=rate(every_minutes),
             flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),
             target=aws.scheduler.ScheduleTargetArgs(
-                arn=self.function.arn, role_arn=invoker.arn, input="{}"
+                arn=self.live.arn, role_arn=invoker.arn, input="{}"
             ),
             opts=child,
         )

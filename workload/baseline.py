@@ -1,8 +1,9 @@
 """Put a protected function back to its known-good baseline, piece by piece.
 
 Each function returns what it had to change. Deploying puts the code's definition back
-(`restore_role_policies`, `restore_function_config`, `ensure_baseline_egress`); `fleet
-chaos restore` puts the latest recorded baseline back (`restore_to`).
+(`restore_role_policies`, `restore_function_code`, `restore_function_config`,
+`restore_live_alias`, `ensure_baseline_egress`); `fleet chaos restore` puts the latest
+recorded baseline back (`restore_to`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 from core.aws import Clients
 from core.egress import egress_signature
 from core.lambda_concurrency import reserved_concurrency
+from core.lambda_package import code_sha256
+from core.lambda_versions import LIVE_ALIAS, live_target
 from incidents.baselines import Baseline, read_live
 
 if TYPE_CHECKING:
@@ -80,6 +83,27 @@ def restore_role_policies(iam: Any, spec: FunctionSpec) -> list[str]:
     return changes
 
 
+def restore_function_code(lam: Any, function_name: str, package: bytes) -> list[str]:
+    """`$LATEST` holds this package (published versions keep theirs)."""
+    config = lam.get_function_configuration(FunctionName=function_name)
+    if config["CodeSha256"] == code_sha256(package):
+        return []
+    lam.update_function_code(FunctionName=function_name, ZipFile=package)
+    return ["code of $LATEST restored"]
+
+
+def restore_live_alias(lam: Any, function_name: str, version: str) -> list[str]:
+    """The alias `live` points to `version` (created if it is missing)."""
+    current = live_target(lam, function_name)
+    if current == version:
+        return []
+    if current is None:
+        lam.create_alias(FunctionName=function_name, Name=LIVE_ALIAS, FunctionVersion=version)
+        return [f"alias {LIVE_ALIAS} created -> {version}"]
+    lam.update_alias(FunctionName=function_name, Name=LIVE_ALIAS, FunctionVersion=version)
+    return [f"alias {LIVE_ALIAS} -> {version} (was {current})"]
+
+
 def restore_function_config(clients: Clients, spec: FunctionSpec) -> list[str]:
     """Timeout, memory and environment as in the baseline; concurrency unreserved."""
     lam = clients("lambda")
@@ -140,6 +164,8 @@ def restore_to(clients: Clients, want: Baseline) -> list[str]:
                 FunctionName=want.function, ReservedConcurrentExecutions=want.reserved_concurrency
             )
             changes.append(f"reserved concurrency set to {want.reserved_concurrency}")
+    if want.live_target is not None:
+        changes += restore_live_alias(lam, want.function, want.live_target)
     live_groups = {g.group_id: g for g in now.security_groups}
     for group in want.security_groups:
         live = live_groups.get(group.group_id)

@@ -1,23 +1,28 @@
 """Deploy the protected workload from its spec: bucket, role, network, function, alarms.
 
-Idempotent: resources that already match are left alone and reported unchanged. Used by
-the embedded world; infra/ deploys the same handler and baseline to AWS.
+The function is created with its package, version 1 is published, and the alias `live`
+(through which it is invoked) points to `$LATEST`. Idempotent: resources that already
+match are left alone and reported unchanged; code, configuration and alias that drifted
+are put back. Used by the embedded world; infra/ deploys the same handler and baseline to
+AWS.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from core.aws import Clients
+from core.lambda_package import build_zip
+from core.lambda_versions import LATEST, LIVE_ALIAS
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from core.provisioning import ProvisionReport, outcome
 from workload.baseline import (
     ensure_baseline_egress,
+    restore_function_code,
     restore_function_config,
+    restore_live_alias,
     restore_role_policies,
     security_group_id,
 )
@@ -30,10 +35,8 @@ SAMPLE_BATCH = {"batch_id": "b-0001", "records": [3, 1, 4, 1, 5, 9, 2, 6]}
 
 
 def handler_zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(HANDLER_SOURCE, arcname="data_processor.py")
-    return buf.getvalue()
+    """The function's package: the same source is always the same bytes (and CodeSha256)."""
+    return build_zip({HANDLER_SOURCE.name: HANDLER_SOURCE.read_bytes()})
 
 
 def default_network(ec2: Any) -> tuple[str, list[str]]:
@@ -143,9 +146,18 @@ class WorkloadDeployer:
                 VpcConfig={"SubnetIds": subnets, "SecurityGroupIds": [group_id]},
                 Tags={PROTECTED_TAG: "true", SAFE_ENV_TAG: " ".join(SAFE_ENVIRONMENT)},
             )
+            lam.publish_version(FunctionName=spec.name, Description="as deployed")
+            lam.create_alias(
+                FunctionName=spec.name,
+                Name=LIVE_ALIAS,
+                FunctionVersion=LATEST,
+                Description="what the schedule invokes",
+            )
             self.report.record("lambda-function", spec.name, "created")
             return
-        changed = restore_function_config(self.c, spec)
+        changed = restore_function_code(lam, spec.name, handler_zip())
+        changed += restore_function_config(self.c, spec)
+        changed += restore_live_alias(lam, spec.name, LATEST)
         self.report.record("lambda-function", spec.name, "updated" if changed else "unchanged")
 
     def _alarms(self, spec: FunctionSpec) -> None:

@@ -48,12 +48,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     for s in statuses:
         r = s.runs
         print(
-            f"{s.function}: {s.health} (last {r.window_s}s: {r.invocations} runs, "
+            f"{s.function}: {s.health}, live -> {s.live_target} "
+            f"(last {r.window_s}s: {r.invocations} runs, "
             f"{r.errors} errors, {r.throttles} throttles); "
             f"{'at baseline' if s.at_baseline else 'DRIFTED from baseline'}"
         )
         for d in s.drift:
             print(f"  - {d}")
+        if r.last_version:
+            print(f"  last run: version {r.last_version}")
         if r.last_error:
             print(f"  last error: {r.last_error}")
     return 0
@@ -88,6 +91,10 @@ FAULTS: dict[faults.FaultKind, tuple[str, Callable[[argparse.ArgumentParser], No
     faults.FaultKind.NETWORK_BLOCK: ("remove the security group's egress rules", _no_options),
     faults.FaultKind.ENV_DRIFT: ("change an environment variable", _variable),
     faults.FaultKind.TIMEOUT: ("lower the function timeout", _seconds),
+    faults.FaultKind.BAD_DEPLOY: (
+        "publish a version whose handler fails and point the alias live at it",
+        _no_options,
+    ),
 }
 
 

@@ -61,6 +61,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 state["repositoryUrl"] = f"{a}.dkr.ecr.{r}.amazonaws.com/{name}"
             case "aws:lambda/function:Function":
                 state["arn"] = f"arn:aws:lambda:{r}:{a}:function:{name}"
+            case "aws:lambda/alias:Alias":
+                function = inputs["functionName"]
+                state["arn"] = f"arn:aws:lambda:{r}:{a}:function:{function}:{name}"
             case "aws:dynamodb/table:Table":
                 state["arn"] = f"arn:aws:dynamodb:{r}:{a}:table/{name}"
             case "aws:cloudwatch/dashboard:Dashboard":

@@ -181,6 +181,16 @@ def test_the_watchdog_schedule_sends_a_tick_the_watchdog_accepts(program: Progra
     assert event.event_type == "watchdog.tick" and event.event_id == "tick:3f1c-exec"
 
 
+def test_the_workload_schedule_invokes_the_alias_live_on_latest(program: Program) -> None:
+    alias = program.named("aws:lambda/alias:Alias", "live")
+    assert alias.inputs["name"] == "live" and alias.inputs["functionVersion"] == "$LATEST"
+    live = f"function:{alias.inputs['functionName']}:live"
+    (runs,) = [s for s in program.of_type("aws:scheduler/schedule:Schedule") if s.name == "runs"]
+    assert runs.inputs["target"]["arn"].endswith(live)
+    invoke = json.loads(program.named(ROLE_POLICY, "schedule").inputs["policy"])
+    assert [s["Resource"] for s in invoke["Statement"]] == [[runs.inputs["target"]["arn"]]]
+
+
 def test_state_and_secret_are_kept_on_a_production_stack() -> None:
     dev, prod = deploy(stack()), deploy(stack(production=True))
     for p, protected in ((dev, False), (prod, True)):

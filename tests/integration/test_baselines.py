@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from core.lambda_package import code_sha256
 from tests.integration.conftest import RunningWorld
+from workload.deploy import handler_zip
 
 FUNCTION = "data-processor-2"
 
@@ -32,6 +34,10 @@ def test_the_world_recorded_a_baseline_of_each_function(world: RunningWorld) -> 
     assert b["environment"]["DATA_PREFIX"] == f"{FUNCTION}/"
     (group,) = b["security_groups"]
     assert [(r["IpProtocol"], r["FromPort"]) for r in group["egress"]] == [("tcp", 443)]
+    # What runs: the alias live on $LATEST, holding the package deployed from the source.
+    assert b["live_target"] == "$LATEST"
+    assert b["code_sha256"] == code_sha256(handler_zip())
+    assert b["newest_published_version"] == "1"
 
 
 def test_capture_versions_a_change_and_restore_follows_the_latest(world: RunningWorld) -> None:

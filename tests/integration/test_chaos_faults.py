@@ -74,6 +74,10 @@ FAULTS = [
         "timeout 1s",
         id="timeout",
     ),
+    # A published version whose handler fails, with the alias live moved to it.
+    pytest.param(
+        ["bad-deploy"], "failing", "KeyError: 'BATCH_SCHEMA'", "deploy: alias live", id="bad-deploy"
+    ),
 ]
 
 
