@@ -181,14 +181,17 @@ def test_metrics_carry_the_executed_version_and_the_aggregate_counts_each_run_on
 ) -> None:
     world.wait_healthy(FUNCTION)
     cw = world.clients(Principal.ADMIN)("cloudwatch")
-    by_version = [
-        {"Name": "FunctionName", "Value": FUNCTION},
-        {"Name": "Resource", "Value": f"{FUNCTION}:live"},
-        {"Name": "ExecutedVersion", "Value": "$LATEST"},
-    ]
-    end = datetime.now(UTC)
+    period_s = world.settings.alarm_period_s
+    function: list[Any] = [{"Name": "FunctionName", "Value": FUNCTION}]
 
-    def invocations(dimensions: list[dict[str, str]]) -> float:
+    def by_version(version: str) -> list[Any]:
+        return [
+            *function,
+            {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+            {"Name": "ExecutedVersion", "Value": version},
+        ]
+
+    def invocations(dimensions: list[Any], end: datetime) -> float:
         points = cw.get_metric_statistics(
             Namespace="AWS/Lambda",
             MetricName="Invocations",
@@ -200,16 +203,29 @@ def test_metrics_carry_the_executed_version_and_the_aggregate_counts_each_run_on
         )["Datapoints"]
         return float(sum(p["Sum"] for p in points))
 
-    per_function = 0.0
+    def published_end() -> datetime:
+        # The start of the period after the last one surely published (it ended more than
+        # 5 s ago), so no datapoint lands in the window between the reads.
+        settled = datetime.now(UTC).timestamp() - 5
+        return datetime.fromtimestamp(settled - settled % period_s, UTC)
 
-    def runs_in_a_past_window() -> bool:
-        # A window already past, so no run lands between the two reads.
-        nonlocal end, per_function
-        end = datetime.now(UTC) - timedelta(seconds=2)
-        per_function = invocations([{"Name": "FunctionName", "Value": FUNCTION}])
-        return per_function > 0
-
-    wait_for(runs_in_a_past_window, 30, f"runs of {FUNCTION} in the AWS/Lambda metrics")
-    # Every run is one invocation of the function and one of the alias's executed version,
-    # and a query for the function alone does not count the latter again.
-    assert invocations(by_version) == per_function
+    wait_for(
+        lambda: invocations(function, published_end()) > 0,
+        3 * period_s + 30,
+        f"runs of {FUNCTION} in the AWS/Lambda metrics",
+    )
+    end = published_end()
+    per_function = invocations(function, end)
+    versions = {
+        d["Value"]
+        for m in cw.list_metrics(
+            Namespace="AWS/Lambda", MetricName="Invocations", Dimensions=function
+        )["Metrics"]
+        for d in m["Dimensions"]
+        if d["Name"] == "ExecutedVersion"
+    }
+    assert "$LATEST" in versions
+    # Every run is one invocation of the function and one of the alias's executed version
+    # (other tests may have run other versions), and a query for the function alone does
+    # not count the latter again.
+    assert sum(invocations(by_version(v), end) for v in versions) == per_function

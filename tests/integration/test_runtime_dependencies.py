@@ -29,7 +29,11 @@ WHEEL_PACKAGES: list[str] = PYPROJECT["tool"]["hatch"]["build"]["targets"]["whee
 RUNTIME_PACKAGES = [p for p in WHEEL_PACKAGES if p != "infra"]
 # The one module outside infra/ that imports moto at module level (emulator.py imports it
 # lazily); it is only ever loaded by the embedded world.
-NEEDS_MOTO = {"emulation.moto_patches"}
+NEEDS_MOTO = {
+    "emulation.moto_patches",
+    "emulation.lambda_packages",
+    "emulation.cloudwatch_dimensions",
+}
 
 
 def _uv() -> str:
