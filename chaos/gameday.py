@@ -28,7 +28,7 @@ from core.aws import Clients
 from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
-from emulation.alarm_evaluator import notification
+from emulation.alarm_evaluator import PUBLISH_DELAY_S, notification
 from emulation.world import free_port, start_world_process, terminate, wait_for
 from incidents.approvals import Decision, decide_and_announce
 from incidents.context_items import ContextItem
@@ -171,15 +171,36 @@ class GameDay:
         self.seen: dict[str, str] = {}  # incident id -> last status shown
 
     def wait_healthy(self) -> None:
-        window = max(5, int(3 * self.settings.target_interval_s + self.settings.workload_work_s))
+        """Until each faulted function is quiet: its runs clean over two whole alarm periods
+        (so an alarm still due for an earlier failure has fired), none of its alarms in
+        ALARM, and no incident open for it. Otherwise a game run right after another could
+        start while the last one's alarm is on its way, and its fault be taken in by an
+        incident opened before it (bench runs fault after fault on one world)."""
+        period = self.settings.alarm_period_s
+        window = max(
+            5,
+            int(3 * self.settings.target_interval_s + self.settings.workload_work_s),
+            int(2 * period + PUBLISH_DELAY_S) + 1,
+        )
         names = {f.function for f in self.scenario.faults} or {"data-processor"}
+        cloudwatch = self.operator("cloudwatch")
         for name in sorted(names):
             spec = spec_for(name, self.settings)
 
-            def healthy(spec: Any = spec) -> bool:
-                return function_status(self.operator, spec, window).health == "healthy"
+            def quiet(spec: Any = spec) -> bool:
+                if function_status(self.operator, spec, window).health != "healthy":
+                    return False
+                for page in cloudwatch.get_paginator("describe_alarms").paginate():
+                    for alarm in page["MetricAlarms"]:
+                        dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+                        if dims.get("FunctionName") == spec.name and alarm["StateValue"] == "ALARM":
+                            return False
+                return not any(
+                    i["resource"] == spec.name and IncidentStatus(i["status"]) not in TERMINAL
+                    for i in list_incidents(self.store)
+                )
 
-            wait_for(healthy, 90, f"{name} to run cleanly before the faults", 0.5)
+            wait_for(quiet, 90 + 3 * period, f"{name} to run cleanly before the faults", 0.5)
 
     def write_log_lines(self) -> None:
         if not self.scenario.log_lines:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import moto
 from moto.cloudwatch.models import CloudWatchBackend
 
-PATCHED_MOTO_VERSION = "5.2.5"
+from emulation.moto_version import require_patched_moto
+
 _applied = False
 
 
@@ -46,11 +46,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    if moto.__version__ != PATCHED_MOTO_VERSION:
-        raise RuntimeError(
-            f"emulation.cloudwatch_dimensions was written for moto {PATCHED_MOTO_VERSION}, "
-            f"found {moto.__version__}: re-check the dimension matching before upgrading"
-        )
+    require_patched_moto(__name__, "re-check the dimension matching")
     CloudWatchBackend.get_metric_statistics = _exactly(  # type: ignore[method-assign]
         CloudWatchBackend.get_metric_statistics
     )

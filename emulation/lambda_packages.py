@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import ParseResult, parse_qs, quote, unquote
 
-import moto
 from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.awslambda.models import LambdaBackend, LambdaFunction, LambdaStorage
 from moto.awslambda.responses import LambdaResponse
 
-PATCHED_MOTO_VERSION = "5.2.5"
+from emulation.moto_version import require_patched_moto
+
 # AWS: "a presigned URL that you can use to download the deployment package; valid for 10
 # minutes".
 PACKAGE_URL_TTL_S = 600
@@ -227,11 +227,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    if moto.__version__ != PATCHED_MOTO_VERSION:
-        raise RuntimeError(
-            f"emulation.lambda_packages was written for moto {PATCHED_MOTO_VERSION}, "
-            f"found {moto.__version__}: re-check the Lambda version patches before upgrading"
-        )
+    require_patched_moto(__name__, "re-check the Lambda version patches")
     LambdaStorage.publish_version = _publish_version  # type: ignore[method-assign]
     LambdaBackend.publish_version = _backend_publish_version  # type: ignore[method-assign]
     LambdaBackend.update_function_code = _update_function_code  # type: ignore[method-assign]

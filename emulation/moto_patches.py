@@ -50,7 +50,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-import moto
 from botocore.awsrequest import AWSRequest
 from moto.awslambda.models import lambda_backends
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -69,9 +68,9 @@ from emulation.iam_requests import (
     global_context,
     json_params,
 )
+from emulation.moto_version import require_patched_moto
 
 log = logging.getLogger("emulation")
-PATCHED_MOTO_VERSION = "5.2.5"
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 # SigV4 signing name -> IAM action prefix, where the two differ.
@@ -281,11 +280,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    if moto.__version__ != PATCHED_MOTO_VERSION:
-        raise RuntimeError(
-            f"emulation.moto_patches was written for moto {PATCHED_MOTO_VERSION}, "
-            f"found {moto.__version__}: re-check both patches before upgrading"
-        )
+    require_patched_moto(__name__, "re-check every patch")
     access_control.IAMRequestBase._create_aws_request = _create_aws_request  # type: ignore[method-assign]
     access_control.IAMRequestBase.check_action_permitted = _check_action_permitted  # type: ignore[method-assign]
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = (  # type: ignore[method-assign]

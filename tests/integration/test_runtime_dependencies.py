@@ -33,6 +33,7 @@ NEEDS_MOTO = {
     "emulation.moto_patches",
     "emulation.lambda_packages",
     "emulation.cloudwatch_dimensions",
+    "emulation.moto_version",
 }
 
 
