@@ -66,6 +66,9 @@ class FaultStep(BaseModel):
 
 class Expectation(BaseModel):
     fault_types: list[str] | None = None
+    # One fault type, any of these: for compound faults, where which one shows first
+    # depends on timing the fleet does not control (as on AWS).
+    diagnosed_one_of: list[str] | None = None
     final_status: IncidentStatus = IncidentStatus.RESOLVED
     max_actions: int | None = None
     within_s: float = 60.0
@@ -365,6 +368,14 @@ class GameDay:
                     name="diagnosis",
                     ok=fault_types == sorted(expect.fault_types),
                     detail=f"{fault_types} (expected {sorted(expect.fault_types)})",
+                )
+            )
+        if expect.diagnosed_one_of is not None:
+            checks.append(
+                Check(
+                    name="diagnosis",
+                    ok=len(fault_types) == 1 and fault_types[0] in expect.diagnosed_one_of,
+                    detail=f"{fault_types} (expected one of {sorted(expect.diagnosed_one_of)})",
                 )
             )
         if expect.max_actions is not None:

@@ -1,9 +1,10 @@
 """What AWS authorizes for one API request: the IAM actions, resources and condition keys.
 
-moto derives a request's resource for S3, SQS, IAM and STS only, and hands every other
-service's request to the evaluator with the resource ``*``. AWS authorizes most of the
-calls the fleet, its workload and the operator make against a resource ARN, and some
-calls as several authorizations. This module says which, from the request moto parsed:
+moto derives a request's resource for S3, SQS (by QueueUrl only), IAM (roles only) and
+STS, and hands every other service's request to the evaluator with the resource ``*``.
+AWS authorizes most of the calls the fleet, its workload and the operator make against a
+resource ARN, and some calls as several authorizations. This module says which, from the
+request moto parsed (S3 and STS keep moto's resource):
 
 - DynamoDB: the table (or ``table/T/index/I`` for a Query or Scan on an index);
   TransactWriteItems item by item, as PutItem/UpdateItem/DeleteItem/ConditionCheckItem on
@@ -14,7 +15,8 @@ calls as several authorizations. This module says which, from the request moto p
   on that role. CloudWatch Logs: the log group (``log-group:NAME:*``, as AWS evaluates it)
   or stream. CloudWatch: the alarm; PutMetricData names no resource and carries
   ``cloudwatch:namespace``. EC2: the security group, with its tags as
-  ``aws:ResourceTag/*`` and ``ec2:ResourceTag/*``.
+  ``aws:ResourceTag/*`` and ``ec2:ResourceTag/*``. SQS: the queue, by URL or by name
+  (GetQueueUrl), or a message move task's source queue. IAM: the role, user or policy.
 - Calls AWS authorizes only against ``*`` (List*, Describe* of many, metric reads) keep
   ``*``, so only a statement on ``*`` grants them - as on AWS.
 
