@@ -46,7 +46,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -154,7 +154,10 @@ def _request_params(response: Any) -> Mapping[str, Any]:
     return response.params if isinstance(response.params, Mapping) else {}
 
 
-def _tags_of(account: str, region: str) -> Any:
+def _tags_of(account: str, region: str) -> Callable[[str], Mapping[str, str]]:
+    """A resource's tags as aws:ResourceTag/* sees them (security groups and functions:
+    the only tagged resources the fleet's policies condition on)."""
+
     def tags(arn: str) -> Mapping[str, str]:
         try:
             if ":security-group/" in arn:
@@ -170,6 +173,8 @@ def _tags_of(account: str, region: str) -> Any:
 
 
 def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
+    # moto's grace of unauthenticated first requests is not kept: the emulator enforces IAM
+    # from the first request (emulation/emulator.py sets INITIAL_NO_AUTH_ACTION_COUNT=0).
     if self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
         return
     path = self.raw_path
