@@ -28,6 +28,7 @@ from queues.provision import queue_policy
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
 from queues.topology import Stage, Topic, build_topology, topic_arn
 from tests.integration.conftest import RunningWorld
+from tests.integration.test_worker_identities import TRUST
 
 FUNCTION = "data-processor"
 OTHER_FUNCTION = "unprotected-fn"
@@ -56,8 +57,9 @@ class Fixtures:
     protected_group_id: str
     other_role_arn: str
 
-    def queue_url(self, clients: Clients, stage: Stage) -> str:
-        name = build_topology(self.world.settings).queue(stage).name
+    def queue_url(self, stage: Stage, dlq: bool = False) -> str:
+        queue = build_topology(self.world.settings).queue(stage)
+        name = queue.dlq_name if dlq else queue.name
         return f"{self.world.settings.endpoint_url}/{self.world.settings.account_id}/{name}"
 
     def topic(self, topic: Topic) -> str:
@@ -76,17 +78,7 @@ def fx(world: RunningWorld, admin: Any) -> Fixtures:
     """Near neighbours of the protected resources: a function, its role, its log group and a
     security group, none of them tagged as protected."""
     iam, ec2 = admin("iam"), admin("ec2")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role_arn = iam.create_role(RoleName=OTHER_ROLE, AssumeRolePolicyDocument=json.dumps(trust))[
+    role_arn = iam.create_role(RoleName=OTHER_ROLE, AssumeRolePolicyDocument=json.dumps(TRUST))[
         "Role"
     ]["Arn"]
     admin("lambda").create_function(
@@ -220,19 +212,14 @@ def publish(fx: Fixtures, topic: Topic) -> Call:
 
 def queue_attributes(fx: Fixtures, stage: Stage) -> Call:
     return lambda c: c("sqs").get_queue_attributes(
-        QueueUrl=fx.queue_url(c, stage), AttributeNames=["ApproximateNumberOfMessages"]
+        QueueUrl=fx.queue_url(stage), AttributeNames=["ApproximateNumberOfMessages"]
     )
 
 
 def delete_message(fx: Fixtures, dlq: bool) -> Call:
     # A receipt handle no message has: allowed, it is refused as invalid and deletes nothing.
-    def call(c: Clients) -> Any:
-        q = build_topology(fx.world.settings).queue(Stage.SUPERVISOR)
-        url = fx.queue_url(c, Stage.SUPERVISOR).rsplit("/", 1)[0]
-        name = q.dlq_name if dlq else q.name
-        return c("sqs").delete_message(QueueUrl=f"{url}/{name}", ReceiptHandle="not-a-handle")
-
-    return call
+    url = fx.queue_url(Stage.SUPERVISOR, dlq=dlq)
+    return lambda c: c("sqs").delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
 
 
 def probes(fx: Fixtures) -> list[Probe]:
