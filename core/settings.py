@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # the workload, the alarms back to OK and the state at the baseline, within the timeout.
     verify_successful_runs: int = Field(default=2, ge=1)
     verify_timeout_s: float = Field(default=60.0, gt=0)
+    # One remediation per resource at a time: the resolver holds the resource's lease from
+    # its first call to the end of verification and renews it as it goes; a holder that
+    # dies (kill -9) frees the resource when this runs out.
+    remediation_lease_s: float = Field(default=30.0, ge=5)
 
     # The watchdog: how often it ticks (the local scheduler; EventBridge Scheduler on AWS)
     # and how long an incident may sit in a working state before it is escalated.

@@ -24,11 +24,14 @@ INCIDENT_AUDIT = TableSpec(
 BASELINES = TableSpec(
     name="baselines", hash_key="function", range_key="version", range_key_type="N"
 )
+# Who is remediating a resource now (incidents/leases.py): one item per resource.
+RESOURCE_LEASES = TableSpec(name="resource-leases", hash_key="resource")
 INCIDENT_TABLES = (
     INCIDENT_STATE,
     INCIDENT_CONTEXT,
     INCIDENT_AUDIT,
     BASELINES,
+    RESOURCE_LEASES,
 )
 # Every table of the fleet: the runtime's and the domain's, for provisioning and policies.
 TABLES = RUNTIME_TABLES + INCIDENT_TABLES

@@ -9,6 +9,7 @@ its alarms are out of ALARM, and what the fix touched matches the baseline.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -93,11 +94,15 @@ def verify(
     since: datetime,
     successful_runs: int,
     timeout_s: float,
+    on_poll: Callable[[], None] = lambda: None,
 ) -> Verification:
-    """Poll the three checks until all pass or the timeout passes."""
+    """Poll the three checks until all pass or the timeout passes; `on_poll` runs on every
+    round (the resolver renews its lease there, so a verification that takes long is
+    still one a live process is doing)."""
     started = time.monotonic()
     cloudwatch, logs = clients("cloudwatch"), clients("logs")
     while True:
+        on_poll()
         checks = [
             runs_check(logs, want.function, since, successful_runs),
             alarms_check(cloudwatch, want.function),

@@ -7,7 +7,8 @@ from the baseline) and the workload healthy: resolved without action.
 On `incident.approved`: the approval must name this proposal's exact calls. Snapshot what
 the calls will overwrite, run them (each recorded once, so a redelivery after a crash
 never runs a call twice), then verify with a real check. Verification fails: roll back to
-the snapshot and escalate.
+the snapshot and escalate. From the first call to the end, the resolver holds the
+function's lease (incidents/leases.py): no two remediations run on one function at once.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from incidents.baselines import Baseline, BaselineStore, read_live
 from incidents.context_items import ContextItem, executed
 from incidents.escalation import escalate
 from incidents.executor import CallFailed, RefusedCall, run_call, shown
+from incidents.leases import HeldLease, LeaseLost, ResourceBusy, ResourceLeases, remediating
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
 from incidents.verification import Verification, verify
 from queues.events import EventEnvelope, incident_event
-from queues.outcomes import NonRetryableError
+from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
 from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.propose import propose
@@ -187,6 +189,27 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
     if raw is None:
         raise NonRetryableError(f"{incident_id}: approved, but no proposal is recorded")
     proposal = Proposal.model_validate(raw)
+    leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
+    # Another incident's fix on this function runs to its end first (it may take the
+    # whole verification); one waiting longer than that comes back later.
+    wait_s = ctx.settings.verify_timeout_s + ctx.settings.remediation_lease_s
+    try:
+        with remediating(leases, proposal.function_name, incident_id, wait_s) as held:
+            _remediate(event, incident_id, proposal, held, ctx)
+    except (ResourceBusy, LeaseLost) as exc:
+        raise RetryLater(str(exc), after_s=ctx.settings.remediation_lease_s) from None
+
+
+def _remediate(
+    event: EventEnvelope, incident_id: str, proposal: Proposal, held: HeldLease, ctx: StageContext
+) -> None:
+    """Execute and verify, holding the function's lease. The status is read again: while
+    this waited for the lease, another delivery may have done the work."""
+    incident = ctx.store.get(incident_id)
+    status = incident.status if incident else None
+    if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
+        log.info("not awaiting execution", status=status and status.value)
+        return
     want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
     clients = ctx.clients
     if status == S.APPROVED:
@@ -218,7 +241,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
         status = S.EXECUTING
     snapshot = Baseline.model_validate(ctx.store.get_context(incident_id, ContextItem.SNAPSHOT))
     if status == S.EXECUTING:
-        failure = _execute(ctx, incident_id, proposal, want)
+        failure = _execute(ctx, incident_id, proposal, want, held)
         if failure:
             _roll_back(ctx, incident_id, S.EXECUTING, proposal, snapshot, failure, event)
             return
@@ -237,12 +260,15 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
                 )
             ],
         )
-    _verify(ctx, incident_id, proposal, want, snapshot, event)
+    _verify(ctx, incident_id, proposal, want, snapshot, event, held)
 
 
-def _execute(ctx: StageContext, incident_id: str, proposal: Proposal, want: Baseline) -> str | None:
+def _execute(
+    ctx: StageContext, incident_id: str, proposal: Proposal, want: Baseline, held: HeldLease
+) -> str | None:
     """Run the calls not yet run. Returns why it stopped, or None when all ran."""
     for i, proposed in enumerate(proposal.calls):
+        held.keep()
         if ctx.store.get_context(incident_id, executed(i)):
             continue  # ran before a crash; never twice
         call = proposed.call.with_baseline_values(want)
@@ -280,6 +306,7 @@ def _verify(
     want: Baseline,
     snapshot: Baseline,
     event: EventEnvelope,
+    held: HeldLease,
 ) -> None:
     result: Verification = verify(
         ctx.clients,
@@ -288,6 +315,7 @@ def _verify(
         _executed_at(ctx, incident_id, proposal),
         ctx.settings.verify_successful_runs,
         ctx.settings.verify_timeout_s,
+        on_poll=held.keep,
     )
     ctx.store.put_context(incident_id, ContextItem.VERIFICATION, result.model_dump(mode="json"))
     if result.ok:

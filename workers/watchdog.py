@@ -2,7 +2,8 @@
 
 - An incident sitting in a working state past `stale_after_s` (its worker died and its
   message dead-lettered, or a call hangs): EXECUTING/VERIFYING become FAILED, the rest
-  ESCALATED; either way a person is paged.
+  ESCALATED; either way a person is paged. A fix whose resolver still renews the
+  function's lease (incidents/leases.py) is being worked on, not stuck.
 - An approval request past its TTL: ESCALATED (the fix did not run).
 - A DLQ deeper than when last reported: one report on incident-approvals per increase.
 - An outbox left unpublished (its writer died, or a CLI decision did): published.
@@ -21,6 +22,7 @@ from incidents.approvals import ApprovalRequest
 from incidents.context_items import ContextItem
 from incidents.escalation import escalate
 from incidents.incident import Incident
+from incidents.leases import ResourceLeases
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import TERMINAL
 from queues.events import EventEnvelope, incident_event, new_event
@@ -95,6 +97,8 @@ def _check_stale(ctx: StageContext, incident: Incident, status: S, now: datetime
     age = _age_s(incident.updated_at, now)
     if age <= ctx.settings.stale_after_s:
         return
+    if status in (S.EXECUTING, S.VERIFYING) and _being_remediated(ctx, incident):
+        return  # a live resolver renews its lease: slow, not stuck
     reason = f"stuck in {status.value} for {age:.0f}s (limit {ctx.settings.stale_after_s}s)"
     log.warning("stale incident", incident_id=incident_id, reason=reason)
     if status in (S.EXECUTING, S.VERIFYING):
@@ -109,6 +113,12 @@ def _check_stale(ctx: StageContext, incident: Incident, status: S, now: datetime
             escalate(ctx.store, incident_id, S.FAILED, PRODUCER, reason)
         return
     escalate(ctx.store, incident_id, status, PRODUCER, reason)
+
+
+def _being_remediated(ctx: StageContext, incident: Incident) -> bool:
+    leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
+    holding = leases.current(incident.resource)
+    return holding is not None and holding.holder == incident.incident_id
 
 
 def _check_approval(ctx: StageContext, incident: Incident, now: datetime) -> None:

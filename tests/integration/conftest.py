@@ -190,17 +190,19 @@ class Workers:
     log_dir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, stage: str, handler: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, stage: str, handler: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "fleet.cli", "worker", stage]
         if handler:
             argv += ["--handler", f"{HANDLERS}:{handler}"]
         log = self.log_dir / f"{stage}-{len(self.procs)}.log"
         # Handed its own stage's keys only, as the world hands them.
         own = self.world.settings.issued_credentials_file(Principal(stage)).resolve()
-        env = {**self.world.env, "FLEET_CREDENTIALS_FILE": str(own)}
+        full_env = {**self.world.env, **(env or {}), "FLEET_CREDENTIALS_FILE": str(own)}
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+                argv, cwd=PROJECT_ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
             )
         self.procs.append(proc)
         wait_for(

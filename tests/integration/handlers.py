@@ -10,9 +10,10 @@ import os
 import time
 import uuid
 
+from incidents.leases import LeaseLost, ResourceBusy, ResourceLeases, remediating
 from incidents.lifecycle import IncidentStatus
 from queues.events import EventEnvelope, new_event
-from queues.outcomes import NonRetryableError
+from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
 from workers.stage import StageContext
 
@@ -83,3 +84,28 @@ def buggy_until_fixed(event: EventEnvelope, ctx: StageContext) -> None:
     if (ctx.settings.state_dir / BUG_FILE).exists():
         raise NonRetryableError(f"KeyError: 'records' in batch {event.payload.get('probe')}")
     ctx.store.put_context(event.payload["probe"], f"run#{uuid.uuid4()}", {"pid": os.getpid()})
+
+
+def remediate_under_lease(event: EventEnvelope, ctx: StageContext) -> None:
+    """Holds the payload's resource lease as the resolver does (waiting for it, renewing it
+    on every step, giving the message back if it waited too long), works `hold_s`, and
+    records when it held it: `start#` on acquiring, `run#` with both ends when done."""
+    p = event.payload
+    leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
+    try:
+        with remediating(leases, p["resource"], p["holder"], float(p["wait_s"])) as held:
+            started = time.time()
+            ctx.store.put_context(
+                p["probe"], f"start#{uuid.uuid4()}", {"pid": os.getpid(), "at": started}
+            )
+            deadline = time.monotonic() + float(p["hold_s"])
+            while time.monotonic() < deadline:
+                held.keep()
+                time.sleep(0.2)
+            ctx.store.put_context(
+                p["probe"],
+                f"run#{uuid.uuid4()}",
+                {"pid": os.getpid(), "start": started, "end": time.time(), "holder": p["holder"]},
+            )
+    except (ResourceBusy, LeaseLost) as exc:
+        raise RetryLater(str(exc), after_s=ctx.settings.remediation_lease_s) from None

@@ -1,7 +1,8 @@
 """What an operator does with the fleet running: a fix that waits for a person is shown,
 refused unless bound to the calls shown, approved once, and runs; the incident's story
 and postmortem read back; the pager channel (incident-approvals) hears of approvals,
-escalations and dead letters; the watchdog escalates what is stuck."""
+escalations and dead letters; the watchdog escalates what is stuck, and leaves a fix whose
+resolver still holds the function's lease."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from core.dynamodb import from_item, to_item
 from core.principals import Principal
 from emulation.world import wait_for
 from incidents.incident_report import list_incidents
+from incidents.leases import ResourceLeases
+from incidents.lifecycle import IncidentStatus as S
 from incidents.store import IncidentStore
 from queues.idempotency import COMPLETED, event_key
 from queues.provision import queue_policy
@@ -75,6 +78,17 @@ def _paged(fleet: RunningWorld, url: str) -> list[dict[str, Any]]:
 
 def _store(fleet: RunningWorld) -> IncidentStore:
     return IncidentStore(fleet.clients(Principal.OPERATOR)("dynamodb"))
+
+
+def _verifying(writer: IncidentStore, resource: str) -> str:
+    """An incident on `resource` taken to VERIFYING, as a resolver would leave it."""
+    opened = writer.open_or_dedupe(
+        resource, "errors", datetime.now(UTC), 1800, "test", {}, lambda _: [], f"{resource}-1"
+    )
+    path = ["RECEIVED", "INVESTIGATING", "DIAGNOSED", "PROPOSED", "APPROVED", "EXECUTING"]
+    for old, new in zip(path, [*path[1:], "VERIFYING"], strict=True):
+        assert writer.transition(opened.incident_id, S(old), S(new), "test")
+    return opened.incident_id
 
 
 def _awaiting_approval(store: IncidentStore) -> str:
@@ -153,6 +167,14 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
     opened = writer.open_or_dedupe(
         "data-processor", "stuck", datetime.now(UTC), 1800, "test", {}, lambda _: [], "stuck-1"
     )
+    # Two fixes in VERIFYING past the limit: one whose resolver still renews the function's
+    # lease (slow, not stuck), one whose lease ran out (its resolver died).
+    leases = ResourceLeases(fleet.clients(Principal.ADMIN)("dynamodb"), lease_s=3600)
+    held = _verifying(writer, "lease-held-fn")
+    held_lease = leases.acquire("lease-held-fn", held)
+    assert held_lease is not None
+    lost = _verifying(writer, "lease-lost-fn")
+    assert ResourceLeases(leases.ddb, lease_s=0.001).acquire("lease-lost-fn", lost) is not None
     # And a poison message on the critic's queue: dead-lettered at once by the runtime.
     sqs = fleet.clients(Principal.ADMIN)("sqs")
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"], MessageBody="{")
@@ -163,6 +185,11 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
         "the watchdog to escalate the stuck incident",
         1,
     )
+    wait_for(lambda: _status(store, lost) == "ESCALATED", 90, "the abandoned fix escalated", 1)
+    assert _status(store, held) == "VERIFYING"  # as old, but its lease is alive
+    assert any("stuck in VERIFYING" in json.dumps(e, default=str) for e in store.audit(lost))
+    leases.release(held_lease)
+    wait_for(lambda: _status(store, held) == "ESCALATED", 90, "the fix whose lease went", 1)
     paged: list[dict[str, Any]] = []
 
     def reported() -> bool:

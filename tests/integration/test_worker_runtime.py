@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from emulation.world import PROJECT_ROOT, terminate, wait_for
+from incidents.leases import ResourceLeases
 from incidents.lifecycle import IncidentStatus
 from incidents.store import IncidentStore
 from queues.events import new_event
@@ -308,6 +309,79 @@ def test_kill_9_between_the_commit_and_its_announcement_publishes_it_once(
     transitions = [a for a in store.audit(opened.incident_id) if a["action"].startswith("status")]
     assert len(transitions) == 1
     _drain(sqs, "resolver")  # where the announcement was routed
+
+
+# One message at a time per process, so two messages are two resolvers racing; a lease
+# short enough that a holder which stopped renewing loses it within the test.
+LEASE_WORKER = {"FLEET_WORKER_CONCURRENCY": "1", "FLEET_WORKER_BATCH_SIZE": "1"}
+LEASE_S = 5
+
+
+def _remediate(sqs: Any, probe: str, resource: str, holder: str, hold_s: float) -> None:
+    payload = {
+        "probe": probe,
+        "resource": resource,
+        "holder": holder,
+        "hold_s": hold_s,
+        "wait_s": 60,
+    }
+    _send(sqs, "resolver", payload, EventType.APPROVED, incident_id=holder)
+
+
+def _lease_workers(workers: Workers, count: int) -> list[subprocess.Popen[bytes]]:
+    env = {**LEASE_WORKER, "FLEET_REMEDIATION_LEASE_S": str(LEASE_S)}
+    return [workers.start("resolver", "remediate_under_lease", env) for _ in range(count)]
+
+
+def test_two_resolvers_racing_for_one_function_take_turns(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    probe, resource = f"lease-{uuid.uuid4().hex[:8]}", f"fn-{uuid.uuid4().hex[:6]}"
+    _lease_workers(workers, 2)
+    # Each holds the function for longer than the lease: only renewal keeps the other out.
+    for holder in ("inc-a", "inc-b"):
+        _remediate(sqs, probe, resource, holder, hold_s=LEASE_S * 2)
+    wait_for(lambda: len(_runs(store, probe)) == 2, 120, "both fixes to run")
+    first, second = sorted(_runs(store, probe), key=lambda r: r["start"])
+    assert {first["holder"], second["holder"]} == {"inc-a", "inc-b"}
+    assert first["pid"] != second["pid"]  # two processes, not one taking turns with itself
+    assert first["end"] <= second["start"], (first, second)
+    wait_for(lambda: _empty(sqs, "resolver"), 30, "both messages to be deleted")
+    assert _depth(sqs, "resolver-dlq") == (0, 0, 0)
+
+
+def test_a_lease_holder_killed_9_frees_the_function_when_its_lease_runs_out(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, store = clean("sqs"), IncidentStore(clean("dynamodb"))
+    leases = ResourceLeases(clean("dynamodb"), LEASE_S)
+    probe, resource = f"lease-{uuid.uuid4().hex[:8]}", f"fn-{uuid.uuid4().hex[:6]}"
+    (holder,) = _lease_workers(workers, 1)
+    _remediate(sqs, probe, resource, "inc-killed", hold_s=LEASE_S * 4)
+    wait_for(lambda: len(_runs(store, probe, "start#")) == 1, 30, "the first fix to hold the lease")
+    (started,) = _runs(store, probe, "start#")
+    _lease_workers(workers, 1)  # the second resolver, which must wait
+    _remediate(sqs, probe, resource, "inc-waiting", hold_s=1)
+
+    def renewed_twice_while_the_other_waits() -> bool:
+        lease = leases.current(resource)
+        renewed = lease is not None and lease.expires_at > started["at"] + 2 * LEASE_S
+        return renewed and _depth(sqs, "resolver")[1] == 2  # both messages being handled
+
+    wait_for(renewed_twice_while_the_other_waits, 60, "the holder to outlive its first lease")
+    assert _runs(store, probe) == [], "the function was taken while its holder was alive"
+    holder.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    holder.wait()
+    # The waiting fix gets the function once the dead holder's lease ran out; the killed
+    # one's message comes back and its fix runs after, whole: nothing lost.
+    wait_for(lambda: len(_runs(store, probe)) == 2, 120, "both fixes to run")
+    waiting, redone = sorted(_runs(store, probe), key=lambda r: r["start"])
+    assert waiting["holder"] == "inc-waiting" and waiting["start"] > killed_at
+    assert redone["holder"] == "inc-killed" and redone["start"] >= waiting["end"]
+    wait_for(lambda: _empty(sqs, "resolver"), 30, "both messages to be deleted")
+    assert _depth(sqs, "resolver-dlq") == (0, 0, 0)
 
 
 def test_sigterm_lets_a_short_handler_finish_and_exits_0(
