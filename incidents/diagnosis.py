@@ -20,6 +20,12 @@ class FaultType(StrEnum):
     NETWORK_BLOCKED = "network_blocked"
     CONFIG_DRIFT = "config_drift"
     TIMEOUT_MISCONFIGURED = "timeout_misconfigured"
+    # `live` runs a version other than the baseline's (or other code): roll the alias back.
+    BAD_DEPLOY = "bad_deploy"
+    # Runs fail with the state at its baseline: the code or its input, not the account.
+    # Nothing a restore can fix; a person is told what was seen.
+    CODE_BUG = "code_bug"
+    INPUT_MISSING = "input_missing"
     NONE = "none"
 
 
