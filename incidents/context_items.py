@@ -30,3 +30,14 @@ def transcript(stage: str) -> ContextKey:
 def executed(call_number: int) -> ContextKey:
     """That remediation call `call_number` ran (so a redelivery never runs it twice)."""
     return ContextKey(f"executed#{call_number}")
+
+
+def archived(round_number: int, item: ContextItem | ContextKey) -> ContextKey:
+    """A finished round's record (its diagnosis, proposal, verification...), kept under its
+    round number when the incident starts another round: the current round's items keep
+    their plain names, so every stage reads the round it is in."""
+    return ContextKey(f"round{round_number}#{item}")
+
+
+# What a round leaves behind, moved under `archived` when the next round starts.
+ROUND_ITEMS: tuple[ContextItem, ...] = tuple(ContextItem)

@@ -51,6 +51,26 @@ class DiagnosisDraft(BaseModel):
     severity: Severity
     confidence: float = Field(ge=0.0, le=1.0)
     evidence: list[Evidence] = Field(description="Each claim with the tool call it came from.")
+    # What a person reads when the fleet will not act (and the record when it does).
+    symptoms: list[str] = Field(
+        default=[], description="What was seen failing: counts, and error lines quoted."
+    )
+    drifts: list[str] = Field(
+        default=[], description="Every way the live function differs from its baseline."
+    )
+    ruled_out: list[str] = Field(
+        default=[], description="What was checked and found at its baseline or healthy."
+    )
+    unexplained: list[str] = Field(
+        default=[], description="Symptoms that no drift from the baseline explains."
+    )
+    unseen: list[str] = Field(
+        default=[],
+        description="What could not be seen: a tool that failed or was refused, logs missing.",
+    )
+    next_step: str = Field(
+        default="", description="What a person should do next if the fleet does not act."
+    )
 
 
 class Diagnosis(DiagnosisDraft):

@@ -15,6 +15,9 @@ class IncidentStatus(StrEnum):
     REJECTED = "REJECTED"
     EXECUTING = "EXECUTING"
     VERIFYING = "VERIFYING"
+    # Runs since the fix are clean and the state is at its baseline; watched for a window
+    # (the alarms back to OK, no failure) before RESOLVED. MTTR is measured to here.
+    RECOVERED = "RECOVERED"
     RESOLVED = "RESOLVED"
     ROLLED_BACK = "ROLLED_BACK"
     FAILED = "FAILED"

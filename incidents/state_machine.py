@@ -16,7 +16,11 @@ ALLOWED: dict[S, frozenset[S]] = {
     S.APPROVED: frozenset({S.EXECUTING, S.ESCALATED}),
     S.REJECTED: frozenset({S.ESCALATED}),
     S.EXECUTING: frozenset({S.VERIFYING, S.ROLLED_BACK, S.FAILED}),
-    S.VERIFYING: frozenset({S.RESOLVED, S.ROLLED_BACK, S.FAILED}),
+    # Back to INVESTIGATING: another round in the same incident (the fix did its part and
+    # the function still fails, or it relapsed while watched, or a fix that made things
+    # worse was undone and the next candidate is sought); at most max_rounds.
+    S.VERIFYING: frozenset({S.RECOVERED, S.INVESTIGATING, S.ROLLED_BACK, S.FAILED}),
+    S.RECOVERED: frozenset({S.RESOLVED, S.INVESTIGATING, S.ESCALATED, S.FAILED}),
     S.ROLLED_BACK: frozenset({S.ESCALATED}),
     S.FAILED: frozenset({S.ESCALATED}),
     S.RESOLVED: frozenset(),

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -36,10 +36,12 @@ def audit_detail(entry: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(entry.get("detail") or "{}"))
 
 
-def fingerprint(resource: str, signature: str, at: datetime, window_s: int) -> str:
-    """Alerts for one resource and fault signature in one time window: one incident."""
+def fingerprint(resource: str, at: datetime, window_s: int) -> str:
+    """Alerts for one resource in one time window: one incident, whatever their symptom
+    (errors, throttles, a failure report): two incidents on one function would each
+    send a resolver to fix it."""
     bucket = int(at.timestamp()) // window_s
-    return f"{resource}|{signature}|{bucket * window_s}"
+    return f"{resource}|{bucket * window_s}"
 
 
 def incident_id_for(fp: str) -> str:
@@ -149,13 +151,15 @@ class IncidentStore(IncidentContext):
         announce: Callable[[str], list[EventEnvelope]],
         alert_id: str,
     ) -> Opened:
-        """Open the incident for this fingerprint, or count one more alert on it.
+        """Open the resource's incident, or count one more alert on the one open.
 
+        `signature` is the alert's symptom (errors, throttles...): every symptom of the
+        resource joins its open incident, which records each symptom it has seen.
         `announce(incident_id)` gives the events that announce a newly opened incident.
         Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
         a marker in the incident's context is written in the same transaction as the count.
         """
-        fp, incident_id = self._generation_for(fingerprint(resource, signature, at, window_s), at)
+        fp, incident_id = self._incident_for(resource, at, window_s)
         self.on_touch(incident_id)
         now = now_iso()
         item = {
@@ -163,6 +167,7 @@ class IncidentStore(IncidentContext):
             "fingerprint": fp,
             "resource": resource,
             "signature": signature,
+            "symptoms": {signature},
             "status": IncidentStatus.RECEIVED.value,
             "version": 1,
             "alert_count": 1,
@@ -172,9 +177,8 @@ class IncidentStore(IncidentContext):
             "audit_seq": 1,
         }
         # Usually the incident is open already (the rest of a storm): then only count.
-        if self.get(incident_id) is None and self._open(
-            incident_id, item, alert_id, actor, detail, announce
-        ):
+        known = self.get(incident_id)
+        if known is None and self._open(incident_id, item, alert_id, actor, detail, announce):
             log.info("incident opened", incident_id=incident_id, fingerprint=fp)
             return Opened(incident_id, True, 1)
         try:
@@ -185,9 +189,13 @@ class IncidentStore(IncidentContext):
                         "Update": {
                             "TableName": INCIDENT_STATE.name,
                             "Key": to_item({"incident_id": incident_id}),
-                            "UpdateExpression": "ADD alert_count :one SET last_alert_at = :now",
+                            "UpdateExpression": (
+                                "ADD alert_count :one, symptoms :symptom SET last_alert_at = :now"
+                            ),
                             "ConditionExpression": "attribute_exists(incident_id)",
-                            "ExpressionAttributeValues": to_item({":one": 1, ":now": now}),
+                            "ExpressionAttributeValues": to_item(
+                                {":one": 1, ":now": now, ":symptom": {signature}}
+                            ),
                         }
                     },
                 ]
@@ -196,10 +204,32 @@ class IncidentStore(IncidentContext):
             if not self.context(incident_id, ALERT_PREFIX + alert_id):
                 raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
             log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
+        else:
+            if known is not None and signature not in known.symptoms:
+                self.append_audit(incident_id, actor, f"symptom joined: {signature}", detail)
         current = self.get(incident_id)
         count = current.alert_count if current else 0
         log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
         return Opened(incident_id, False, count)
+
+    def _incident_for(self, resource: str, at: datetime, window_s: int) -> tuple[str, str]:
+        """The fingerprint and id an alert on `resource` at `at` belongs to: the incident
+        still open from the window before (a fault outlasts a window boundary), else the
+        window's own."""
+        before = self._newest(fingerprint(resource, at - timedelta(seconds=window_s), window_s))
+        if before is not None and before.status not in TERMINAL:
+            return before.fingerprint, before.incident_id
+        return self._generation_for(fingerprint(resource, at, window_s), at)
+
+    def _newest(self, fp: str) -> Incident | None:
+        """The newest generation of a window's incident, if the window has one."""
+        latest = None
+        for generation in range(1, 1000):
+            found = self.get(incident_id_for(fp if generation == 1 else f"{fp}#{generation}"))
+            if found is None:
+                return latest
+            latest = found
+        return latest
 
     def _generation_for(self, fp: str, at: datetime) -> tuple[str, str]:
         """The fingerprint and id an alert at `at` belongs to: the window's incident, or a
@@ -217,17 +247,10 @@ class IncidentStore(IncidentContext):
                 return gfp, incident_id
             generation += 1
 
-    def current_incident(
-        self, resource: str, signature: str, at: datetime, window_s: int
-    ) -> str | None:
-        """The id of the newest incident for this symptom and window, if any."""
-        fp, latest = fingerprint(resource, signature, at, window_s), None
-        for generation in range(1, 1000):
-            incident_id = incident_id_for(fp if generation == 1 else f"{fp}#{generation}")
-            if self.get(incident_id) is None:
-                return latest
-            latest = incident_id
-        return latest
+    def current_incident(self, resource: str, at: datetime, window_s: int) -> str | None:
+        """The id of the resource's newest incident in this window, if any."""
+        newest = self._newest(fingerprint(resource, at, window_s))
+        return newest.incident_id if newest else None
 
     def _open(
         self,

@@ -37,6 +37,9 @@ class EventType(StrEnum):
     AWAITING_APPROVAL = "incident.awaiting_approval"
     REJECTED = "incident.rejected"
     EXECUTED = "incident.executed"
+    RECOVERED = "incident.recovered"
+    # Investigate again, within the same incident (incidents/state_machine.py: rounds).
+    NEXT_ROUND = "incident.next_round"
     RESOLVED = "incident.resolved"
     ROLLED_BACK = "incident.rolled_back"
     FAILED = "incident.failed"
@@ -122,7 +125,7 @@ class TopologySpec(BaseModel, frozen=True):
 # Which events each stage consumes from incident-events. The supervisor takes its own
 # `incident.opened` back: the investigation runs once per incident, not once per alert.
 STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
-    Stage.SUPERVISOR: (EventType.OPENED,),
+    Stage.SUPERVISOR: (EventType.OPENED, EventType.NEXT_ROUND),
     Stage.RESOLVER: (EventType.DIAGNOSED, EventType.APPROVED),
     Stage.CRITIC: (EventType.PROPOSED,),
     Stage.WATCHDOG: (

@@ -1,8 +1,10 @@
 """The supervisor's intake: an alert opens an incident, or counts on the one already open.
 
-(Diagnosis, the rest of the supervisor, builds on this.) Alerts for one function and one
-symptom within the incident window are one incident: an alarm storm opens one and counts
-the rest. An OK notification is recorded on the open incident; it opens nothing.
+(Diagnosis, the rest of the supervisor, builds on this.) Alerts for one function within the
+incident window are one incident, whatever their symptom: an alarm storm opens one and
+counts the rest, and a Throttles alarm joins the incident its Errors alarm opened (one
+incident per function, so one resolver acts on it). An OK notification is recorded on the
+open incident; it opens nothing.
 """
 
 from __future__ import annotations
@@ -40,9 +42,7 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
         "payload": event.payload,
     }
     if state != "ALARM":
-        incident_id = ctx.store.current_incident(
-            resource, signature, when, ctx.settings.incident_window_s
-        )
+        incident_id = ctx.store.current_incident(resource, when, ctx.settings.incident_window_s)
         if incident_id is not None:
             ctx.store.append_audit(incident_id, PRODUCER, f"alarm {state}", detail)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -62,6 +62,36 @@ def test_open_then_dedupe_counts_alerts_and_queues_one_announcement(
     assert alert("alert-1").alert_count == 2
     assert alert("alert-3").alert_count == 3
     assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
+
+
+def test_every_symptom_of_a_function_joins_its_open_incident(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    window = world.settings.incident_window_s
+    resource, now = f"fn-{uuid.uuid4().hex[:6]}", datetime.now(UTC)
+
+    def alert(signature: str, at: datetime, alert_id: str) -> Opened:
+        return store.open_or_dedupe(
+            resource, signature, at, window, "test", {}, lambda _i: [], alert_id
+        )
+
+    errors = alert("errors", now, "a-errors")
+    throttles = alert("throttles", now, "a-throttles")
+    # The fault outlasts the window it began in: the next window's alert joins it too.
+    later = alert("errors", now + timedelta(seconds=window), "a-later")
+    assert errors.opened and not throttles.opened and not later.opened
+    assert throttles.incident_id == later.incident_id == errors.incident_id
+    incident = store.get(errors.incident_id)
+    assert incident is not None and incident.symptoms == ["errors", "throttles"]
+    assert incident.alert_count == 3
+    joined = [a["action"] for a in store.audit(errors.incident_id)]
+    assert joined == ["incident.opened", "symptom joined: throttles"]
+
+    # Once that incident is over, the next window's alert opens a new one.
+    for old, new in [(S.RECEIVED, S.INVESTIGATING), (S.INVESTIGATING, S.ESCALATED)]:
+        assert store.transition(errors.incident_id, old, new, "test")
+    fresh = alert("errors", now + timedelta(seconds=window), "a-fresh")
+    assert fresh.opened and fresh.incident_id != errors.incident_id
 
 
 def test_legal_moves_happen_once_and_illegal_or_stale_ones_are_no_ops(

@@ -29,7 +29,7 @@ class MemoryStore:
     def get(self, incident_id: str) -> Incident | None:
         return Incident(
             incident_id=incident_id,
-            fingerprint="fn|errors|0",
+            fingerprint="fn|0",
             resource="fn",
             signature="errors",
             status=self.status,

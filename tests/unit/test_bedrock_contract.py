@@ -107,7 +107,7 @@ def _run(settings: Settings, client: Any) -> Any:
     opened = "2026-11-25T20:00:00+00:00"
     incident = Incident(
         incident_id="inc-1",
-        fingerprint=f"{FN}|errors|0",
+        fingerprint=f"{FN}|0",
         resource=FN,
         signature="errors",
         status=IncidentStatus.INVESTIGATING,

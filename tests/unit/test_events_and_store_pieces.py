@@ -86,18 +86,23 @@ def test_backoff_grows_with_receives_and_is_capped() -> None:
     assert backoff_s(3, 0.0, 300) == 0
 
 
-def test_one_window_one_fingerprint() -> None:
+def test_one_function_one_window_one_fingerprint() -> None:
     t = datetime(2026, 11, 25, 18, 1, tzinfo=UTC)
-    same = fingerprint("fn", "errors", t + timedelta(minutes=10), 1800)
-    assert fingerprint("fn", "errors", t, 1800) == same
-    assert fingerprint("fn", "throttles", t, 1800) != same
-    assert fingerprint("fn", "errors", t + timedelta(hours=1), 1800) != same
+    same = fingerprint("fn", t + timedelta(minutes=10), 1800)
+    assert fingerprint("fn", t, 1800) == same
+    assert fingerprint("other-fn", t, 1800) != same
+    assert fingerprint("fn", t + timedelta(hours=1), 1800) != same
     assert incident_id_for(same) == incident_id_for(same)
 
 
 def test_the_state_machine_allows_only_the_designed_moves() -> None:
     assert can_move(S.RECEIVED, S.INVESTIGATING)
-    assert can_move(S.VERIFYING, S.RESOLVED)
+    # A fix is resolved only after its watch: verified, recovered, then resolved.
+    assert not can_move(S.VERIFYING, S.RESOLVED)
+    assert can_move(S.VERIFYING, S.RECOVERED) and can_move(S.RECOVERED, S.RESOLVED)
+    # Another round in the same incident, never after it ended.
+    assert can_move(S.VERIFYING, S.INVESTIGATING) and can_move(S.RECOVERED, S.INVESTIGATING)
+    assert not any(can_move(end, S.INVESTIGATING) for end in TERMINAL)
     assert not can_move(S.RECEIVED, S.EXECUTING)
     assert not can_move(S.RESOLVED, S.RECEIVED)
     assert set(ALLOWED) == set(S)
