@@ -122,12 +122,13 @@ class GameDayResult(BaseModel):
     fault_types: list[str]
     actions: list[dict[str, Any]]
     approval_requested: bool
-    mttr_s: float | None
+    mttr_s: float | None  # fault applied -> RECOVERED (runs clean, state at baseline)
     tool_calls: int
     incidents_opened: int
     dead_lettered: int
     checks: list[Check]
     incident_id: str | None = None
+    fault_at: str | None = None
 
 
 @contextlib.contextmanager
@@ -335,8 +336,9 @@ class GameDay:
         actions = [a for r in reports for a in r.actions]
         fault_types = sorted(set((main.diagnosis or {}).get("fault_types", []))) if main else []
         mttr = None
-        if main and main.status == "RESOLVED" and main.closed_at:
-            mttr = round((datetime.fromisoformat(main.closed_at) - fault_at).total_seconds(), 1)
+        recovered_at = main.reached(IncidentStatus.RECOVERED.value) if main else None
+        if main and main.status == "RESOLVED" and recovered_at:
+            mttr = round((datetime.fromisoformat(recovered_at) - fault_at).total_seconds(), 1)
         approval_requested = any(
             r.reached(IncidentStatus.AWAITING_APPROVAL.value) is not None for r in reports
         )
@@ -389,7 +391,7 @@ class GameDay:
         if expect.final_status == IncidentStatus.RESOLVED:
             checks.append(
                 Check(
-                    name="resolved in time",
+                    name="recovered in time",
                     ok=mttr is not None and mttr <= expect.within_s,
                     detail=f"{mttr}s (within {expect.within_s:g}s)",
                 )
@@ -429,6 +431,7 @@ class GameDay:
             dead_lettered=dead,
             checks=checks,
             incident_id=main.incident_id if main else None,
+            fault_at=fault_at.isoformat(),
         )
 
     def _workload_check(self) -> Check:

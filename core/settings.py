@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # the workload, the alarms back to OK and the state at the baseline, within the timeout.
     verify_successful_runs: int = Field(default=2, ge=1)
     verify_timeout_s: float = Field(default=60.0, gt=0)
+    # After verification (RECOVERED), the incident is watched this long (the alarms back to
+    # OK, no run failing) before it is RESOLVED; a relapse, or a function still failing
+    # after a fix, starts another round in the same incident, up to max_rounds.
+    watch_window_s: float = Field(default=30.0, ge=0)
+    max_rounds: int = Field(default=3, ge=1, le=10)
     # One remediation per resource at a time: the resolver holds the resource's lease from
     # its first call to the end of verification and renews it as it goes; a holder that
     # dies (kill -9) frees the resource when this runs out.

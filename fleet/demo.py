@@ -37,7 +37,7 @@ def run_demo() -> int:
                 print(render_text(report))
         print()
         print(
-            f"MTTR (fault injected -> RESOLVED): {result.mttr_s}s; {result.tool_calls} tool "
+            f"MTTR (fault injected -> RECOVERED): {result.mttr_s}s; {result.tool_calls} tool "
             f"calls; {result.incidents_opened} incident(s); {result.dead_lettered} dead letters"
         )
         for check in result.checks:

@@ -20,6 +20,8 @@ class ContextItem(StrEnum):
     # The function's live state before the first remediation call: what a rollback restores.
     SNAPSHOT = "snapshot"
     VERIFICATION = "verification"
+    # The watch after recovery: what it saw when it ended (resolved, or a relapse).
+    WATCH = "watch"
 
 
 def transcript(stage: str) -> ContextKey:
@@ -39,5 +41,8 @@ def archived(round_number: int, item: ContextItem | ContextKey) -> ContextKey:
     return ContextKey(f"round{round_number}#{item}")
 
 
-# What a round leaves behind, moved under `archived` when the next round starts.
-ROUND_ITEMS: tuple[ContextItem, ...] = tuple(ContextItem)
+def of_a_round(item: str) -> bool:
+    """Whether a context item is a round's record (moved under `archived` when the next
+    round starts): the named records, the agents' transcripts and the executed-call marks.
+    Alert markers, the outbox and archived rounds stay where they are."""
+    return item in set(ContextItem) or item.startswith(("transcript#", "executed#"))

@@ -86,6 +86,8 @@ class Diagnosis(DiagnosisDraft):
 
 # Below this, the fleet does not act on its own: a person looks first.
 MIN_CONFIDENCE = 0.6
+# Faults no restore of the baseline fixes: the fleet says what it saw and changes nothing.
+NOT_RESTORABLE = frozenset({FaultType.CODE_BUG, FaultType.INPUT_MISSING})
 
 
 def finalize(
@@ -120,6 +122,13 @@ def finalize(
     elif diagnosis.confidence < MIN_CONFIDENCE:
         diagnosis.escalate = True
         diagnosis.escalation_reason = f"confidence {diagnosis.confidence:.2f} < {MIN_CONFIDENCE}"
+    elif diagnosis.fault_types and set(diagnosis.fault_types) <= NOT_RESTORABLE:
+        diagnosis.escalate = True
+        named = ", ".join(f.value for f in diagnosis.fault_types)
+        diagnosis.escalation_reason = (
+            f"{named}: the function matches its baseline, so no restore fixes it; nothing was "
+            "changed"
+        )
     return diagnosis
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from core.dynamodb import from_item, to_item
-from incidents.context_items import ContextItem, ContextKey
+from incidents.context_items import ContextItem, ContextKey, archived, of_a_round
 from incidents.tables import INCIDENT_CONTEXT
 from queues.events import EventEnvelope
 
@@ -92,6 +93,29 @@ class IncidentContext:
         except self.ddb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def archive_round(self, incident_id: str, round_number: int) -> int:
+        """Move a finished round's records under `archived(round_number, ...)`, so the next
+        round starts with none (its calls numbered afresh). Copy, then delete: a crash in
+        between leaves both, and running it again finishes the move. Returns how many."""
+        moved = 0
+        for item in self.context(incident_id):
+            name = str(item["item"])
+            if not of_a_round(name):
+                continue
+            with suppress(self.ddb.exceptions.ConditionalCheckFailedException):
+                self.ddb.put_item(
+                    TableName=INCIDENT_CONTEXT.name,
+                    Item=to_item({**item, "item": archived(round_number, ContextKey(name))}),
+                    ConditionExpression="attribute_not_exists(#item)",
+                    ExpressionAttributeNames={"#item": "item"},
+                )
+            self.ddb.delete_item(
+                TableName=INCIDENT_CONTEXT.name,
+                Key=to_item({"incident_id": incident_id, "item": name}),
+            )
+            moved += 1
+        return moved
 
     def advance_counter(
         self, key: str, item: str, value: int, announce: list[EventEnvelope]

@@ -19,7 +19,7 @@ ALLOWED: dict[S, frozenset[S]] = {
     # Back to INVESTIGATING: another round in the same incident (the fix did its part and
     # the function still fails, or it relapsed while watched, or a fix that made things
     # worse was undone and the next candidate is sought); at most max_rounds.
-    S.VERIFYING: frozenset({S.RECOVERED, S.INVESTIGATING, S.ROLLED_BACK, S.FAILED}),
+    S.VERIFYING: frozenset({S.RECOVERED, S.INVESTIGATING, S.ROLLED_BACK, S.FAILED, S.ESCALATED}),
     S.RECOVERED: frozenset({S.RESOLVED, S.INVESTIGATING, S.ESCALATED, S.FAILED}),
     S.ROLLED_BACK: frozenset({S.ESCALATED}),
     S.FAILED: frozenset({S.ESCALATED}),

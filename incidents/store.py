@@ -175,6 +175,7 @@ class IncidentStore(IncidentContext):
             "updated_at": now,
             "last_alert_at": now,
             "audit_seq": 1,
+            "round": 1,
         }
         # Usually the incident is open already (the rest of a storm): then only count.
         known = self.get(incident_id)
@@ -302,8 +303,10 @@ class IncidentStore(IncidentContext):
         actor: str,
         detail: dict[str, Any] | None = None,
         announce: list[EventEnvelope] | None = None,
+        round_number: int | None = None,
     ) -> bool:
-        """Move the incident from `expected` to `new`, with its audit entry and events.
+        """Move the incident from `expected` to `new`, with its audit entry and events
+        (and into round `round_number`, when a move starts another round).
 
         False (and a log line, not an exception) when the move is illegal or stale: the
         incident is not in `expected` any more, e.g. a duplicate or late message.
@@ -342,14 +345,19 @@ class IncidentStore(IncidentContext):
                                     "SET #s = :new, version = :next, updated_at = :now, "
                                     "audit_seq = :seq"
                                     + (", closed_at = :now" if new in TERMINAL else "")
+                                    + (", #round = :round" if round_number else "")
                                 ),
                                 "ConditionExpression": (
                                     "#s = :expected AND version = :version AND "
                                     "(attribute_not_exists(audit_seq) OR audit_seq = :prev)"
                                 ),
-                                "ExpressionAttributeNames": {"#s": "status"},
+                                "ExpressionAttributeNames": {
+                                    "#s": "status",
+                                    **({"#round": "round"} if round_number else {}),
+                                },
                                 "ExpressionAttributeValues": to_item(
                                     {
+                                        **({":round": round_number} if round_number else {}),
                                         ":new": new.value,
                                         ":expected": expected.value,
                                         ":version": version,

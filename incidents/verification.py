@@ -1,9 +1,16 @@
 """Proof that a fix worked: a real check of the workload, not of the fix itself.
 
-Three things, all at once, within a deadline: the function's runs since the fix succeed
-(its latest runs, as its START/REPORT log lines tell them within seconds, have no error;
-the AWS/Lambda metrics are per alarm period, too coarse to tell one run from the next),
-its alarms are out of ALARM, and what the fix touched matches the baseline.
+Recovery (`verify`), within a deadline: the function's runs since the fix succeed (its
+latest runs, as its START/REPORT log lines tell them within seconds; the AWS/Lambda
+metrics are per alarm period, too coarse to tell one run from the next) and what the fix
+touched matches the baseline. MTTR ends here.
+
+Then the watch (`watch`): for a window after recovery no run fails, the state stays at
+its baseline, and the alarms come back out of ALARM (a whole clean period later, as
+CloudWatch evaluates them). A failed run or a drift in the window is a relapse.
+
+When a fix does not verify, `made_worse` tells whether to undo it: only if it brought
+more failures than before it, or moved a concern that was at its baseline away from it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class Verification(BaseModel):
     ok: bool
     checks: list[Check]
     elapsed_s: float
+    relapsed: bool = False  # the watch ended early: a run failed or the state drifted
 
 
 def runs_check(logs: Any, function: str, since: datetime, wanted: int) -> Check:
@@ -87,6 +95,21 @@ def baseline_check(clients: Any, want: Baseline, concerns: list[Concern]) -> Che
     )
 
 
+def no_failure_check(logs: Any, function: str, since: datetime) -> Check:
+    """No run that started since `since` failed (a relapse shows here first)."""
+    runs = [r for r in read_runs(logs, function, int(since.timestamp() * 1000)) if r.finished]
+    failed = [r for r in runs if not r.clean]
+    return Check(
+        name="no run failed",
+        ok=not failed,
+        detail=(
+            f"{len(failed)} of {len(runs)} run(s) failed (last error: {failed[-1].error})"
+            if failed
+            else f"{len(runs)} run(s), none failed"
+        ),
+    )
+
+
 def verify(
     clients: Any,
     want: Baseline,
@@ -96,16 +119,16 @@ def verify(
     timeout_s: float,
     on_poll: Callable[[], None] = lambda: None,
 ) -> Verification:
-    """Poll the three checks until all pass or the timeout passes; `on_poll` runs on every
-    round (the resolver renews its lease there, so a verification that takes long is
-    still one a live process is doing)."""
+    """Recovered: poll until the latest runs since the fix are clean and the state is at
+    its baseline, or the timeout passes. `on_poll` runs on every round (the resolver
+    renews its lease there, so a verification that takes long is still one a live
+    process is doing)."""
     started = time.monotonic()
-    cloudwatch, logs = clients("cloudwatch"), clients("logs")
+    logs = clients("logs")
     while True:
         on_poll()
         checks = [
             runs_check(logs, want.function, since, successful_runs),
-            alarms_check(cloudwatch, want.function),
             baseline_check(clients, want, concerns),
         ]
         elapsed = time.monotonic() - started
@@ -114,3 +137,62 @@ def verify(
                 ok=all(c.ok for c in checks), checks=checks, elapsed_s=round(elapsed, 1)
             )
         time.sleep(POLL_S)
+
+
+def watch(
+    clients: Any,
+    want: Baseline,
+    concerns: list[Concern],
+    since: datetime,
+    window_s: float,
+    timeout_s: float,
+    on_poll: Callable[[], None] = lambda: None,
+) -> Verification:
+    """After recovery at `since`: ok once `window_s` has passed with no failed run, the
+    state at its baseline and the alarms out of ALARM; a failed run or a drift ends it at
+    once as a relapse; alarms still in ALARM at `timeout_s` fail it."""
+    started = time.monotonic()
+    cloudwatch, logs = clients("cloudwatch"), clients("logs")
+    while True:
+        on_poll()
+        checks = [
+            no_failure_check(logs, want.function, since),
+            baseline_check(clients, want, concerns),
+            alarms_check(cloudwatch, want.function),
+        ]
+        elapsed = time.monotonic() - started
+        relapsed = not (checks[0].ok and checks[1].ok)
+        ok = all(c.ok for c in checks) and elapsed >= window_s
+        if ok or relapsed or elapsed >= timeout_s:
+            return Verification(
+                ok=ok, checks=checks, elapsed_s=round(elapsed, 1), relapsed=relapsed
+            )
+        time.sleep(POLL_S)
+
+
+def made_worse(
+    clients: Any, want: Baseline, snapshot: Baseline, function: str, fixed_at: datetime
+) -> str | None:
+    """Why the fix made things worse, or None: a larger share of runs failing since the
+    fix than in as long a time before it, or a concern that was at its baseline before
+    the fix and is not now."""
+    now = read_live(clients, function)
+    moved = [
+        c
+        for c in DIFFS
+        if DIFFS[c](want, snapshot).at_baseline and not DIFFS[c](want, now).at_baseline
+    ]
+    if moved:
+        return f"{', '.join(moved)} was at its baseline before the fix and is not now"
+    fixed_ms = int(fixed_at.timestamp() * 1000)
+    span_ms = max(1, int(time.time() * 1000) - fixed_ms)
+    runs = [r for r in read_runs(clients("logs"), function, fixed_ms - span_ms) if r.finished]
+    before = [r for r in runs if r.started_ms < fixed_ms]
+    after = [r for r in runs if r.started_ms >= fixed_ms]
+
+    def failing(rs: list[Any]) -> float:
+        return sum(not r.clean for r in rs) / len(rs)
+
+    if before and after and failing(after) > failing(before):
+        return f"{failing(after):.0%} of runs fail since the fix, {failing(before):.0%} before it"
+    return None

@@ -24,11 +24,12 @@ from incidents.baselines import Baseline, BaselineStore, read_live
 from incidents.context_items import ContextItem, executed
 from incidents.escalation import escalate
 from incidents.executor import CallFailed, RefusedCall, run_call, shown
+from incidents.incident import Incident
 from incidents.leases import HeldLease, LeaseLost, ResourceBusy, ResourceLeases, remediating
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
-from incidents.verification import Verification, verify
+from incidents.verification import Verification, made_worse, verify, watch
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
@@ -41,6 +42,8 @@ from workers.stage import StageContext
 log = structlog.get_logger()
 PRODUCER = "resolver"
 ALL_CONCERNS: list[Concern] = list(CONCERNS)
+# Where a fix is under way: from its approval to the end of its watch.
+WORKING_ON_A_FIX = (S.APPROVED, S.EXECUTING, S.VERIFYING, S.RECOVERED)
 
 
 def handle(event: EventEnvelope, ctx: StageContext) -> None:
@@ -182,7 +185,7 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
 def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     status = incident.status if incident else None
-    if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
+    if status not in WORKING_ON_A_FIX:
         log.info("not awaiting execution", status=status and status.value)
         return
     raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
@@ -207,7 +210,7 @@ def _remediate(
     this waited for the lease, another delivery may have done the work."""
     incident = ctx.store.get(incident_id)
     status = incident.status if incident else None
-    if status not in (S.APPROVED, S.EXECUTING, S.VERIFYING):
+    if incident is None or status not in WORKING_ON_A_FIX:
         log.info("not awaiting execution", status=status and status.value)
         return
     want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
@@ -260,7 +263,11 @@ def _remediate(
                 )
             ],
         )
-    _verify(ctx, incident_id, proposal, want, snapshot, event, held)
+    if status in (S.EXECUTING, S.VERIFYING):
+        recovered = _verify(ctx, incident, proposal, want, snapshot, event, held)
+        if not recovered:
+            return
+    _watch(ctx, incident, proposal, want, event, held)
 
 
 def _execute(
@@ -301,30 +308,159 @@ def _executed_at(ctx: StageContext, incident_id: str, proposal: Proposal) -> dat
 
 def _verify(
     ctx: StageContext,
-    incident_id: str,
+    incident: Incident,
     proposal: Proposal,
     want: Baseline,
     snapshot: Baseline,
     event: EventEnvelope,
     held: HeldLease,
-) -> None:
+) -> bool:
+    """VERIFYING: recovered (True), or what the failed fix calls for next (False)."""
+    incident_id = incident.incident_id
+    fixed_at = _executed_at(ctx, incident_id, proposal)
     result: Verification = verify(
         ctx.clients,
         want,
-        list(proposal.concerns) or ALL_CONCERNS,
-        _executed_at(ctx, incident_id, proposal),
+        _concerns(proposal),
+        fixed_at,
         ctx.settings.verify_successful_runs,
         ctx.settings.verify_timeout_s,
         on_poll=held.keep,
     )
     ctx.store.put_context(incident_id, ContextItem.VERIFICATION, result.model_dump(mode="json"))
     if result.ok:
-        _resolve(ctx, incident_id, S.VERIFYING, len(proposal.calls), result, event.correlation_id)
+        return ctx.store.transition(
+            incident_id,
+            S.VERIFYING,
+            S.RECOVERED,
+            PRODUCER,
+            {"round": incident.round, "checks": result.model_dump(mode="json")["checks"]},
+            announce=[
+                _event(
+                    EventType.RECOVERED,
+                    incident_id,
+                    {"round": incident.round, "actions": len(proposal.calls)},
+                    event.correlation_id,
+                )
+            ],
+        )
+    failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
+    worse = made_worse(ctx.clients, want, snapshot, proposal.function_name, fixed_at)
+    if worse:
+        # Undo only what made things worse, then look for the next candidate.
+        undone = _undo(ctx, incident_id, proposal, snapshot)
+        reason = f"the fix made things worse ({worse}) and was undone: {failed}"
+        if not _next_round(ctx, incident, S.VERIFYING, reason, fixed_at, event, undone):
+            _roll_back_and_escalate(ctx, incident_id, S.VERIFYING, reason, undone, event)
+        return False
+    reason = f"the fix restored its part, and the function still fails: {failed}"
+    if not _next_round(ctx, incident, S.VERIFYING, reason, fixed_at, event):
+        escalate(ctx.store, incident_id, S.VERIFYING, PRODUCER, reason, event.correlation_id)
+    return False
+
+
+def _watch(
+    ctx: StageContext,
+    incident: Incident,
+    proposal: Proposal,
+    want: Baseline,
+    event: EventEnvelope,
+    held: HeldLease,
+) -> None:
+    """RECOVERED: watched for a window, then RESOLVED; a relapse starts another round
+    (the fix verified its own part: it is not rolled back)."""
+    incident_id = incident.incident_id
+    recovered_at = _reached(ctx, incident_id, S.RECOVERED)
+    result = watch(
+        ctx.clients,
+        want,
+        _concerns(proposal),
+        recovered_at,
+        ctx.settings.watch_window_s,
+        ctx.settings.watch_window_s + ctx.settings.verify_timeout_s,
+        on_poll=held.keep,
+    )
+    ctx.store.put_context(incident_id, ContextItem.WATCH, result.model_dump(mode="json"))
+    if result.ok:
+        _resolve(ctx, incident_id, S.RECOVERED, len(proposal.calls), result, event.correlation_id)
         return
     failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
-    _roll_back(
-        ctx, incident_id, S.VERIFYING, proposal, snapshot, f"verification failed: {failed}", event
+    reason = (
+        f"relapsed while watched: {failed}"
+        if result.relapsed
+        else f"the alarms did not come back to OK while watched: {failed}"
     )
+    if not _next_round(ctx, incident, S.RECOVERED, reason, recovered_at, event):
+        escalate(ctx.store, incident_id, S.RECOVERED, PRODUCER, reason, event.correlation_id)
+
+
+def _next_round(
+    ctx: StageContext,
+    incident: Incident,
+    current: S,
+    reason: str,
+    since: datetime,
+    event: EventEnvelope,
+    undone: list[dict[str, Any]] | None = None,
+) -> bool:
+    """Another round of investigate-fix-verify in this incident; False when the rounds
+    are used up (the caller hands the incident to a person)."""
+    if incident.round >= ctx.settings.max_rounds:
+        return False
+    following = incident.round + 1
+    detail = {"round": following, "reason": reason, "rolled_back": undone or []}
+    return ctx.store.transition(
+        incident.incident_id,
+        current,
+        S.INVESTIGATING,
+        PRODUCER,
+        detail,
+        announce=[
+            _event(
+                EventType.NEXT_ROUND,
+                incident.incident_id,
+                {**detail, "since": since.isoformat()},
+                event.correlation_id,
+            )
+        ],
+        round_number=following,
+    )
+
+
+def _reached(ctx: StageContext, incident_id: str, status: S) -> datetime:
+    """When the incident last entered `status` (now, if the audit does not say)."""
+    entered = [
+        e["at"] for e in ctx.store.audit(incident_id) if str(e["action"]).endswith(f"-> {status}")
+    ]
+    return datetime.fromisoformat(max(entered)) if entered else datetime.now(UTC)
+
+
+def _concerns(proposal: Proposal) -> list[Concern]:
+    return list(proposal.concerns) or ALL_CONCERNS
+
+
+def _undo(
+    ctx: StageContext, incident_id: str, proposal: Proposal, snapshot: Baseline
+) -> list[dict[str, Any]]:
+    """Put back what the snapshot recorded, for what the fix touched."""
+    clients = ctx.clients
+    now = read_live(clients, proposal.function_name)
+    undone = []
+    for concern in _concerns(proposal):
+        for proposed in restore_calls(concern, snapshot, now):
+            try:
+                run_call(clients, proposed.call)
+            except (RefusedCall, CallFailed) as exc:
+                ctx.store.append_audit(
+                    incident_id,
+                    PRODUCER,
+                    "rollback_call_failed",
+                    {**shown(proposed.call), "error": str(exc)},
+                )
+                continue
+            undone.append(shown(proposed.call))
+            ctx.store.append_audit(incident_id, PRODUCER, "rollback_call", shown(proposed.call))
+    return undone
 
 
 def _roll_back(
@@ -336,19 +472,21 @@ def _roll_back(
     reason: str,
     event: EventEnvelope,
 ) -> None:
-    """Put back what the snapshot recorded, then hand the incident to a person."""
-    clients = ctx.clients
-    now = read_live(clients, proposal.function_name)
-    undone, errors = [], []
-    for concern in proposal.concerns or ALL_CONCERNS:
-        for proposed in restore_calls(concern, snapshot, now):
-            try:
-                run_call(clients, proposed.call)
-                undone.append(shown(proposed.call))
-                ctx.store.append_audit(incident_id, PRODUCER, "rollback_call", shown(proposed.call))
-            except (RefusedCall, CallFailed) as exc:
-                errors.append(str(exc))
-    detail = {"reason": reason, "rolled_back": undone, "rollback_errors": errors}
+    """A fix that could not be carried out: put back what the snapshot recorded, then hand
+    the incident to a person."""
+    undone = _undo(ctx, incident_id, proposal, snapshot)
+    _roll_back_and_escalate(ctx, incident_id, current, reason, undone, event)
+
+
+def _roll_back_and_escalate(
+    ctx: StageContext,
+    incident_id: str,
+    current: S,
+    reason: str,
+    undone: list[dict[str, Any]],
+    event: EventEnvelope,
+) -> None:
+    detail = {"reason": reason, "rolled_back": undone}
     if ctx.store.transition(
         incident_id,
         current,

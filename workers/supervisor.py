@@ -3,7 +3,10 @@ opened, is investigated by the diagnosis agent and its typed Diagnosis recorded.
 
 The investigation is driven by the incident's own `incident.opened` event, not by the
 alerts: a storm of 500 alerts opens one incident and runs one investigation. If the worker
-dies mid-investigation, the event comes back and the investigation runs again.
+dies mid-investigation, the event comes back and the investigation runs again. Another
+round of the same incident (`incident.next_round`, from the resolver: the function still
+fails after a fix, or relapsed) is investigated the same way, on the evidence since the
+last fix.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ PRODUCER = "supervisor"
 def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type in (EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT):
         intake.handle_alert(event, ctx)
-    elif event.event_type == EventType.OPENED:
+    elif event.event_type in (EventType.OPENED, EventType.NEXT_ROUND):
         investigate(event, ctx)
     else:
         raise NonRetryableError(f"the supervisor does not take {event.event_type.value}")
@@ -56,14 +59,23 @@ def investigate(event: EventEnvelope, ctx: StageContext) -> None:
     if incident is None:
         raise NonRetryableError(f"incident {incident_id} does not exist")
     status = incident.status
-    if status == S.RECEIVED:
+    since: str | None = None
+    if event.event_type == EventType.NEXT_ROUND:
+        if status != S.INVESTIGATING or incident.round != event.payload.get("round"):
+            log.info("round already investigated", status=status.value, round=incident.round)
+            return
+        # The round before is over: its records move aside, and the evidence that counts
+        # is what happened since its fix.
+        ctx.store.archive_round(incident_id, incident.round - 1)
+        since = event.payload.get("since")
+    elif status == S.RECEIVED:
         ctx.store.transition(incident_id, S.RECEIVED, S.INVESTIGATING, PRODUCER)
-    elif status != S.INVESTIGATING:
+    elif status != S.INVESTIGATING or incident.round != 1:
         log.info("already investigated", status=status.value)
         return
     try:
         diagnosis, run = asyncio.run(
-            diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id))
+            diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id), since)
         )
     except ToolsUnavailable as exc:
         tools_away(

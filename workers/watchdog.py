@@ -43,6 +43,7 @@ WORKING = (
     S.REJECTED,
     S.EXECUTING,
     S.VERIFYING,
+    S.RECOVERED,
 )
 # An outbox older than this was left behind (the runtime publishes within a second, or
 # when its handler returns; a lease on an item lasts 30 s). Incidents quiet for longer
@@ -97,7 +98,7 @@ def _check_stale(ctx: StageContext, incident: Incident, status: S, now: datetime
     age = _age_s(incident.updated_at, now)
     if age <= ctx.settings.stale_after_s:
         return
-    if status in (S.EXECUTING, S.VERIFYING) and _being_remediated(ctx, incident):
+    if status in (S.EXECUTING, S.VERIFYING, S.RECOVERED) and _being_remediated(ctx, incident):
         return  # a live resolver renews its lease: slow, not stuck
     reason = f"stuck in {status.value} for {age:.0f}s (limit {ctx.settings.stale_after_s}s)"
     log.warning("stale incident", incident_id=incident_id, reason=reason)

@@ -24,7 +24,18 @@ from core.egress import egress_allowed
 from core.lambda_concurrency import reserved_concurrency
 from core.protection import PROTECTED_TAG, SAFE_ENV_TAG
 from core.settings import Settings
-from incidents.baseline_diff import ConfigDiff, NetworkDiff, config_diff, network_diff
+from incidents.baseline_diff import (
+    ConcurrencyDiff,
+    ConfigDiff,
+    DeploymentDiff,
+    IamDiff,
+    NetworkDiff,
+    concurrency_diff,
+    config_diff,
+    deployment_diff,
+    iam_diff,
+    network_diff,
+)
 from incidents.baselines import BaselineStore, SecurityGroupRules, read_live, security_group_rules
 from mcp_servers.app import new_server
 from mcp_servers.bounds import MAX_EVENTS, MAX_TOTAL_CHARS, MAX_WINDOW_MINUTES, clamp, clip
@@ -111,12 +122,17 @@ class SecurityGroups(BaseModel):
 
 
 class BaselineComparison(BaseModel):
-    """The function's timeout, memory, environment and network against its baseline."""
+    """The function against its recorded baseline, every concern the baseline records."""
 
     function_name: str
     baseline_version: int
-    configuration: ConfigDiff
+    baseline_captured_at: str
+    drifted: list[str]  # the concerns that differ from the baseline
+    iam: IamDiff
+    concurrency: ConcurrencyDiff
     network: NetworkDiff
+    configuration: ConfigDiff
+    deployment: DeploymentDiff
 
 
 def _as_list(value: Any) -> list[str]:
@@ -314,11 +330,26 @@ class Diagnostics:
         if want is None:
             raise ToolError(f"no baseline recorded for {function_name}")
         now = read_live(self.c, function_name)
+        iam, concurrency = iam_diff(want, now), concurrency_diff(want, now)
+        network, configuration = network_diff(want, now), config_diff(want, now)
+        deployment = deployment_diff(want, now)
+        concerns = {
+            "iam": iam.at_baseline,
+            "concurrency": concurrency.at_baseline,
+            "network": network.at_baseline,
+            "configuration": configuration.at_baseline,
+            "deployment": deployment.at_baseline,
+        }
         return BaselineComparison(
             function_name=function_name,
             baseline_version=want.version,
-            configuration=config_diff(want, now),
-            network=network_diff(want, now),
+            baseline_captured_at=want.captured_at,
+            drifted=[name for name, at_baseline in concerns.items() if not at_baseline],
+            iam=iam,
+            concurrency=concurrency,
+            network=network,
+            configuration=configuration,
+            deployment=deployment,
         )
 
     def security_groups(self, function_name: str) -> SecurityGroups:
@@ -380,10 +411,15 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
     @server.tool()
     @aws_tool
     def compare_with_baseline(function_name: str) -> BaselineComparison:
-        """A protected function against its recorded known-good baseline: the timeout
-        (`timeout_s`: [baseline, current] when they differ), memory and environment names
-        that differ, and per security group the egress rules the baseline has that are
-        missing now (`egress_missing`) or added since (`egress_extra`)."""
+        """A protected function against its recorded known-good baseline, every concern it
+        records; `drifted` names those that differ. `iam`: inline policies and statements
+        missing, changed or added, explicit Deny statements not in the baseline; attached
+        policies. `concurrency`: reserved concurrency [baseline vs current]. `network`: per
+        security group the egress rules missing now (`egress_missing`) or added
+        (`egress_extra`). `configuration`: timeout and memory ([baseline, current] when they
+        differ) and the names of environment variables that differ (values not shown).
+        `deployment`: the version alias `live` runs and its code, when not the baseline's.
+        The baseline moves only when a person captures one: any difference is drift."""
         return d.baseline_comparison(function_name)
 
     @server.tool()

@@ -40,7 +40,7 @@ def test_scenarios_ship_for_every_fault_kind_and_the_controls() -> None:
     assert {k.value for k in FaultKind} | {FALSE_ALARM} <= kinds
     assert any(s.log_lines for s in scenarios)  # the prompt-injection case
     assert any(s.approval == "reject" for s in scenarios)
-    assert any(s.expect.rolled_back for s in scenarios)
+    assert any(len(s.faults) > 1 for s in scenarios)  # compound faults
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])

@@ -20,10 +20,10 @@ from incidents.lifecycle import IncidentStatus
 from tests.unit.test_offline_agents import (
     ACCESS_DENIED,
     FN,
-    LOGS_ALLOW,
+    S3_STATEMENT,
+    compared,
     logs,
     metrics,
-    role,
     tools,
 )
 from workers.agents.diagnose import diagnose_with
@@ -56,7 +56,7 @@ CONVERSATION = [
         "recent_log_events",
         {"function_name": FN, "minutes": 5, "pattern": "error", "limit": 20},
     ),
-    _tool_use("tooluse_3", "role_statements", {"function_name": FN}),
+    _tool_use("tooluse_3", "compare_with_baseline", {"function_name": FN}),
     _tool_use(
         "tooluse_4",
         "DiagnosisDraft",
@@ -73,9 +73,9 @@ CONVERSATION = [
                     "quote": "when calling the GetObject operation: Access Denied",
                 },
                 {
-                    "claim": "no statement allows s3:GetObject",
+                    "claim": "the baseline's S3 statement is missing from the role",
                     "tool_call_id": "tooluse_3",
-                    "quote": '"WriteOwnLogs"',
+                    "quote": '"ReadInputWriteOutput"',
                 },
                 {
                     "claim": "a hunch the model could not back",
@@ -102,7 +102,7 @@ def _run(settings: Settings, client: Any) -> Any:
     toolset = tools(
         lambda_metrics=metrics(errors=5),
         recent_log_events=logs(ACCESS_DENIED),
-        role_statements=role(LOGS_ALLOW),
+        compare_with_baseline=compared(missing=(S3_STATEMENT,)),
     )
     opened = "2026-11-25T20:00:00+00:00"
     incident = Incident(
@@ -135,11 +135,15 @@ def test_converse_with_tool_use_drives_the_supervisor_to_a_diagnosis() -> None:
     with stubber:
         diagnosis, run = _run(settings, client)
         stubber.assert_no_pending_responses()
-    assert [c.name for c in run.calls] == ["lambda_metrics", "recent_log_events", "role_statements"]
+    assert [c.name for c in run.calls] == [
+        "lambda_metrics",
+        "recent_log_events",
+        "compare_with_baseline",
+    ]
     assert [f.value for f in diagnosis.fault_types] == ["iam_permission_missing"]
     assert [e.claim for e in diagnosis.evidence] == [
         "runs fail reading the input from S3",
-        "no statement allows s3:GetObject",
+        "the baseline's S3 statement is missing from the role",
     ]
     assert [e.claim for e in diagnosis.dropped_evidence] == ["a hunch the model could not back"]
     assert (diagnosis.prompt_tokens, diagnosis.completion_tokens) == (3600, 160)

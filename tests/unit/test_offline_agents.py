@@ -14,17 +14,21 @@ import pytest
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from core.settings import Settings
-from incidents.baseline_diff import ConfigDiff, GroupDiff, NetworkDiff
+from incidents.baseline_diff import (
+    ConcurrencyDiff,
+    ConfigDiff,
+    DeploymentDiff,
+    GroupDiff,
+    IamDiff,
+    NetworkDiff,
+)
 from incidents.diagnosis import DiagnosisDraft, Evidence, finalize
 from mcp_servers.supervisor.server import (
     BaselineComparison,
-    FunctionConfiguration,
     LambdaMetrics,
     LogEvent,
     LogEvents,
     MetricSeries,
-    RoleStatements,
-    Statement,
 )
 from workers.agents.diagnose import SYSTEM_PROMPT
 from workers.agents.offline_model import OfflineRunbookModel
@@ -67,56 +71,6 @@ def logs(*lines: str) -> LogEvents:
     )
 
 
-def configuration(reserved: int | None = None, timeout_s: int = 10) -> FunctionConfiguration:
-    return FunctionConfiguration(
-        function_name=FN,
-        runtime="python3.11",
-        handler="h",
-        role_arn=f"arn:aws:iam::123456789012:role/{FN}-role",
-        timeout_s=timeout_s,
-        memory_mb=256,
-        environment={"DATA_PREFIX": "drifted/"},
-        redacted_environment_names=[],
-        vpc_id=None,
-        subnet_ids=[],
-        security_group_ids=[],
-        reserved_concurrency=reserved,
-        last_modified=_at(20),
-    )
-
-
-def role(*statements: Statement) -> RoleStatements:
-    return RoleStatements(
-        function_name=FN,
-        role_name=f"{FN}-role",
-        inline_policy_names=sorted({s.source.split(":", 1)[1] for s in statements}),
-        attached_policy_arns=[],
-        statements=list(statements),
-        explicit_denies=[s for s in statements if s.effect == "Deny"],
-    )
-
-
-LOGS_ALLOW = Statement(
-    source="inline:baseline",
-    sid="WriteOwnLogs",
-    effect="Allow",
-    actions=["logs:*"],
-    resources=["*"],
-)
-S3_ALLOW = Statement(
-    source="inline:baseline",
-    sid="ReadInputWriteOutput",
-    effect="Allow",
-    actions=["s3:GetObject", "s3:PutObject"],
-    resources=["arn:aws:s3:::bucket/data-processor/*"],
-)
-S3_DENY = Statement(
-    source="inline:chaos-explicit-deny",
-    sid="ChaosDeny",
-    effect="Deny",
-    actions=["s3:GetObject"],
-    resources=["*"],
-)
 ACCESS_DENIED = (
     "botocore.errorfactory.AccessDenied: An error occurred (AccessDenied) when calling the "
     "GetObject operation: Access Denied"
@@ -171,7 +125,26 @@ HTTPS_OUT = {
 }
 
 
-def compared(timeout_s: tuple[int, int] | None = None, egress_lost: bool = False) -> Any:
+S3_STATEMENT = {
+    "Sid": "ReadInputWriteOutput",
+    "Effect": "Allow",
+    "Action": ["s3:GetObject", "s3:PutObject"],
+    "Resource": "arn:aws:s3:::bucket/data-processor/*",
+}
+DENY_STATEMENT = {"Sid": "NoReads", "Effect": "Deny", "Action": ["s3:GetObject"], "Resource": "*"}
+
+
+def compared(
+    timeout_s: tuple[int, int] | None = None,
+    egress_lost: bool = False,
+    env: tuple[str, ...] = (),
+    missing: tuple[dict[str, Any], ...] = (),
+    missing_policies: tuple[str, ...] = (),
+    denies: tuple[dict[str, Any], ...] = (),
+    reserved: int | None = None,
+    live: tuple[str, str] | None = None,
+) -> Any:
+    """What compare_with_baseline answers: every concern, drifted as given."""
     group = GroupDiff(
         group_id="sg-1",
         group_name=f"{FN}-sg",
@@ -179,15 +152,49 @@ def compared(timeout_s: tuple[int, int] | None = None, egress_lost: bool = False
         egress_extra=[],
         ingress_changed=False,
     )
+    iam_at = not (missing or missing_policies or denies)
+    diffs = {
+        "iam": IamDiff(
+            role_name=f"{FN}-role",
+            missing_policies=list(missing_policies),
+            changed_policies=[] if iam_at or missing_policies else ["baseline"],
+            missing_statements=list(missing),
+            extra_statements=list(denies),
+            extra_policies=["hand-made"] if denies else [],
+            attached_missing=[],
+            attached_extra=[],
+            explicit_denies=list(denies),
+            at_baseline=iam_at,
+        ),
+        "concurrency": ConcurrencyDiff(
+            baseline=None, current=reserved, at_baseline=reserved is None
+        ),
+        "network": NetworkDiff(groups=[group], at_baseline=not egress_lost),
+        "configuration": ConfigDiff(
+            timeout_s=timeout_s,
+            memory_mb=None,
+            environment_changed=list(env),
+            at_baseline=not (timeout_s or env),
+        ),
+        "deployment": DeploymentDiff(
+            live_target=live, code_sha256=("abc", "def") if live else None, at_baseline=not live
+        ),
+    }
     return BaselineComparison(
         function_name=FN,
         baseline_version=1,
-        configuration=ConfigDiff(
-            timeout_s=timeout_s, memory_mb=None, environment_changed=[], at_baseline=not timeout_s
-        ),
-        network=NetworkDiff(groups=[group], at_baseline=not egress_lost),
+        baseline_captured_at=_at(3600),
+        drifted=[name for name, diff in diffs.items() if not diff.at_baseline],
+        **diffs,
     )
 
+
+KEY_ERROR = "[ERROR] KeyError: 'records'"
+BAD_RELEASE = "[ERROR] KeyError: 'BATCH_SCHEMA'"
+NO_INPUT = (
+    "[ERROR] NoSuchKey: An error occurred (NoSuchKey) when calling the GetObject operation: "
+    "The specified key does not exist."
+)
 
 CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
     (
@@ -195,16 +202,16 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         lambda: {
             "lambda_metrics": metrics(errors=5),
             "recent_log_events": logs(ACCESS_DENIED),
-            "role_statements": role(LOGS_ALLOW),
+            "compare_with_baseline": compared(missing=(S3_STATEMENT,)),
         },
         ["iam_permission_missing"],
     ),
     (
-        "denied",
+        "denied by a policy a person added",
         lambda: {
             "lambda_metrics": metrics(errors=5),
             "recent_log_events": logs(ACCESS_DENIED),
-            "role_statements": role(LOGS_ALLOW, S3_ALLOW, S3_DENY),
+            "compare_with_baseline": compared(denies=(DENY_STATEMENT,)),
         },
         ["iam_explicit_deny"],
     ),
@@ -213,8 +220,7 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         lambda: {
             "lambda_metrics": metrics(errors=5),
             "recent_log_events": logs(ACCESS_DENIED),
-            "role_statements": role(LOGS_ALLOW, S3_ALLOW),
-            "function_configuration": configuration(),
+            "compare_with_baseline": compared(env=("DATA_BUCKET",)),
         },
         ["config_drift"],
     ),
@@ -222,13 +228,18 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         "throttled",
         lambda: {
             "lambda_metrics": metrics(throttles=8),
-            "function_configuration": configuration(reserved=0),
+            "recent_log_events": logs(),
+            "compare_with_baseline": compared(reserved=0),
         },
         ["concurrency_throttled"],
     ),
     (
         "healthy",
-        lambda: {"lambda_metrics": metrics(), "recent_log_events": logs()},
+        lambda: {
+            "lambda_metrics": metrics(),
+            "recent_log_events": logs(),
+            "compare_with_baseline": compared(),
+        },
         ["none"],
     ),
     # The same log line for both: runs cut off at the timeout. The baseline tells them apart.
@@ -237,7 +248,6 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         lambda: {
             "lambda_metrics": metrics(errors=3),
             "recent_log_events": logs(TIMED_OUT.format(10)),
-            "function_configuration": configuration(timeout_s=10),
             "compare_with_baseline": compared(egress_lost=True),
         },
         ["network_blocked"],
@@ -247,10 +257,47 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], list[str]]] = [
         lambda: {
             "lambda_metrics": metrics(errors=5),
             "recent_log_events": logs(TIMED_OUT.format(1)),
-            "function_configuration": configuration(timeout_s=1),
             "compare_with_baseline": compared(timeout_s=(10, 1)),
         },
         ["timeout_misconfigured"],
+    ),
+    # Two faults at once: the log line shows one, the comparison shows both.
+    (
+        "two faults on one function",
+        lambda: {
+            "lambda_metrics": metrics(errors=5),
+            "recent_log_events": logs(ACCESS_DENIED),
+            "compare_with_baseline": compared(missing=(S3_STATEMENT,), env=("DATA_PREFIX",)),
+        },
+        ["iam_permission_missing", "config_drift"],
+    ),
+    (
+        "errors and throttles on one function",
+        lambda: {
+            "lambda_metrics": metrics(errors=2, throttles=6),
+            "recent_log_events": logs(TIMED_OUT.format(1)),
+            "compare_with_baseline": compared(reserved=0, timeout_s=(10, 1)),
+        },
+        ["concurrency_throttled", "timeout_misconfigured"],
+    ),
+    # Every permission revoked, logs included: no line to read, the drift in plain sight.
+    (
+        "a fault that silences its own logs",
+        lambda: {
+            "lambda_metrics": metrics(errors=5),
+            "recent_log_events": logs(),
+            "compare_with_baseline": compared(missing_policies=("baseline",)),
+        },
+        ["iam_permission_missing"],
+    ),
+    (
+        "a bad deploy",
+        lambda: {
+            "lambda_metrics": metrics(errors=5),
+            "recent_log_events": logs(BAD_RELEASE),
+            "compare_with_baseline": compared(live=("$LATEST", "3")),
+        },
+        ["bad_deploy"],
     ),
 ]
 
@@ -275,7 +322,7 @@ def test_instructions_in_the_logs_change_nothing() -> None:
     outputs = {
         "lambda_metrics": metrics(errors=5),
         "recent_log_events": logs(INJECTION, ACCESS_DENIED),
-        "role_statements": role(LOGS_ALLOW),
+        "compare_with_baseline": compared(missing=(S3_STATEMENT,)),
     }
     _, diagnosis = diagnose(tools(**outputs))
     assert diagnosis is not None
@@ -287,7 +334,7 @@ def test_out_of_budget_ends_the_run_without_a_diagnosis() -> None:
     outputs = {
         "lambda_metrics": metrics(errors=5),
         "recent_log_events": logs(ACCESS_DENIED),
-        "role_statements": role(LOGS_ALLOW),
+        "compare_with_baseline": compared(missing=(S3_STATEMENT,)),
     }
     run, diagnosis = diagnose(tools(**outputs), agent_max_tool_calls=2)
     assert diagnosis is None
@@ -328,18 +375,56 @@ def test_an_unreadable_metric_is_not_taken_for_health() -> None:
         args_schema={"type": "object"},
         handle_tool_error=True,
     )
-    run, diagnosis = diagnose([broken, *tools(recent_log_events=logs())])
+    run, diagnosis = diagnose(
+        [broken, *tools(recent_log_events=logs(), compare_with_baseline=compared())]
+    )
     assert diagnosis is not None and run.calls[0].ok is False
     assert diagnosis.fault_types == [] and diagnosis.escalate
+    assert any("metrics could not be read" in u for u in diagnosis.unseen)
 
 
 def test_a_timeout_with_nothing_changed_from_the_baseline_goes_to_a_person() -> None:
     outputs = {
         "lambda_metrics": metrics(errors=3),
         "recent_log_events": logs(TIMED_OUT.format(10)),
-        "function_configuration": configuration(timeout_s=10),
         "compare_with_baseline": compared(),
     }
     _, diagnosis = diagnose(tools(**outputs))
     assert diagnosis is not None
     assert diagnosis.escalate  # nothing the fleet can restore explains it
+    assert diagnosis.unexplained and diagnosis.next_step
+    assert any("configuration matches baseline" in r for r in diagnosis.ruled_out)
+
+
+@pytest.mark.parametrize(
+    ("line", "fault"), [(KEY_ERROR, "code_bug"), (NO_INPUT, "input_missing")], ids=["bug", "input"]
+)
+def test_runs_failing_at_the_baseline_are_called_what_they_are_and_go_to_a_person(
+    line: str, fault: str
+) -> None:
+    outputs = {
+        "lambda_metrics": metrics(errors=5),
+        "recent_log_events": logs(line),
+        "compare_with_baseline": compared(),
+    }
+    _, diagnosis = diagnose(tools(**outputs))
+    assert diagnosis is not None
+    assert [f.value for f in diagnosis.fault_types] == [fault]
+    assert diagnosis.escalate and "nothing was changed" in (diagnosis.escalation_reason or "")
+    assert diagnosis.unexplained and diagnosis.next_step and not diagnosis.drifts
+    assert len(diagnosis.ruled_out) == 5  # every concern compared and found at its baseline
+    assert diagnosis.evidence  # the error line, quoted
+
+
+def test_a_drift_no_symptom_explains_is_reported_and_the_rest_left_open() -> None:
+    # Runs fail on their input while the environment drifted too: the drift is restored
+    # first; the diagnosis says what it does not explain.
+    outputs = {
+        "lambda_metrics": metrics(errors=5, throttles=3),
+        "recent_log_events": logs(ACCESS_DENIED),
+        "compare_with_baseline": compared(egress_lost=True),
+    }
+    _, diagnosis = diagnose(tools(**outputs))
+    assert diagnosis is not None
+    assert [f.value for f in diagnosis.fault_types] == ["network_blocked"]
+    assert len(diagnosis.unexplained) == 2  # the throttles, and the access denial

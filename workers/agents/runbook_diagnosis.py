@@ -1,14 +1,16 @@
-"""The offline model's diagnosis runbook: what an SRE checks, in order, for a failing Lambda.
+"""The offline model's diagnosis runbook: drift first, then what the symptoms say.
 
-Metrics first (errors? throttles?), then the newest error in the logs, then the one system
-that error points at: the role's statements for an access denial, the security groups for
-a connect timeout, the configuration for a missing resource, the reserved concurrency for
-throttles. A run that times out has two usual causes, and its log line is the same for
-both: a timeout set too low (the timeout differs from the baseline) or a call that hangs
-because the network is blocked (egress differs from the baseline; the run is cut at its
-full, unchanged limit). The baseline comparison tells them apart. Every claim quotes the
-tool output it rests on. Log lines are matched against known error signatures only:
-whatever else they say is never acted on.
+An SRE asked why a function broke looks at two things: what changed, and what fails. So:
+the metrics (errors? throttles?), the comparison of every concern the baseline records
+with the live account (IAM, concurrency, network, configuration, the deployed code), and
+the newest error lines in the logs. Every drift that can explain a symptom is a fault to
+restore, however many there are (two faults at once are two findings, fixed together), and
+a drift is in plain sight even when the fault silences the function's own logs. A symptom
+that no drift explains stays open as a finding: with the account at its baseline, runs that
+fail on their input or in their own code are called what they are, and nothing is changed.
+
+Every claim quotes the tool output it rests on. Log lines are matched against known error
+signatures only: whatever else they say is never acted on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from typing import Any
 
 from incidents.diagnosis import FaultType
@@ -28,7 +29,22 @@ LOG_MINUTES = 5
 ACCESS_DENIED = ("accessdenied", "not authorized to perform", "access denied")
 NETWORK = ("connecttimeout", "connect timeout", "endpointconnectionerror", "could not connect")
 TIMED_OUT = ("task timed out",)
-CONFIG = ("nosuchbucket", "nosuchkey", "invalidbucketname", "keyerror", "paramvalidation")
+INPUT = ("nosuchkey", "the specified key does not exist")
+CONFIG = ("nosuchbucket", "invalidbucketname", "keyerror", "paramvalidation")
+# Any other error the runtime records: the function's own code raised it.
+CODE = ("error", "exception", "traceback")
+SIGNATURES = (ACCESS_DENIED, NETWORK, TIMED_OUT, INPUT, CONFIG, CODE)
+
+# Which drifts can produce which symptom (a bad deploy can produce any error).
+EXPLAINS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ACCESS_DENIED: ("iam", "configuration", "deployment"),
+    NETWORK: ("network", "configuration", "deployment"),
+    TIMED_OUT: ("network", "configuration", "deployment"),
+    INPUT: ("configuration", "deployment"),
+    CONFIG: ("configuration", "deployment"),
+    CODE: ("configuration", "deployment"),
+}
+CONCERNS = ("iam", "concurrency", "network", "configuration", "deployment")
 
 
 @dataclass
@@ -37,6 +53,19 @@ class Finding:
     claim: str
     confidence: float
     evidence: list[dict[str, str]] = field(default_factory=list)
+    concern: str | None = None  # the drift behind it, if any
+
+
+@dataclass
+class Account:
+    """What the investigation saw, in the words a person reads."""
+
+    symptoms: list[str] = field(default_factory=list)
+    drifts: list[str] = field(default_factory=list)
+    ruled_out: list[str] = field(default_factory=list)
+    unexplained: list[str] = field(default_factory=list)
+    unseen: list[str] = field(default_factory=list)
+    next_step: str = ""
 
 
 def _quote(result: ToolResult, pattern: str) -> str | None:
@@ -51,7 +80,7 @@ def _cite(result: ToolResult, claim: str, pattern: str) -> list[dict[str, str]]:
 
 
 def _since(alert: dict[str, Any]) -> str:
-    """Evidence older than this predates the incident (an earlier fault, already fixed)."""
+    """Evidence older than this predates the symptom (an earlier fault, already fixed)."""
     since = str(alert.get("symptom_since") or "")
     try:
         return datetime.fromisoformat(since).astimezone(UTC).isoformat()
@@ -75,38 +104,20 @@ def _error_lines(result: ToolResult, since: str) -> list[str]:
     return [e.get("message", "") for e in data.get("events", []) if e.get("timestamp", "") >= since]
 
 
+def _signature(line: str) -> tuple[str, ...] | None:
+    low = line.lower()
+    for signature in SIGNATURES:
+        if any(s in low for s in signature):
+            return signature
+    return None
+
+
 def _classifiable(lines: list[str]) -> list[str]:
     """Lines with a known error signature, oldest first; the runtime's JSON error record
     repeats the line before it, so plain lines are preferred."""
     known = [line for line in lines if _signature(line)]
     plain = [line for line in known if not line.lstrip().startswith("{")]
     return plain or known
-
-
-def _signature(line: str) -> tuple[str, ...] | None:
-    low = line.lower()
-    for signature in (ACCESS_DENIED, NETWORK, TIMED_OUT, CONFIG):
-        if any(s in low for s in signature):
-            return signature
-    return None
-
-
-# S3 answers a denial with a bare "Access Denied": the operation names the action.
-S3_OPERATIONS = ("GetObject", "PutObject", "HeadObject", "DeleteObject", "ListObjectsV2")
-
-
-def _denied_action(line: str) -> str | None:
-    match = re.search(r"perform:?\s+([a-z0-9-]+:[A-Za-z0-9*]+)", line)
-    if match:
-        return match.group(1)
-    match = re.search(r"calling the (\w+) operation", line)
-    if match and match.group(1) in S3_OPERATIONS:
-        return f"s3:{match.group(1)}"
-    return None
-
-
-def _covers(statement: dict[str, Any], action: str) -> bool:
-    return any(fnmatchcase(action.lower(), a.lower()) for a in statement.get("actions", []))
 
 
 def _line_excerpt(line: str) -> str:
@@ -117,19 +128,174 @@ def _line_excerpt(line: str) -> str:
     return max(keyed or parts or [line], key=len)[:160]
 
 
-def _final(fn: str, findings: list[Finding], summary: str) -> Step:
-    faults = sorted({f.fault for f in findings}, key=list(FaultType).index)
-    confidence = min((f.confidence for f in findings), default=0.2)
-    healthy = faults == [FaultType.NONE]
-    draft = {
-        "function_name": fn,
-        "root_cause": "; ".join(f.claim for f in findings) or summary,
-        "fault_types": [f.value for f in faults],
-        "severity": "low" if healthy else "high",
-        "confidence": confidence,
-        "evidence": [e for f in findings for e in f.evidence],
-    }
-    return Step(summary, "DiagnosisDraft", draft)
+# ---------------------------------------------------------------- the drifts
+
+
+def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account) -> list[Finding]:
+    """One finding per drift that can break a run; drifts that only widen (an added Allow,
+    an added egress rule, a longer timeout) are reported, not called faults."""
+    version = data.get("baseline_version")
+    findings: list[Finding] = []
+    iam = data.get("iam") or {}
+    if not iam.get("at_baseline", True):
+        gone = iam.get("missing_policies") or []
+        denies = iam.get("explicit_denies") or []
+        missing = iam.get("missing_statements") or []
+        lost = gone + [str(s.get("Sid") or s.get("Action")) for s in missing]
+        if denies:
+            sources = ", ".join(sorted({str(s.get("Sid") or "a statement") for s in denies}))
+            account.drifts.append(f"iam: an explicit Deny not in baseline v{version} ({sources})")
+            findings.append(
+                Finding(
+                    FaultType.IAM_EXPLICIT_DENY,
+                    f"the execution role carries an explicit Deny its baseline does not have "
+                    f"({sources})",
+                    0.9,
+                    _cite(
+                        compared,
+                        "a Deny the baseline does not have",
+                        r'"explicit_denies":\s*\[\s*\{',
+                    ),
+                    "iam",
+                )
+            )
+        if lost:
+            account.drifts.append(
+                f"iam: {', '.join(lost)} of baseline v{version} missing from the role"
+            )
+            findings.append(
+                Finding(
+                    FaultType.IAM_PERMISSION_MISSING,
+                    f"the execution role lost permissions its baseline grants ({', '.join(lost)})",
+                    0.9,
+                    _cite(
+                        compared,
+                        "policies or statements of the baseline are missing",
+                        r'"missing_(?:policies|statements)":\s*\[\s*[\{"]',
+                    ),
+                    "iam",
+                )
+            )
+        if not (denies or lost):
+            account.drifts.append(
+                "iam: the role has policies or statements beyond its baseline (wider, not a "
+                "cause of failure)"
+            )
+    concurrency = data.get("concurrency") or {}
+    if not concurrency.get("at_baseline", True):
+        was, now = concurrency.get("baseline"), concurrency.get("current")
+        account.drifts.append(f"concurrency: reserved {now} (baseline {was})")
+        if now is not None and (was is None or now < was):
+            findings.append(
+                Finding(
+                    FaultType.CONCURRENCY_THROTTLED,
+                    f"reserved concurrency is {now}, below its baseline ({was}), so runs are "
+                    "throttled",
+                    0.9,
+                    _cite(
+                        compared,
+                        "reserved concurrency differs from the baseline",
+                        r'"current":\s*-?\d+',
+                    ),
+                    "concurrency",
+                )
+            )
+    network = data.get("network") or {}
+    if not network.get("at_baseline", True):
+        for group in network.get("groups", []):
+            if group.get("egress_missing"):
+                name = group.get("group_name")
+                account.drifts.append(f"network: {name} lost egress rules of its baseline")
+                findings.append(
+                    Finding(
+                        FaultType.NETWORK_BLOCKED,
+                        f"{name} lost egress rules its baseline has, so the function's AWS "
+                        "calls cannot get out",
+                        0.9,
+                        _cite(
+                            compared,
+                            "egress rules of the baseline are missing",
+                            r'"egress_missing":\s*\[\s*\{\s*"IpProtocol":\s*"[^"]*"',
+                        ),
+                        "network",
+                    )
+                )
+            elif group.get("egress_extra") or group.get("ingress_changed"):
+                account.drifts.append(
+                    f"network: {group.get('group_name')} has rules its baseline does not"
+                )
+    config = data.get("configuration") or {}
+    if not config.get("at_baseline", True):
+        timeout, memory = config.get("timeout_s"), config.get("memory_mb")
+        env = config.get("environment_changed") or []
+        if timeout:
+            account.drifts.append(f"configuration: timeout {timeout[1]}s (baseline {timeout[0]}s)")
+            if timeout[1] < timeout[0]:
+                findings.append(
+                    Finding(
+                        FaultType.TIMEOUT_MISCONFIGURED,
+                        f"the timeout was changed from the baseline's {timeout[0]}s to "
+                        f"{timeout[1]}s",
+                        0.9,
+                        _cite(
+                            compared,
+                            "the timeout differs from the baseline",
+                            r'"timeout_s":\s*\[\s*\d+,\s*\d+\s*\]',
+                        ),
+                        "configuration",
+                    )
+                )
+        if env or (memory and memory[1] < memory[0]):
+            what = [f"environment {', '.join(env)}"] if env else []
+            what += [f"memory {memory[1]} MB (baseline {memory[0]})"] if memory else []
+            account.drifts.append(f"configuration: {'; '.join(what)} changed")
+            findings.append(
+                Finding(
+                    FaultType.CONFIG_DRIFT,
+                    f"the configuration drifted from its baseline ({'; '.join(what)})",
+                    0.9,
+                    _cite(
+                        compared,
+                        "the configuration differs from the baseline",
+                        r'"environment_changed":\s*\[\s*"[^"]+"'
+                        if env
+                        else r'"memory_mb":\s*\[\s*\d+,\s*\d+\s*\]',
+                    ),
+                    "configuration",
+                )
+            )
+        elif memory:
+            account.drifts.append(f"configuration: memory {memory[1]} MB (baseline {memory[0]})")
+    deployment = data.get("deployment") or {}
+    if not deployment.get("at_baseline", True):
+        target = deployment.get("live_target")
+        runs = (
+            f"alias live runs {target[1]} (baseline {target[0]})"
+            if target
+            else ("alias live runs code other than the baseline's")
+        )
+        account.drifts.append(f"deployment: {runs}")
+        findings.append(
+            Finding(
+                FaultType.BAD_DEPLOY,
+                f"a deploy changed what runs: {runs}",
+                0.9,
+                _cite(
+                    compared,
+                    "what runs differs from the baseline",
+                    r'"(?:live_target|code_sha256)":\s*\[\s*"[^"]*"',
+                ),
+                "deployment",
+            )
+        )
+    drifted = set(data.get("drifted") or [])
+    account.ruled_out += [
+        f"{concern} matches baseline v{version}" for concern in CONCERNS if concern not in drifted
+    ]
+    return findings
+
+
+# ---------------------------------------------------------------- the symptoms
 
 
 def diagnose(t: Transcript) -> Step:
@@ -142,69 +308,138 @@ def diagnose(t: Transcript) -> Step:
             "lambda_metrics",
             {"function_name": fn, "minutes": METRICS_MINUTES},
         )
-    m = metrics.data() if metrics.ok else None
-    since = _since(alert)
-    errors, throttles = _total(m, "Errors", since), _total(m, "Throttles", since)
-    findings: list[Finding] = []
-
-    if throttles > 0:
-        config = t.last("function_configuration")
-        if config is None:
-            return Step(
-                "Runs are throttled: read the reserved concurrency.",
-                "function_configuration",
-                {"function_name": fn},
-            )
-        reserved = (config.data() or {}).get("reserved_concurrency")
-        if reserved == 0:
-            findings.append(
-                Finding(
-                    FaultType.CONCURRENCY_THROTTLED,
-                    "reserved concurrency is 0, so every invocation is throttled",
-                    0.9,
-                    _cite(metrics, "invocations are being throttled", _metric_pattern("Throttles"))
-                    + _cite(
-                        config,
-                        "reserved concurrency is set to 0",
-                        r'"reserved_concurrency":\s*0\b',
-                    ),
-                )
-            )
-
+    compared = t.last("compare_with_baseline")
+    if compared is None:
+        return Step(
+            "Compare every concern of the function with its known-good baseline: what changed?",
+            "compare_with_baseline",
+            {"function_name": fn},
+        )
     logs = t.last("recent_log_events", pattern="error")
-    if errors > 0 or throttles == 0:
-        if logs is None:
+    if logs is None:
+        return Step(
+            "Read the newest errors in the function's logs.",
+            "recent_log_events",
+            {"function_name": fn, "minutes": LOG_MINUTES, "pattern": "error", "limit": 20},
+        )
+    since = _since(alert)
+    m = metrics.data() if metrics.ok else None
+    errors, throttles = _total(m, "Errors", since), _total(m, "Throttles", since)
+    lines = _classifiable(_error_lines(logs, since)) if logs.ok else []
+    if not lines and errors > 0 and logs.ok:
+        timed = t.last("recent_log_events", pattern="timed out")
+        if timed is None:
             return Step(
-                "Read the newest errors in the function's logs.",
+                "Errors without an error line: look for runs cut off at their timeout.",
                 "recent_log_events",
-                {"function_name": fn, "minutes": LOG_MINUTES, "pattern": "error", "limit": 20},
+                {"function_name": fn, "minutes": LOG_MINUTES, "pattern": "timed out", "limit": 20},
             )
-        lines = _classifiable(_error_lines(logs, since))
-        if not lines and errors > 0:
-            timed = t.last("recent_log_events", pattern="timed out")
-            if timed is None:
-                return Step(
-                    "Errors without an error line: look for timeouts.",
-                    "recent_log_events",
-                    {
-                        "function_name": fn,
-                        "minutes": LOG_MINUTES,
-                        "pattern": "timed out",
-                        "limit": 20,
-                    },
-                )
-            logs = timed
-            lines = _classifiable(_error_lines(timed, since))
-        if lines:
-            step = _explain(t, fn, metrics, logs, lines[-1], findings)
-            if step is not None:
-                return step
-        elif errors == 0 and throttles == 0 and m is not None:
-            # Healthy only on evidence: the metrics were read (a failed read proves nothing).
-            findings.append(
+        if timed.ok and (found := _classifiable(_error_lines(timed, since))):
+            logs, lines = timed, found
+    return _conclude(fn, alert, metrics, m, compared, logs, lines, errors, throttles)
+
+
+def _conclude(
+    fn: str,
+    alert: dict[str, Any],
+    metrics: ToolResult,
+    m: Any,
+    compared: ToolResult,
+    logs: ToolResult,
+    lines: list[str],
+    errors: float,
+    throttles: float,
+) -> Step:
+    account = Account()
+    invocations = _total(m, "Invocations", _since(alert))
+    if m is None:
+        account.unseen.append(f"the metrics could not be read: {metrics.text[:200]}")
+    else:
+        account.symptoms.append(
+            f"{errors:g} errors and {throttles:g} throttles in {invocations:g} invocations "
+            "since the symptom began"
+        )
+    if not logs.ok:
+        account.unseen.append(f"the logs could not be read: {logs.text[:200]}")
+    newest = lines[-1] if lines else None
+    if newest:
+        account.symptoms.append(f"newest error line: {_line_excerpt(newest)}")
+    elif errors > 0 and logs.ok:
+        account.unseen.append(
+            "the failing runs left no error line in the logs (the function may have lost its "
+            "permission to write them)"
+        )
+    data = (compared.data() if compared.ok else None) or {}
+    if not compared.ok:
+        account.unseen.append(f"the baseline comparison failed: {compared.text[:200]}")
+    findings = _drift_findings(compared, data, account) if data else []
+    failing = _cite(metrics, "invocations are failing", _metric_pattern("Errors"))
+    throttled = _cite(metrics, "invocations are being throttled", _metric_pattern("Throttles"))
+    error_cite = (
+        _cite(logs, "the function's runs fail with this error", re.escape(_line_excerpt(newest)))
+        if newest
+        else []
+    )
+    fixable = {f.concern for f in findings}
+    if findings:
+        for f in findings:  # each drift, with the symptom it explains
+            if f.fault == FaultType.CONCURRENCY_THROTTLED:
+                f.evidence[:0] = throttled if throttles else []
+            else:
+                f.evidence[:0] = failing if errors else []
+        signature = _signature(newest) if newest else None
+        if signature and error_cite:
+            explaining = [f for f in findings if f.concern in EXPLAINS[signature]]
+            for f in explaining[:1]:
+                f.evidence += error_cite
+    # What no drift explains stays open.
+    if throttles > 0 and "concurrency" not in fixable:
+        account.unexplained.append(
+            "runs are throttled while reserved concurrency matches the baseline (the account's "
+            "concurrency, or a burst)"
+        )
+    if errors > 0 or newest:
+        # A run that fails without a line: any drift but concurrency can silence it.
+        signature = _signature(newest) if newest else None
+        causes = set(EXPLAINS[signature]) if signature else set(CONCERNS) - {"concurrency"}
+        if not fixable & causes:
+            account.unexplained.append(
+                f"runs fail with {_line_excerpt(newest)!r}" if newest else "runs fail silently"
+            )
+    if not findings:
+        return _unexplained(fn, account, metrics, m, logs, newest, error_cite, failing, errors)
+    if account.unexplained:
+        account.next_step = (
+            "the fleet restores the drifts first; if the function still fails, the next round "
+            "looks at what they do not explain"
+        )
+    return _final(fn, findings, account, "Diagnosis complete.")
+
+
+def _unexplained(
+    fn: str,
+    account: Account,
+    metrics: ToolResult,
+    m: Any,
+    logs: ToolResult,
+    newest: str | None,
+    error_cite: list[dict[str, str]],
+    failing: list[dict[str, str]],
+    errors: float,
+) -> Step:
+    """No drift: healthy, or failing for a reason no restore can fix."""
+    signature = _signature(newest) if newest else None
+    if newest is None and errors == 0 and not account.unexplained:
+        if m is None:
+            return _final(fn, [], account, "The metrics could not be read: a person should look.")
+        account.next_step = "nothing to do: the function runs cleanly and matches its baseline"
+        return _final(
+            fn,
+            [
                 Finding(
                     FaultType.NONE,
-                    "no errors or throttles since the symptom began and no error in the logs",
+                    "no errors or throttles since the symptom began, no error in the logs, "
+                    "and the function matches its baseline",
                     0.8,
                     _cite(metrics, "no invocation failed", _metric_pattern("Errors"))
                     + _cite(
@@ -213,221 +448,66 @@ def diagnose(t: Transcript) -> Step:
                         r'"matched":\s*\d+',
                     ),
                 )
-            )
-    if not findings:
-        return _final(fn, [], "The evidence does not point at a known fault: a person should look.")
-    return _final(fn, findings, "Diagnosis complete.")
-
-
-def _explain(
-    t: Transcript,
-    fn: str,
-    metrics: ToolResult,
-    logs: ToolResult,
-    line: str,
-    findings: list[Finding],
-) -> Step | None:
-    """Follow the newest known error to the system it points at. A Step when a tool must
-    be read first; None once the finding is recorded."""
-    signature = _signature(line)
-    error_cite = _cite(
-        logs, "the function's runs fail with this error", re.escape(_line_excerpt(line))
-    )
-    failing = _cite(metrics, "invocations are failing", _metric_pattern("Errors"))
-    if signature == ACCESS_DENIED:
-        statements = t.last("role_statements")
-        if statements is None:
-            return Step(
-                "An access denial: read the execution role's statements.",
-                "role_statements",
-                {"function_name": fn},
-            )
-        data = statements.data() or {}
-        action = _denied_action(line)
-        denies = [s for s in data.get("explicit_denies", []) if action and _covers(s, action)]
-        allows = [
-            s
-            for s in data.get("statements", [])
-            if s.get("effect") == "Allow" and action and _covers(s, action)
-        ]
-        if denies:
-            source = denies[0]["source"]
-            findings.append(
-                Finding(
-                    FaultType.IAM_EXPLICIT_DENY,
-                    f"an explicit Deny ({source}) on the execution role blocks {action}",
-                    0.9,
-                    error_cite
-                    + _cite(
-                        statements,
-                        f"the role carries a Deny covering {action}",
-                        rf'"source":\s*"{re.escape(source)}"',
-                    ),
-                )
-            )
-        elif allows:
-            # Allowed by the role and denied all the same: the request names a resource
-            # the statement does not cover. What changed is what names the resource.
-            config = t.last("function_configuration")
-            if config is None:
-                return Step(
-                    f"The role allows {action}, yet it is denied: read the configuration "
-                    "that names the resources.",
-                    "function_configuration",
-                    {"function_name": fn},
-                )
-            findings.append(
-                Finding(
-                    FaultType.CONFIG_DRIFT,
-                    f"the role allows {action} on its own resources, yet runs are denied: "
-                    "the configuration names a resource outside them",
-                    0.7,
-                    error_cite
-                    + _cite(
-                        statements,
-                        f"a statement allows {action}",
-                        rf'"sid":\s*"{re.escape(str(allows[0].get("sid")))}"',
-                    )
-                    + _cite(
-                        config, "the configuration was modified", r'"last_modified":\s*"[^"]*"'
-                    ),
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    FaultType.IAM_PERMISSION_MISSING,
-                    f"the execution role no longer allows {action or 'the denied action'}",
-                    0.85 if action else 0.5,
-                    error_cite
-                    + _cite(
-                        statements,
-                        f"no statement of the role allows {action}",
-                        r'"inline_policy_names":\s*\[[^\]]*\]',
-                    ),
-                )
-            )
-    elif signature == NETWORK:
-        groups = t.last("security_group_rules")
-        if groups is None:
-            return Step(
-                "A connect timeout: read the security groups' egress.",
-                "security_group_rules",
-                {"function_name": fn},
-            )
-        if (groups.data() or {}).get("https_egress_to_anywhere") is False:
-            findings.append(
-                Finding(
-                    FaultType.NETWORK_BLOCKED,
-                    "the function's security groups allow no HTTPS egress, so AWS APIs are "
-                    "unreachable",
-                    0.9,
-                    error_cite
-                    + _cite(
-                        groups,
-                        "no egress rule allows HTTPS out",
-                        r'"https_egress_to_anywhere":\s*false',
-                    ),
-                )
-            )
-        else:
-            findings.append(
-                Finding(
-                    FaultType.NETWORK_BLOCKED, "connect timeouts with egress open", 0.4, error_cite
-                )
-            )
-    elif signature in (TIMED_OUT, CONFIG):
-        config = t.last("function_configuration")
-        if config is None:
-            return Step(
-                "Read the function's configuration.",
-                "function_configuration",
-                {"function_name": fn},
-            )
-        data = config.data() or {}
-        if signature == TIMED_OUT:
-            compared = t.last("compare_with_baseline")
-            if compared is None:
-                return Step(
-                    "Runs time out: compare the timeout and the network with the baseline.",
-                    "compare_with_baseline",
-                    {"function_name": fn},
-                )
-            findings += _timed_out(line, data.get("timeout_s"), config, compared, error_cite)
-        else:
-            findings.append(
-                Finding(
-                    FaultType.CONFIG_DRIFT,
-                    "runs fail on a resource named by the function's configuration, which "
-                    "changed recently",
-                    0.7,
-                    error_cite
-                    + _cite(
-                        config, "the configuration was modified", r'"last_modified":\s*"[^"]*"'
-                    ),
-                )
-            )
-    findings[-1].evidence[:0] = failing if findings and findings[-1].fault != FaultType.NONE else []
-    return None
-
-
-def _timed_out(
-    line: str,
-    timeout_s: Any,
-    config: ToolResult,
-    compared: ToolResult,
-    error_cite: list[dict[str, str]],
-) -> list[Finding]:
-    """Why runs hit their timeout, from how the function differs from its baseline."""
-    data = (compared.data() if compared.ok else None) or {}
-    changed = (data.get("configuration") or {}).get("timeout_s")
-    blocked = [g for g in (data.get("network") or {}).get("groups", []) if g.get("egress_missing")]
-    match = re.search(r"timed out after ([0-9.]+) seconds", line)
-    at_limit = bool(match and timeout_s is not None and float(match.group(1)) >= float(timeout_s))
-    configured = _cite(config, "the configured timeout", r'"timeout_s":\s*\d+')
-    findings = []
-    if blocked:
-        findings.append(
-            Finding(
-                FaultType.NETWORK_BLOCKED,
-                f"{blocked[0].get('group_name')} lost egress rules its baseline has, so the "
-                "function's AWS calls hang until its timeout"
-                + (f" of {timeout_s}s cuts every run off at its limit" if at_limit else ""),
-                0.85 if at_limit else 0.7,
-                error_cite
-                + _cite(
-                    compared,
-                    "egress rules of the baseline are missing",
-                    r'"egress_missing":\s*\[\s*\{\s*"IpProtocol":\s*"[^"]*"',
-                )
-                + configured,
-            )
+            ],
+            account,
+            "Healthy.",
         )
-    if changed:
-        findings.append(
-            Finding(
-                FaultType.TIMEOUT_MISCONFIGURED,
-                f"the timeout was changed from the baseline's {changed[0]}s to {changed[1]}s, "
-                "and runs are cut off by it",
-                0.9,
-                error_cite
-                + _cite(
-                    compared,
-                    "the timeout differs from the baseline",
-                    r'"timeout_s":\s*\[\s*\d+,\s*\d+\s*\]',
-                ),
-            )
+    if signature == INPUT:
+        account.next_step = (
+            "put back the input the function reads (its key is named in the error), or fix "
+            "whatever should have written it; nothing in the function's configuration changed"
         )
-    if not findings:
-        # Neither changed: the work itself got slower, or something else hangs. Not a fault
-        # the fleet can restore; too weak to act on alone.
-        findings.append(
-            Finding(
-                FaultType.TIMEOUT_MISCONFIGURED,
-                f"runs are cut off by the function's timeout of {timeout_s}s, which matches the "
-                "baseline, as does the network",
-                0.4,
-                error_cite + configured,
-            )
+        finding = Finding(
+            FaultType.INPUT_MISSING,
+            "runs fail because the input they read does not exist, and every concern matches "
+            "the baseline: missing data, not a change to the function",
+            0.8,
+            failing + error_cite,
         )
-    return findings
+    elif signature in (CONFIG, CODE):
+        account.next_step = (
+            "read the traceback: the function's own code fails on what it reads while the "
+            "account matches its baseline; fix the code or its input, deploy, and capture the "
+            "baseline"
+        )
+        finding = Finding(
+            FaultType.CODE_BUG,
+            "runs fail in the function's own code while every concern matches the baseline: "
+            "a code bug or bad input, not something a restore fixes",
+            0.8,
+            failing + error_cite,
+        )
+    else:
+        account.next_step = (
+            "look at what the fleet cannot see: the account's concurrency, the services the "
+            "function calls, and who changed what (CloudTrail)"
+        )
+        return _final(
+            fn,
+            [],
+            account,
+            "The symptoms match no drift from the baseline and no known error: a person should "
+            "look.",
+        )
+    return _final(fn, [finding], account, "Diagnosis complete.")
+
+
+def _final(fn: str, findings: list[Finding], account: Account, summary: str) -> Step:
+    faults = sorted({f.fault for f in findings}, key=list(FaultType).index)
+    confidence = min((f.confidence for f in findings), default=0.2)
+    healthy = faults == [FaultType.NONE]
+    draft = {
+        "function_name": fn,
+        "root_cause": "; ".join(f.claim for f in findings) or summary,
+        "fault_types": [f.value for f in faults],
+        "severity": "low" if healthy else "high",
+        "confidence": confidence,
+        "evidence": [e for f in findings for e in f.evidence],
+        "symptoms": account.symptoms,
+        "drifts": account.drifts,
+        "ruled_out": account.ruled_out,
+        "unexplained": account.unexplained,
+        "unseen": account.unseen,
+        "next_step": account.next_step,
+    }
+    return Step(summary, "DiagnosisDraft", draft)
