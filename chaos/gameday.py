@@ -57,6 +57,10 @@ GAMEDAY_SETTINGS: dict[str, Any] = {
 class FaultStep(BaseModel):
     kind: str
     function: str = "data-processor"
+    # When it is applied: with the others at the start (after `after_s` more seconds), or
+    # again once the incident has RECOVERED (a relapse within the watch window).
+    when: Literal["start", "recovered"] = "start"
+    after_s: float = Field(default=0.0, ge=0, le=120)
     target: str = "s3"
     concurrency: int = 0
     var: str = "DATA_PREFIX"
@@ -74,6 +78,10 @@ class Expectation(BaseModel):
     within_s: float = 60.0
     approval_requested: bool | None = None
     rolled_back: bool | None = None
+    # At most this many incidents opened (every symptom of a function joins one).
+    max_incidents: int | None = None
+    # The rounds of investigate-fix-verify the incident took.
+    rounds: int | None = None
 
 
 class Scenario(BaseModel):
@@ -224,8 +232,13 @@ class GameDay:
                 ],
             )
 
-    def apply_faults(self) -> None:
+    def apply_faults(self, when: str = "start") -> None:
         for step in self.scenario.faults:
+            if step.when != when:
+                continue
+            if step.after_s:
+                self.log(f"(the next fault in {step.after_s:g}s)")
+                time.sleep(step.after_s)  # the scenario's own timeline, not a wait
             spec = spec_for(step.function, self.settings)
             if step.kind == FALSE_ALARM:
                 self.log(f"fault: a false alarm for {step.function} (nothing is broken)")
@@ -285,14 +298,18 @@ class GameDay:
     def watch(self, since: str, deadline_s: float) -> list[dict[str, Any]]:
         """Until an incident has opened and every one since the faults is terminal."""
         end = time.monotonic() + deadline_s
+        relapsed = False
         while time.monotonic() < end:
             incidents = self.incidents_since(since)
             for i in incidents:
                 if self.seen.get(i["incident_id"]) != i["status"]:
                     self.seen[i["incident_id"]] = i["status"]
-                    self.log(f"{i['incident_id']}: {i['status']}")
+                    self.log(f"{i['incident_id']}: {i['status']} (round {i.get('round', 1)})")
                 if i["status"] == IncidentStatus.AWAITING_APPROVAL.value:
                     self._answer(i["incident_id"])
+                if i["status"] == IncidentStatus.RECOVERED.value and not relapsed:
+                    relapsed = True  # once: the fault comes back while the fix is watched
+                    self.apply_faults("recovered")
             if incidents and all(IncidentStatus(i["status"]) in TERMINAL for i in incidents):
                 return incidents
             time.sleep(0.5)
@@ -403,6 +420,28 @@ class GameDay:
                     name="approval requested",
                     ok=approval_requested == expect.approval_requested,
                     detail=f"{approval_requested} (expected {expect.approval_requested})",
+                )
+            )
+        if expect.max_incidents is not None:
+            checks.append(
+                Check(
+                    name="one incident per function",
+                    ok=len(reports) <= expect.max_incidents,
+                    detail=f"{len(reports)} opened (at most {expect.max_incidents}); symptoms "
+                    + ", ".join(sorted({s for i in incidents for s in i.get("symptoms", [])})),
+                )
+            )
+        if expect.rounds is not None:
+            rounds = (
+                sum(1 for e in main.timeline if e.action.endswith("-> INVESTIGATING"))
+                if main
+                else 0
+            )
+            checks.append(
+                Check(
+                    name="rounds",
+                    ok=rounds == expect.rounds,
+                    detail=f"{rounds} (expected {expect.rounds})",
                 )
             )
         if expect.rolled_back is not None:

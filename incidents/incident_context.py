@@ -38,13 +38,21 @@ class IncidentContext:
         self.on_touch = on_touch or (lambda _incident_id: None)
 
     def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
+        """The incident's context items (those whose name starts with `prefix`, if given:
+        DynamoDB refuses an empty string in a key condition, as AWS does)."""
+        query: dict[str, Any] = {
+            "KeyConditionExpression": "incident_id = :i",
+            "ExpressionAttributeValues": to_item({":i": incident_id}),
+        }
+        if prefix:
+            query = {
+                "KeyConditionExpression": "incident_id = :i AND begins_with(#item, :p)",
+                "ExpressionAttributeNames": {"#item": "item"},
+                "ExpressionAttributeValues": to_item({":i": incident_id, ":p": prefix}),
+            }
         items: list[dict[str, Any]] = []
         for page in self.ddb.get_paginator("query").paginate(
-            TableName=INCIDENT_CONTEXT.name,
-            KeyConditionExpression="incident_id = :i AND begins_with(#item, :p)",
-            ExpressionAttributeNames={"#item": "item"},
-            ExpressionAttributeValues=to_item({":i": incident_id, ":p": prefix}),
-            ConsistentRead=True,
+            TableName=INCIDENT_CONTEXT.name, ConsistentRead=True, **query
         ):
             items.extend(from_item(i) for i in page["Items"])
         return items

@@ -244,7 +244,7 @@ def _remediate(
         status = S.EXECUTING
     snapshot = Baseline.model_validate(ctx.store.get_context(incident_id, ContextItem.SNAPSHOT))
     if status == S.EXECUTING:
-        failure = _execute(ctx, incident_id, proposal, want, held)
+        failure = _execute(ctx, incident_id, incident.round, proposal, want, held)
         if failure:
             _roll_back(ctx, incident_id, S.EXECUTING, proposal, snapshot, failure, event)
             return
@@ -271,7 +271,12 @@ def _remediate(
 
 
 def _execute(
-    ctx: StageContext, incident_id: str, proposal: Proposal, want: Baseline, held: HeldLease
+    ctx: StageContext,
+    incident_id: str,
+    round_number: int,
+    proposal: Proposal,
+    want: Baseline,
+    held: HeldLease,
 ) -> str | None:
     """Run the calls not yet run. Returns why it stopped, or None when all ran."""
     for i, proposed in enumerate(proposal.calls):
@@ -292,7 +297,10 @@ def _execute(
         at = datetime.now(UTC).isoformat()
         ctx.store.put_context(incident_id, executed(i), {"at": at, "outcome": outcome})
         ctx.store.append_audit(
-            incident_id, PRODUCER, "api_call", {**shown(proposed.call), "outcome": outcome}
+            incident_id,
+            PRODUCER,
+            "api_call",
+            {**shown(proposed.call), "outcome": outcome, "round": round_number},
         )
     return None
 

@@ -1,0 +1,64 @@
+"""What becomes of a fix that did not verify: undone only if it made things worse (more of
+the runs failing than before it, or a concern that was at its baseline moved off it);
+otherwise it stays, and another round looks for what else is wrong."""
+
+from __future__ import annotations
+
+from core.lambda_runs import Run
+from incidents.verification import worse_than_before
+from tests.unit.test_remediation_plan import baseline, drifted
+
+FIXED_MS = 1_000_000
+
+
+def _runs(before: list[bool], after: list[bool]) -> list[Run]:
+    """Finished runs a second apart, before and after the fix: True for a clean one."""
+    runs = []
+    for i, clean in enumerate(before):
+        start = FIXED_MS - (len(before) - i) * 1000
+        runs.append(_run(f"b{i}", start, clean))
+    for i, clean in enumerate(after):
+        runs.append(_run(f"a{i}", FIXED_MS + i * 1000, clean))
+    return runs
+
+
+def _run(request_id: str, start: int, clean: bool) -> Run:
+    return Run(
+        request_id=request_id,
+        stream="s",
+        started_ms=start,
+        ended_ms=start + 500,
+        duration_ms=500.0,
+        error=None if clean else "AccessDenied",
+    )
+
+
+def test_a_fix_that_restored_its_part_is_kept_while_the_function_still_fails() -> None:
+    # Before the fix: the IAM drift (restored now) and the network drift (still there).
+    want, snapshot, now = baseline(), drifted("iam"), drifted("network")
+    snapshot.security_groups = now.security_groups
+    runs = _runs(before=[False] * 4, after=[False] * 4)
+    assert worse_than_before(want, snapshot, now, runs, FIXED_MS) is None
+
+
+def test_more_failures_after_the_fix_than_before_it_is_worse() -> None:
+    want = baseline()
+    runs = _runs(before=[True, False, True, True], after=[False, False, True, False])
+    why = worse_than_before(want, want, want, runs, FIXED_MS)
+    assert why == "75% of runs fail since the fix, 25% before it"
+
+
+def test_a_concern_moved_off_its_baseline_by_the_fix_is_worse() -> None:
+    want = baseline()
+    snapshot = drifted("iam")  # the fault: IAM; the network was at its baseline
+    now = drifted("network")  # after the fix: IAM back, and the network broken
+    runs = _runs(before=[False] * 3, after=[False] * 3)
+    assert worse_than_before(want, snapshot, now, runs, FIXED_MS) == (
+        "network was at its baseline before the fix and is not now"
+    )
+
+
+def test_no_runs_to_compare_is_not_taken_for_worse() -> None:
+    # Throttled before the fix (no run started) and failing after: nothing to compare with.
+    want = baseline()
+    assert worse_than_before(want, want, want, _runs([], [False, False]), FIXED_MS) is None
