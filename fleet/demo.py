@@ -14,7 +14,8 @@ import time
 
 from chaos.gameday import GameDay, Scenario, fresh_world
 from emulation.world import PROJECT_ROOT
-from incidents.incident_report import load_report, render_text
+from incidents.incident_report import load_report
+from incidents.report_text import render_text
 
 SCENARIO = PROJECT_ROOT / "scenarios" / "iam-s3-revoke.yaml"
 

@@ -18,9 +18,10 @@ from core.settings import Settings
 from fleet.commands import Subparsers
 from fleet.json_output import emit_json
 from incidents.approvals import Decision, decide_and_announce, pending_request
-from incidents.incident_report import IncidentReport, list_incidents, load_report, render_text
+from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
+from incidents.report_text import plain, render_text
 from incidents.store import IncidentStore
 from queues.publisher import Publisher
 
@@ -52,9 +53,12 @@ def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
         if not rows:
             print("no incidents")
         for r in rows:
+            # Every symptom the function showed (errors, throttles...): all one incident.
+            symptoms = ",".join(plain(s) for s in r["symptoms"])
+            of_round = f"  round {r['round']}" if r["round"] > 1 else ""
             print(
-                f"{r['incident_id']}  {r['status']:<17} {r['resource']:<20} {r['signature']:<9} "
-                f"alerts={r['alerts']:<4} opened {r['opened_at'][:19]}"
+                f"{r['incident_id']}  {r['status']:<17} {plain(r['resource']):<20} "
+                f"{symptoms:<17} alerts={r['alerts']:<4} opened {r['opened_at'][:19]}{of_round}"
             )
         return 0
     if args.incident_id is None:

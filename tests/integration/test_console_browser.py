@@ -18,6 +18,7 @@ from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.topology import EventType
+from tests.incident_records import NEXT_STEP, ROUND_2_BECAUSE, record_two_rounds_then_escalated
 from tests.integration.conftest import RunningWorld, Workers, running_world, world_overrides
 from tests.integration.handlers import BUG_FILE
 
@@ -131,6 +132,43 @@ def test_a_script_in_a_payload_is_shown_as_text_and_never_runs(
     assert page.locator("pre.payload script, pre.payload img").count() == 0
     page.screenshot(path=str(tmp_path / "script-payload.png"), full_page=True)
     _drain(world, "watchdog-dlq")
+
+
+def test_an_escalation_says_what_a_person_needs_and_its_quotes_stay_text(
+    world: RunningWorld, chromium: Browser, tmp_path: Path
+) -> None:
+    store = IncidentStore(world.clients(Principal.ADMIN)("dynamodb"))
+    incident_id = record_two_rounds_then_escalated(store, "report-browser")
+    page = _log_in(chromium, world, tmp_path)
+    page.click('a[href="/incidents"]')
+    page.click('#status-filter a[href="/incidents?status=RECOVERED"]')
+    expect(page.locator("h1")).to_have_text("Incidents: RECOVERED")
+    page.click('#status-filter a[href="/incidents?status=ESCALATED"]')
+    row = page.locator(f'tr[data-incident="{incident_id}"]')
+    expect(row.locator(".symptoms")).to_have_text("errors, throttles")
+    expect(row.locator(".round")).to_have_text("2")
+    page.screenshot(path=str(tmp_path / "incidents-escalated.png"))
+    row.locator("a").click()
+
+    handover = page.locator("#handover")
+    expect(handover).to_be_visible()
+    expect(page.locator("#why")).to_have_text("Why the fleet stopped: confidence 0.45 < 0.6")
+    expect(page.locator("#next-step")).to_contain_text(NEXT_STEP)
+    expect(page.locator("#hypothesis")).to_contain_text("code_bug, config_drift, confidence 0.45")
+    expect(page.locator("#ruled-out li")).to_have_count(2)
+    expect(page.locator("#unseen")).to_contain_text("logs before 10:02")
+    expect(page.locator("#who-changed")).to_contain_text("no CloudTrail in the embedded world")
+    # The quoted log line is shown as the text it is; nothing in it ran.
+    expect(handover.locator("pre.quote")).to_contain_text(
+        "KeyError: 'records' <script>window.__owned = 1</script><img src=x"
+    )
+    assert page.evaluate("window.__owned") is None
+    assert page.locator("#handover script, #handover img").count() == 0
+    expect(page.locator('section.round[data-round="1"] .ended-because')).to_have_text(
+        ROUND_2_BECAUSE
+    )
+    expect(page.locator('section.round[data-round="2"] h2')).to_have_text("Round 2 (current)")
+    page.screenshot(path=str(tmp_path / "incident-escalated.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")

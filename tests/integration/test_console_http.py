@@ -14,6 +14,7 @@ import pytest
 from core.principals import Principal
 from emulation.world import wait_for
 from incidents.store import IncidentStore
+from tests.incident_records import ROUND_2_BECAUSE, record_two_rounds_then_escalated
 from tests.integration.conftest import RunningWorld
 
 HTML = {"Accept": "text/html"}
@@ -222,6 +223,46 @@ def test_incident_pages_postmortem_and_decisions(
         f"/approvals/{opened.incident_id}/approve", data={"csrf_token": csrf, "calls_digest": "x"}
     )
     assert nameless.status_code == 400
+
+
+def test_an_escalated_incident_says_what_a_person_needs_in_its_rounds(
+    world: RunningWorld, browser: httpx.Client, base: str, token: str
+) -> None:
+    store = IncidentStore(world.clients(Principal.ADMIN)("dynamodb"))
+    incident_id = record_two_rounds_then_escalated(store, "report-http")
+    page = browser.get(f"/incidents/{incident_id}")
+    assert page.status_code == 200
+    handover = page.text[page.text.index('id="handover"') : page.text.index('class="round"')]
+    for shown in (
+        "What a person needs",
+        "Why the fleet stopped:</b> confidence 0.45 &lt; 0.6",
+        "(round 2, code_bug, config_drift, confidence 0.45)",
+        "Read the failing batch in s3://data/input/batch.json",
+        "iam: at baseline (restored in round 1)",
+        "logs before 10:02: the log group has none",
+        "Who made the change:</b> not visible (no CloudTrail in the embedded world",
+    ):
+        assert shown in handover, shown
+    # The log line quoted in the evidence is text on the page, never markup.
+    assert "<script>window.__owned" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;window.__owned = 1&lt;/script&gt;" in handover
+    assert '<span id="symptoms">errors, throttles</span>' in page.text
+    assert '<span id="round">round 2</span>' in page.text
+    assert f'another round because <span class="ended-because">{ROUND_2_BECAUSE}' in page.text
+
+    listed = browser.get("/incidents?status=ESCALATED").text
+    row = listed[listed.index(f'data-incident="{incident_id}"') :].split("</tr>")[0]
+    assert '<td class="symptoms">errors, throttles</td>' in row
+    assert '<td class="n round">2</td>' in row
+    assert 'href="/incidents?status=RECOVERED"' in listed
+    assert browser.get("/incidents?status=RECOVERED").status_code == 200
+
+    postmortem = httpx.get(
+        f"{base}/incidents/{incident_id}/postmortem.md",
+        headers={"Authorization": f"Bearer {token}"},
+    ).text
+    assert postmortem.index("## Escalation: what a person needs") < postmortem.index("## Round 1")
+    assert postmortem.index("## Round 1") < postmortem.index("## Round 2")
 
 
 def test_a_script_with_the_bearer_token_needs_no_csrf_token(

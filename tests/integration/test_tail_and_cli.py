@@ -7,6 +7,14 @@ import socket
 from typing import Any
 
 from emulation.world import wait_for
+from incidents.store import IncidentStore
+from tests.incident_records import (
+    ESCALATED_BECAUSE,
+    HOSTILE_LOG_LINE,
+    NEXT_STEP,
+    ROUND_2_BECAUSE,
+    record_two_rounds_then_escalated,
+)
 from tests.integration.conftest import RunningWorld
 
 
@@ -115,3 +123,41 @@ def test_down_without_a_world_says_so(tmp_path: Any, world: RunningWorld) -> Non
     done = world.fleet("down", env={**world.env, "FLEET_STATE_DIR": str(tmp_path)})
     assert done.returncode == 1
     assert "no world is running" in done.stderr
+
+
+def test_incidents_show_gives_a_person_the_escalation_in_text_and_json(
+    world: RunningWorld, admin: Any
+) -> None:
+    incident_id = record_two_rounds_then_escalated(IncidentStore(admin("dynamodb")), "report-cli")
+    shown = world.fleet("incidents", "show", incident_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert (report["symptoms"], report["round"]) == (["errors", "throttles"], 2)
+    first, second = report["rounds"]
+    assert first["diagnosis"]["fault_types"] == ["iam_permission_missing"]
+    assert [a["operation"] for a in first["actions"]] == ["PutRolePolicy"]
+    assert first["ended_because"] == ROUND_2_BECAUSE
+    assert second["diagnosis"]["fault_types"] == ["code_bug", "config_drift"]
+    handover = report["handover"]
+    assert handover["needs_a_person"] and handover["why"] == ESCALATED_BECAUSE
+    assert (handover["confidence"], handover["next_step"]) == (0.45, NEXT_STEP)
+    assert handover["evidence"][0]["quote"] == HOSTILE_LOG_LINE
+    assert handover["drifts"] and handover["ruled_out"] and handover["unseen"]
+    assert handover["unexplained"] and handover["symptoms"]
+    assert handover["who_changed"].startswith("not visible (no CloudTrail")
+    assert report["recover_s"] is None and report["resolve_s"] is None
+
+    text = world.fleet("incidents", "show", incident_id)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"{incident_id}  ESCALATED  report-cli (errors, throttles)")
+    assert lines[2] == f"WHAT A PERSON NEEDS: {ESCALATED_BECAUSE}"
+    assert f"  next step: {NEXT_STEP}" in lines
+    assert "\x1b" not in text.stdout  # the quoted log line cannot drive the terminal
+
+    listed = world.fleet("incidents", "list", "--status", "ESCALATED")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(incident_id))
+    assert " errors,throttles " in row and row.endswith("round 2")
+    rows = json.loads(world.fleet("incidents", "list", "--json").stdout)
+    mine = next(r for r in rows if r["incident_id"] == incident_id)
+    assert (mine["symptoms"], mine["round"]) == (["errors", "throttles"], 2)
