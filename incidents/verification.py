@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from core.lambda_runs import read_runs
+from core.lambda_runs import Run, read_runs
 from incidents.baseline_diff import DIFFS, Concern
 from incidents.baselines import Baseline, read_live
 
@@ -173,10 +173,20 @@ def watch(
 def made_worse(
     clients: Any, want: Baseline, snapshot: Baseline, function: str, fixed_at: datetime
 ) -> str | None:
-    """Why the fix made things worse, or None: a larger share of runs failing since the
-    fix than in as long a time before it, or a concern that was at its baseline before
-    the fix and is not now."""
-    now = read_live(clients, function)
+    """Why the fix made things worse, from the live account and the function's runs in as
+    long a time before the fix as has passed since; None if it did not."""
+    fixed_ms = int(fixed_at.timestamp() * 1000)
+    span_ms = max(1, int(time.time() * 1000) - fixed_ms)
+    runs = read_runs(clients("logs"), function, fixed_ms - span_ms)
+    return worse_than_before(want, snapshot, read_live(clients, function), runs, fixed_ms)
+
+
+def worse_than_before(
+    want: Baseline, snapshot: Baseline, now: Baseline, runs: list[Run], fixed_ms: int
+) -> str | None:
+    """A concern at its baseline before the fix (`snapshot`) and not now, or a larger share
+    of the finished runs failing since the fix than before it. No runs on either side (a
+    throttled function runs none) is nothing to compare: not worse."""
     moved = [
         c
         for c in DIFFS
@@ -184,13 +194,11 @@ def made_worse(
     ]
     if moved:
         return f"{', '.join(moved)} was at its baseline before the fix and is not now"
-    fixed_ms = int(fixed_at.timestamp() * 1000)
-    span_ms = max(1, int(time.time() * 1000) - fixed_ms)
-    runs = [r for r in read_runs(clients("logs"), function, fixed_ms - span_ms) if r.finished]
-    before = [r for r in runs if r.started_ms < fixed_ms]
-    after = [r for r in runs if r.started_ms >= fixed_ms]
+    finished = [r for r in runs if r.finished]
+    before = [r for r in finished if r.started_ms < fixed_ms]
+    after = [r for r in finished if r.started_ms >= fixed_ms]
 
-    def failing(rs: list[Any]) -> float:
+    def failing(rs: list[Run]) -> float:
         return sum(not r.clean for r in rs) / len(rs)
 
     if before and after and failing(after) > failing(before):

@@ -14,8 +14,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from core.dynamodb import to_item
-from incidents.context_items import ContextItem, archived
+from incidents.context_items import ContextItem
 from incidents.diagnosis import Diagnosis, Evidence, FaultType
 from incidents.escalation import escalate
 from incidents.executor import shown
@@ -23,7 +22,6 @@ from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal
 from incidents.remediation import ApiCall, ProposedCall
 from incidents.store import IncidentStore
-from incidents.tables import INCIDENT_STATE
 from incidents.verification import Check, Verification
 
 FUNCTION = "data-processor"
@@ -133,28 +131,18 @@ def record_two_rounds_then_escalated(store: IncidentStore, resource: str) -> str
         assert store.transition(incident_id, old, new, "test")
     store.append_audit(incident_id, "resolver", "api_call", {**shown(IAM_CALL), "outcome": "ok"})
     assert store.transition(incident_id, S.EXECUTING, S.VERIFYING, "resolver")
-    # Round 1's records under their round's name, as a new round leaves them.
+    # Round 1's records, moved aside as the supervisor does when round 2 starts.
     for item, data in (
         (ContextItem.DIAGNOSIS, round_1_diagnosis()),
         (ContextItem.PROPOSAL, round_1_proposal()),
         (ContextItem.VERIFICATION, round_1_verification()),
     ):
-        store.put_context(incident_id, archived(1, item), data)
-    _enter_round(store, incident_id, 2)
+        store.put_context(incident_id, item, data)
     detail = {"round": 2, "reason": ROUND_2_BECAUSE}
-    assert store.transition(incident_id, S.VERIFYING, S.INVESTIGATING, "resolver", detail)
+    assert store.transition(
+        incident_id, S.VERIFYING, S.INVESTIGATING, "resolver", detail, round_number=2
+    )
+    assert store.archive_round(incident_id, 1) == 3
     store.put_context(incident_id, ContextItem.DIAGNOSIS, round_2_diagnosis())
     assert escalate(store, incident_id, S.INVESTIGATING, "supervisor", ESCALATED_BECAUSE)
     return incident_id
-
-
-def _enter_round(store: IncidentStore, incident_id: str, number: int) -> None:
-    # The incident's round counter, which the store's move to a new round sets (the new-round
-    # logic of issue 15 is written beside this); set directly until it is there.
-    store.ddb.update_item(
-        TableName=INCIDENT_STATE.name,
-        Key=to_item({"incident_id": incident_id}),
-        UpdateExpression="SET #round = :n",
-        ExpressionAttributeNames={"#round": "round"},
-        ExpressionAttributeValues=to_item({":n": number}),
-    )
