@@ -48,6 +48,15 @@ def incident_id_for(fp: str) -> str:
     return "inc-" + hashlib.sha256(fp.encode()).hexdigest()[:20]
 
 
+def in_round(event: EventEnvelope, round_number: int) -> EventEnvelope:
+    """An incident's step announced in a later round gets an id of its own: its ids name
+    the incident and the step (so a step announced twice dedupes), and round 2's diagnosis
+    must not pass for round 1's."""
+    if round_number <= 1 or event.incident_id is None:
+        return event
+    return event.model_copy(update={"event_id": f"{event.event_id}@round{round_number}"})
+
+
 class StoreContention(Exception):
     """Too many concurrent writers on one incident: retryable (the message comes back)."""
 
@@ -376,7 +385,10 @@ class IncidentStore(IncidentContext):
                             f"status {expected.value} -> {new.value}",
                             detail or {},
                         ),
-                        *self._outbox_puts(incident_id, announce or []),
+                        *self._outbox_puts(
+                            incident_id,
+                            [in_round(e, round_number or current.round) for e in announce or []],
+                        ),
                     ]
                 )
                 break

@@ -8,8 +8,8 @@ import pytest
 
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import ALLOWED, TERMINAL, can_move
-from incidents.store import fingerprint, incident_id_for
-from queues.events import BadMessage, new_event, parse_body
+from incidents.store import fingerprint, in_round, incident_id_for
+from queues.events import BadMessage, incident_event, new_event, parse_body
 from queues.outcomes import backoff_s
 from queues.topology import EventType
 
@@ -107,3 +107,11 @@ def test_the_state_machine_allows_only_the_designed_moves() -> None:
     assert not can_move(S.RESOLVED, S.RECEIVED)
     assert set(ALLOWED) == set(S)
     assert {S.RESOLVED, S.ROLLED_BACK, S.FAILED, S.ESCALATED} == TERMINAL
+
+
+def test_a_step_announced_in_a_later_round_is_not_taken_for_the_first_rounds() -> None:
+    diagnosed = incident_event(EventType.DIAGNOSED, "supervisor", "inc-1", {})
+    assert in_round(diagnosed, 1).event_id == "inc-1:diagnosed"
+    second, third = in_round(diagnosed, 2).event_id, in_round(diagnosed, 3).event_id
+    assert len({diagnosed.event_id, second, third}) == 3
+    assert in_round(diagnosed, 2).event_id == second  # the same step twice: the same id
