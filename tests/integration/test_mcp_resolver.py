@@ -12,13 +12,16 @@ import pytest
 
 from chaos.faults import failing_release
 from core.lambda_package import code_sha256
-from core.lambda_versions import LATEST
+from core.lambda_versions import LATEST, read_versions
 from core.principals import Principal
+from incidents.baselines import BaselineStore
 from incidents.executor import run_call
+from incidents.proposal import Proposal
 from incidents.remediation import ApiCall
 from tests.integration.conftest import RunningWorld
 from tests.integration.mcp_client import call as mcp_call
 from tests.integration.mcp_client import session_calls
+from workers.critic import code_checks
 from workload.baseline import restore_function_code
 from workload.deploy import handler_zip
 
@@ -226,6 +229,22 @@ def _run_as_resolver(world: RunningWorld, calls: list[dict[str, Any]]) -> None:
         assert run_call(world.clients(Principal.RESOLVER), ApiCall(**proposed["call"])) == "done"
 
 
+def _critic_decides(world: RunningWorld, draft: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The critic's code checks on the draft as a proposal: (reasons to reject, to ask)."""
+    critic = world.clients(Principal.CRITIC)
+    proposal = Proposal(
+        function_name=FUNCTION,
+        baseline_version=draft["baseline_version"],
+        concerns=["deployment"],
+        calls=draft["calls"],
+        rationale="roll the deploy back",
+    )
+    want = BaselineStore(critic("dynamodb")).version(FUNCTION, proposal.baseline_version)
+    live = read_versions(critic("lambda"), FUNCTION)
+    _, reject, ask = code_checks(proposal, want, world.settings.critic_max_auto_calls, live)
+    return reject, ask
+
+
 def _runs_clean_on(world: RunningWorld, version: str) -> None:
     """The function's newest runs, as its log lines tell them, are clean and ran `version`."""
     world.wait_status(
@@ -260,6 +279,8 @@ def test_a_bad_deploy_is_drafted_back_to_the_baseline_version(broken: RunningWor
     ]
     verdict = call(broken, "validate_proposal", function_name=FUNCTION, calls=draft["calls"])
     assert verdict["valid"] and verdict["calls"][0]["caveats"] == [], verdict
+    # The critic, reading the versions with its own keys, lets it run unattended.
+    assert _critic_decides(broken, draft) == ([], [])
 
     _run_as_resolver(broken, draft["calls"])
     assert call(broken, "compare_deployment", function_name=FUNCTION)["at_baseline"] is True
@@ -293,7 +314,9 @@ def test_when_latest_runs_the_bad_code_too_live_is_drafted_to_version_1(
     assert proposed["inverse"]["parameters"]["FunctionVersion"] == latest_overwritten
     assert "version 1" in draft["note"]
     verdict = call(broken, "validate_proposal", function_name=FUNCTION, calls=draft["calls"])
-    assert verdict["valid"] and verdict["calls"][0]["caveats"], verdict  # a person decides
+    assert verdict["valid"] and verdict["calls"][0]["caveats"], verdict
+    reject, ask = _critic_decides(broken, draft)
+    assert not reject and any("not the baseline's exact target" in a for a in ask)  # a person
 
     _run_as_resolver(broken, draft["calls"])
     after = call(broken, "compare_deployment", function_name=FUNCTION)
