@@ -49,6 +49,9 @@ def test_the_world_recorded_a_baseline_of_each_function(world: RunningWorld) -> 
     assert b["live_target"] == "$LATEST"
     assert b["code_sha256"] == code_sha256(handler_zip())
     assert b["newest_published_version"] == "1"
+    assert b["code_by_version"] == {"$LATEST": b["code_sha256"], "1": b["code_sha256"]}
+    shown = world.fleet("baseline", "show", "--function", FUNCTION).stdout
+    assert f"live -> $LATEST, running code {b['code_sha256']}" in shown
 
 
 def test_capture_versions_a_change_and_restore_follows_the_latest(world: RunningWorld) -> None:
@@ -118,25 +121,27 @@ def test_a_blocked_network_comes_back_with_its_rule_descriptions(
     assert _restore_network_as_the_fleet_does(world) == ["AuthorizeSecurityGroupEgress"]
     assert exact_rules(_egress(admin, group)) == exact_rules(baseline_group["egress"])
 
-    # A description edited by hand is drift too, and is described back in place.
-    admin("ec2").update_security_group_rule_descriptions_egress(
-        GroupId=group,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 443,
-                "ToPort": 443,
-                "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "edited by hand"}],
-            }
-        ],
-    )
-    (diff,) = _resolver(world, "compare_network")["groups"]
-    assert diff["egress_description_changed"] and not diff["egress_missing"], diff
-    assert _restore_network_as_the_fleet_does(world) == [
-        "UpdateSecurityGroupRuleDescriptionsEgress"
-    ]
-    assert exact_rules(_egress(admin, group)) == exact_rules(baseline_group["egress"])
-    assert _resolver(world, "compare_network")["at_baseline"] is True
+    # A description edited or removed by hand is drift too, and is described back in place.
+    for by_hand in ({"Description": "edited by hand"}, {}):  # {}: EC2 removes it
+        admin("ec2").update_security_group_rule_descriptions_egress(
+            GroupId=group,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 443,
+                    "ToPort": 443,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0", **by_hand}],
+                }
+            ],
+        )
+        (diff,) = _resolver(world, "compare_network")["groups"]
+        assert diff["egress_description_changed"] and not diff["egress_missing"], diff
+        assert any("descriptions" in line for line in world.status(FUNCTION).drift)
+        assert _restore_network_as_the_fleet_does(world) == [
+            "UpdateSecurityGroupRuleDescriptionsEgress"
+        ]
+        assert exact_rules(_egress(admin, group)) == exact_rules(baseline_group["egress"])
+        assert _resolver(world, "compare_network")["at_baseline"] is True
 
     # Only an explicit capture moves a baseline: the fault and both fixes recorded nothing.
     assert _show(world)[FUNCTION]["version"] == recorded["version"]
