@@ -213,11 +213,19 @@ REMEDIATION_WRITES = {
         "lambda:PutFunctionConcurrency",
         "lambda:DeleteFunctionConcurrency",
         "lambda:UpdateFunctionConfiguration",
+        # Rolling a deploy back. AWS authorizes UpdateAlias against the function's own ARN
+        # (not the alias's), so no policy can narrow it to `live`: the allowlist does.
+        "lambda:UpdateAlias",
     ),
-    "security_groups": ("ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress"),
+    "security_groups": (
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+    ),
 }
 # A deploy as chaos makes it (`fleet chaos bad-deploy`) and `fleet chaos restore` undoes it:
-# the operator's alone (rolling back is not on the fleet's allowlist).
+# uploading code and publishing versions are the operator's alone (the fleet only points
+# `live` back at a version that exists).
 DEPLOY_WRITES = ("lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:UpdateAlias")
 
 
@@ -273,6 +281,9 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             if principal == Principal.RESOLVER:
                 # Snapshots before a change, then the allowlisted writes: the executor alone.
                 statements += _diagnostic_reads(a) + _remediation_writes(a)
+            if principal == Principal.CRITIC:
+                # A rollback's target checked against the versions as they are now.
+                statements.append(allow(VERSION_READ, a.functions(), "CheckRollbackTargets"))
             return statements
         case Principal.MCP_SUPERVISOR | Principal.MCP_RESOLVER:
             return [*_diagnostic_reads(a), allow(STATE_RO, a.tables(), "ReadBaselines")]

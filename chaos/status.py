@@ -93,6 +93,11 @@ def baseline_drift(clients: Clients, function: str) -> list[str]:
         if g.egress_missing or g.egress_extra
     ]
     drift += [
+        f"network: egress rule descriptions of {g.group_name} differ from baseline"
+        for g in network.groups
+        if g.egress_description_changed and not (g.egress_missing or g.egress_extra)
+    ]
+    drift += [
         f"network: ingress of {g.group_name} changed" for g in network.groups if g.ingress_changed
     ]
     if deployment.live_target:

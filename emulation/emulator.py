@@ -96,11 +96,17 @@ def serve(
     )
     from werkzeug.serving import make_server
 
-    from emulation import cloudwatch_dimensions, lambda_packages, moto_patches
+    from emulation import (
+        cloudwatch_dimensions,
+        ec2_rule_descriptions,
+        lambda_packages,
+        moto_patches,
+    )
 
     moto_patches.apply()
     lambda_packages.apply()
     cloudwatch_dimensions.apply()
+    ec2_rule_descriptions.apply()
     try:
         server = make_server(
             host,

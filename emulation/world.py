@@ -296,7 +296,8 @@ class World:
         report = ProvisionReport()
         provision(s, self.targets, report)
         self.echo(f"provisioned: {report.summary()}")
-        # Just deployed from its known-good definition: this is each function's baseline.
+        # Just deployed from its known-good definition, into an emulator started a moment
+        # ago: each function's first baseline. Only `fleet baseline capture` moves it later.
         names = [spec.name for spec in function_specs(s, self.targets)]
         captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
         self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.egress import egress_signature
+from core.egress import Rule, description, exact_rules, rule_key, single_rules
+from core.lambda_versions import LATEST
 from incidents.baselines import Baseline
 
 
@@ -31,10 +32,14 @@ class ConcurrencyDiff(BaseModel):
 
 
 class GroupDiff(BaseModel):
+    """Egress rules one peer each, in EC2's shape, descriptions included."""
+
     group_id: str
     group_name: str
-    egress_missing: list[dict[str, Any]]
-    egress_extra: list[dict[str, Any]]
+    egress_missing: list[dict[str, Any]]  # baseline rules that are gone (as the baseline has them)
+    egress_extra: list[dict[str, Any]]  # rules the baseline does not have (as they are now)
+    # Rules that are there but described otherwise: as the baseline describes them.
+    egress_description_changed: list[dict[str, Any]] = []
     ingress_changed: bool
 
 
@@ -55,6 +60,11 @@ class DeploymentDiff(BaseModel):
 
     live_target: tuple[str | None, str | None] | None  # (baseline, current) when they differ
     code_sha256: tuple[str, str] | None  # (baseline, current) when they differ
+    runs_baseline_code: bool  # the version `live` points to runs the baseline's package
+    # Versions whose package is the baseline's ("$LATEST" included), newest first.
+    versions_with_baseline_code: list[str]
+    newest_published_version: str | None  # now; the baseline's is in `baseline_newest`
+    baseline_newest: str | None
     at_baseline: bool
 
 
@@ -109,39 +119,41 @@ def concurrency_diff(want: Baseline, now: Baseline) -> ConcurrencyDiff:
     )
 
 
-def flat_rules(permissions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One rule per (protocol, ports, CIDR), so sets of rules compare simply."""
-    return [
-        {
-            "IpProtocol": p.get("IpProtocol"),
-            "FromPort": p.get("FromPort"),
-            "ToPort": p.get("ToPort"),
-            "IpRanges": [{"CidrIp": r["CidrIp"]}],
-        }
-        for p in permissions
-        for r in p.get("IpRanges", [])
-    ]
-
-
 def network_diff(want: Baseline, now: Baseline) -> NetworkDiff:
+    """Egress compared rule by rule, descriptions included: a rule that came back without
+    its description is not the baseline's rule."""
     live = {g.group_id: g for g in now.security_groups}
     groups = []
     for g in want.security_groups:
         current = live.get(g.group_id)
-        now_egress = flat_rules(current.egress) if current else []
-        want_egress = flat_rules(g.egress)
+        want_egress = {rule_key(r): r for r in single_rules(g.egress)}
+        now_egress = {rule_key(r): r for r in single_rules(current.egress)} if current else {}
         groups.append(
             GroupDiff(
                 group_id=g.group_id,
                 group_name=g.group_name,
-                egress_missing=[r for r in want_egress if r not in now_egress],
-                egress_extra=[r for r in now_egress if r not in want_egress],
+                egress_missing=[r for k, r in want_egress.items() if k not in now_egress],
+                egress_extra=[r for k, r in now_egress.items() if k not in want_egress],
+                egress_description_changed=_described_otherwise(want_egress, now_egress),
                 ingress_changed=current is None
-                or egress_signature(current.ingress) != egress_signature(g.ingress),
+                or exact_rules(current.ingress) != exact_rules(g.ingress),
             )
         )
-    at = all(not (d.egress_missing or d.egress_extra or d.ingress_changed) for d in groups)
+    at = all(
+        not (
+            d.egress_missing or d.egress_extra or d.egress_description_changed or d.ingress_changed
+        )
+        for d in groups
+    )
     return NetworkDiff(groups=groups, at_baseline=at)
+
+
+def _described_otherwise(want: dict[Any, Rule], now: dict[Any, Rule]) -> list[Rule]:
+    return [
+        rule
+        for key, rule in want.items()
+        if key in now and description(now[key]) != description(rule)
+    ]
 
 
 def config_diff(want: Baseline, now: Baseline) -> ConfigDiff:
@@ -161,7 +173,16 @@ def config_diff(want: Baseline, now: Baseline) -> ConfigDiff:
 
 
 def deployment_diff(want: Baseline, now: Baseline) -> DeploymentDiff:
-    """Not a concern a fix may restore (yet): rolling a deploy back is not on the allowlist."""
+    """What `live` runs against the baseline, judged by the code it runs.
+
+    At baseline when `live` runs the baseline's package (CodeSha256) and points either at
+    the baseline's own target or at a published version: a published version is
+    immutable, so pinning one that holds the baseline's package runs exactly the
+    baseline's code, now and later. That is how a rollback ends when `$LATEST` (the
+    baseline's target) was itself overwritten with bad code: `live` -> the newest version
+    that still holds the good package is running the baseline, and the diff says so,
+    while `live_target` still shows the move. `$LATEST` with the baseline's package when
+    the baseline pinned a version is not at baseline: `$LATEST` can change under `live`."""
     target = (
         (want.live_target, now.live_target)
         if want.live_target is not None and want.live_target != now.live_target
@@ -172,15 +193,31 @@ def deployment_diff(want: Baseline, now: Baseline) -> DeploymentDiff:
         if want.code_sha256 and want.code_sha256 != now.code_sha256
         else None
     )
-    return DeploymentDiff(live_target=target, code_sha256=code, at_baseline=not (target or code))
+    runs_baseline_code = code is None
+    pinned_to_baseline_code = now.live_target not in (None, LATEST) and runs_baseline_code
+    with_code = [v for v, sha in now.code_by_version.items() if sha == want.code_sha256]
+    return DeploymentDiff(
+        live_target=target,
+        code_sha256=code,
+        runs_baseline_code=runs_baseline_code,
+        versions_with_baseline_code=sorted(with_code, key=_newest_first),
+        newest_published_version=now.newest_published_version,
+        baseline_newest=want.newest_published_version,
+        at_baseline=runs_baseline_code and (target is None or pinned_to_baseline_code),
+    )
+
+
+def _newest_first(version: str) -> tuple[int, int]:
+    return (0, 0) if version == LATEST else (1, -int(version))
 
 
 # What a fix may restore, one concern at a time, and how each differs from the baseline.
-Concern = Literal["iam", "concurrency", "network", "configuration"]
+Concern = Literal["iam", "concurrency", "network", "configuration", "deployment"]
 DIFFS: dict[Concern, Callable[[Baseline, Baseline], Any]] = {
     "iam": iam_diff,
     "concurrency": concurrency_diff,
     "network": network_diff,
     "configuration": config_diff,
+    "deployment": deployment_diff,
 }
 CONCERNS: tuple[Concern, ...] = tuple(DIFFS)

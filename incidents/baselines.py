@@ -2,9 +2,17 @@
 
 A fix restores a baseline, so a baseline is a versioned record in the state store, read
 from the live account (not from code): the role's inline and attached policies, reserved
-concurrency, environment, timeout, memory, its security groups' rules, and what runs: the
-version the alias `live` points to, the CodeSha256 of that version's package, and the
-newest published version at capture (a record, not compared: publishing is no drift).
+concurrency, environment, timeout, memory, its security groups' rules (every field a
+restore puts back: descriptions included), and what runs: the version the alias `live`
+points to and the CodeSha256 of that version's package. Also, as records that no diff
+compares (publishing a version is no drift): the newest published version and the
+CodeSha256 of every version, which tell a rollback which version still runs a given
+package.
+
+The baseline moves only by an explicit capture (`fleet baseline capture`, and the first
+one `fleet up` takes of the freshly deployed world): an intended deploy or change is
+captured; everything else is drift. Nothing the fleet does (a resolved incident included)
+captures one.
 """
 
 from __future__ import annotations
@@ -17,7 +25,13 @@ from pydantic import BaseModel
 
 from core.dynamodb import from_item, to_item
 from core.lambda_concurrency import reserved_concurrency
-from core.lambda_versions import LIVE_ALIAS, live_target, newest_published_version
+from core.lambda_versions import (
+    LIVE_ALIAS,
+    FunctionVersions,
+    code_by_version,
+    live_target,
+    newest_published,
+)
 from incidents.tables import BASELINES
 
 
@@ -45,6 +59,11 @@ class Baseline(BaseModel):
     live_target: str | None = None  # the version `live` points to: "$LATEST" or a number
     code_sha256: str = ""  # CodeSha256 of the package `live` runs
     newest_published_version: str | None = None
+    # CodeSha256 by version ("$LATEST" and each published number), as read.
+    code_by_version: dict[str, str] = {}
+
+    def versions(self) -> FunctionVersions:
+        return FunctionVersions(live_target=self.live_target, code_by_version=self.code_by_version)
 
 
 def _document(raw: Any) -> dict[str, Any]:
@@ -62,6 +81,7 @@ def read_live(clients: Any, function: str) -> Baseline:
         else config
     )
     role_name = config["Role"].rsplit("/", 1)[1]
+    versions = code_by_version(lam, function)
     inline = {
         name: _document(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
         for name in sorted(iam.list_role_policies(RoleName=role_name)["PolicyNames"])
@@ -84,7 +104,8 @@ def read_live(clients: Any, function: str) -> Baseline:
         ),
         live_target=target,
         code_sha256=running["CodeSha256"],
-        newest_published_version=newest_published_version(lam, function),
+        newest_published_version=newest_published(versions),
+        code_by_version=versions,
     )
 
 

@@ -11,6 +11,7 @@ from incidents.baseline_diff import (
     Concern,
     ConcurrencyDiff,
     ConfigDiff,
+    DeploymentDiff,
     IamDiff,
     NetworkDiff,
 )
@@ -18,7 +19,7 @@ from incidents.baselines import BaselineStore, read_live
 from incidents.context_items import ContextItem
 from incidents.store import IncidentStore
 
-ConcernDiff = IamDiff | ConcurrencyDiff | NetworkDiff | ConfigDiff
+ConcernDiff = IamDiff | ConcurrencyDiff | NetworkDiff | ConfigDiff | DeploymentDiff
 
 
 class ProposalDrift(BaseModel):

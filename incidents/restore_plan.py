@@ -5,13 +5,20 @@ The resolver's MCP tool `draft_restore` offers them to the agent (wanted = the b
 the executor uses the same code to roll back (wanted = the snapshot taken before a fix).
 Environment values a function does not mark safe never leave the store: the call carries
 :data:`FROM_BASELINE` in their place and the executor fills it in from the baseline.
+
+Restores are exact: egress rules come back with their descriptions (a rule that is there
+but described otherwise gets its description back, without being revoked even for a
+moment), and a deploy is rolled back by pointing `live` at the version that runs the
+baseline's package (see :func:`rollback_target`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from incidents.baseline_diff import network_diff
+from core.egress import Rule, rule_key, single_rules
+from core.lambda_versions import LATEST, LIVE_ALIAS
+from incidents.baseline_diff import deployment_diff, network_diff
 from incidents.baselines import Baseline
 from incidents.proposal import Concern
 from incidents.remediation import FROM_BASELINE, ApiCall, ProposedCall
@@ -114,6 +121,7 @@ def _concurrency(want: Baseline, now: Baseline) -> list[ProposedCall]:
 
 def _network(want: Baseline, now: Baseline) -> list[ProposedCall]:
     calls = []
+    live = {g.group_id: g for g in now.security_groups}
     for group in network_diff(want, now).groups:
         for rules, do, undo in (
             (group.egress_extra, "RevokeSecurityGroupEgress", "AuthorizeSecurityGroupEgress"),
@@ -127,7 +135,29 @@ def _network(want: Baseline, now: Baseline) -> list[ProposedCall]:
                         inverse=ApiCall(service="ec2", operation=undo, parameters=params),
                     )
                 )
+        if group.egress_description_changed:
+            current = {rule_key(r): r for r in single_rules(live[group.group_id].egress)}
+            calls.append(_describe(group.group_id, group.egress_description_changed, current))
     return calls
+
+
+def _describe(group_id: str, wanted: list[Rule], current: dict[Any, Rule]) -> ProposedCall:
+    """The rules' descriptions as wanted; the inverse puts today's back (a rule without
+    one is sent without one: EC2 then removes the description)."""
+    operation = "UpdateSecurityGroupRuleDescriptionsEgress"
+    was = [current[rule_key(r)] for r in wanted]
+    return ProposedCall(
+        call=ApiCall(
+            service="ec2",
+            operation=operation,
+            parameters={"GroupId": group_id, "IpPermissions": wanted},
+        ),
+        inverse=ApiCall(
+            service="ec2",
+            operation=operation,
+            parameters={"GroupId": group_id, "IpPermissions": was},
+        ),
+    )
 
 
 def _configuration(want: Baseline, now: Baseline, safe_env: set[str] | None) -> list[ProposedCall]:
@@ -166,6 +196,64 @@ def _configuration(want: Baseline, now: Baseline, safe_env: set[str] | None) -> 
     ]
 
 
+def rollback_target(want: Baseline, now: Baseline) -> str | None:
+    """The version `live` should point to so that it runs the baseline's package: the
+    baseline's own target if that version still runs it; else the newest published
+    version that does (a published version never changes: e.g. when `$LATEST` was itself
+    overwritten with the bad code); None when no version runs it any more."""
+    if not want.code_sha256:
+        return None  # a baseline recorded before what runs was recorded
+    if want.live_target and now.code_by_version.get(want.live_target) == want.code_sha256:
+        return want.live_target
+    published = [
+        int(v) for v, sha in now.code_by_version.items() if v != LATEST and sha == want.code_sha256
+    ]
+    return str(max(published)) if published else None
+
+
+def _deployment(want: Baseline, now: Baseline) -> list[ProposedCall]:
+    if deployment_diff(want, now).at_baseline or now.live_target is None:
+        return []
+    target = rollback_target(want, now)
+    if target is None or target == now.live_target:
+        return []
+
+    def point_live(version: str) -> ApiCall:
+        return ApiCall(
+            service="lambda",
+            operation="UpdateAlias",
+            parameters={
+                "FunctionName": want.function,
+                "Name": LIVE_ALIAS,
+                "FunctionVersion": version,
+            },
+        )
+
+    return [ProposedCall(call=point_live(target), inverse=point_live(now.live_target))]
+
+
+def restore_note(concern: Concern, want: Baseline, now: Baseline) -> str | None:
+    """What a person should know about the draft beyond its calls: why none restores a
+    concern that differs, or in what way the calls do not restore the exact value."""
+    if concern != "deployment" or deployment_diff(want, now).at_baseline:
+        return None
+    if now.live_target is None:
+        return f"{want.function} has no alias {LIVE_ALIAS}: a person must create it"
+    target = rollback_target(want, now)
+    if target is None:
+        return (
+            f"no version of {want.function} runs the baseline's code ({want.code_sha256}): "
+            "nothing to point the alias back to; a person must redeploy it"
+        )
+    if target != want.live_target:
+        return (
+            f"{want.live_target} no longer runs the baseline's code; version {target} (published, "
+            f"immutable) does, with the configuration it was published with: {LIVE_ALIAS} -> "
+            f"{target} runs the baseline's code, not the baseline's exact target"
+        )
+    return None
+
+
 def restore_calls(
     concern: Concern, want: Baseline, now: Baseline, safe_env: set[str] | None = None
 ) -> list[ProposedCall]:
@@ -182,3 +270,5 @@ def restore_calls(
             return _network(want, now)
         case "configuration":
             return _configuration(want, now, safe_env)
+        case "deployment":
+            return _deployment(want, now)

@@ -6,6 +6,12 @@ person would want to see run unattended. A call that widens anything is rejected
 Then the model review. A proposal that restores the baseline exactly, with no concern from
 either, is approved automatically (unless every proposal must see a person); anything
 else waits for a person on incident-approvals.
+
+A deploy rolled back (the alias `live` moved) is checked against the versions as they are
+now, read by the critic itself: the target must exist and run the baseline's package. It
+restores the baseline exactly, and may run unattended, only when the target is also the
+baseline's own; pointing `live` at another version with the same package (when the
+baseline's target runs other code now) is left to a person.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from botocore.exceptions import ClientError
 
+from core.aws_errors import ACCESS_DENIED, error_code
+from core.lambda_versions import FunctionVersions, read_versions
 from incidents.approvals import approved_event, new_request
 from incidents.baselines import Baseline, BaselineStore
 from incidents.context_items import ContextItem
@@ -40,24 +49,30 @@ def handle(event: EventEnvelope, ctx: StageContext) -> None:
 
 
 def code_checks(
-    proposal: Proposal, want: Baseline | None, max_auto_calls: int
+    proposal: Proposal,
+    want: Baseline | None,
+    max_auto_calls: int,
+    live: FunctionVersions | None = None,
 ) -> tuple[list[str], list[str], list[str]]:
-    """(checks as shown to an approver, reasons to reject, reasons to ask a person)."""
+    """(checks as shown to an approver, reasons to reject, reasons to ask a person).
+
+    `live`: the function's versions as read now, for a call that moves the alias."""
     if want is None:
         reason = f"baseline v{proposal.baseline_version} of {proposal.function_name} not found"
         return [reason], [reason], []
-    verdict = validate(proposal.function_name, want, proposal.calls)
+    verdict = validate(proposal.function_name, want, proposal.calls, live)
     checks, reject, ask = [], [], []
     for i, v in enumerate(verdict.calls, 1):
         name = f"call {i} {v.call.service}:{v.call.operation}"
         checks.append(
             f"{name}: allowlisted={v.allowlisted} restores_baseline={v.restores_baseline} "
-            f"inverse={v.inverse_known}"
+            f"inverse={v.inverse_known} exact={not v.caveats}"
         )
         if not v.allowlisted or not v.restores_baseline:
             reject += [f"{name}: {p}" for p in v.problems]
         elif not v.inverse_known:
             ask += [f"{name}: {p}" for p in v.problems]
+        ask += [f"{name}: {c}" for c in v.caveats]
     if not proposal.calls:
         reject.append("the proposal makes no call")
     if len(proposal.calls) > max_auto_calls:
@@ -66,6 +81,20 @@ def code_checks(
         )
     checks.append(f"blast radius: {len(proposal.calls)} call(s) on {proposal.function_name} only")
     return checks, reject, ask
+
+
+def _versions_if_moved(ctx: StageContext, proposal: Proposal) -> FunctionVersions | None:
+    """The function's versions, read now, when a call moves its alias (else not read)."""
+    if not any(c.call.operation == "UpdateAlias" for c in proposal.calls):
+        return None
+    try:
+        return read_versions(ctx.clients("lambda"), proposal.function_name)
+    except ClientError as exc:
+        if error_code(exc) not in ACCESS_DENIED | {"ResourceNotFoundException"}:
+            raise  # passing: the delivery is retried
+        # Unreadable for good: the call cannot be checked, and validation says so.
+        log.warning("versions unreadable", function=proposal.function_name, error=str(exc))
+        return None
 
 
 def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
@@ -79,7 +108,8 @@ def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
     proposal = Proposal.model_validate(raw)
     diagnosis = ctx.store.get_context(incident_id, ContextItem.DIAGNOSIS) or {}
     want = BaselineStore(ctx.store.ddb).version(proposal.function_name, proposal.baseline_version)
-    checks, reject, ask = code_checks(proposal, want, ctx.settings.critic_max_auto_calls)
+    live = _versions_if_moved(ctx, proposal)
+    checks, reject, ask = code_checks(proposal, want, ctx.settings.critic_max_auto_calls, live)
     model_concerns: list[str] = []
     if not reject:
         run = asyncio.run(review(ctx.settings, diagnosis, raw, checks))

@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from core.aws import Clients
-from core.egress import egress_signature
+from core.egress import exact_rules
 from core.lambda_concurrency import reserved_concurrency
 from core.lambda_package import code_sha256
 from core.lambda_versions import LIVE_ALIAS, live_target
@@ -42,10 +42,11 @@ def security_group_id(ec2: Any, spec: FunctionSpec) -> str | None:
 
 
 def ensure_baseline_egress(ec2: Any, group_id: str) -> bool:
-    """Make the group's egress exactly the baseline (HTTPS out). Returns whether it changed."""
+    """Make the group's egress exactly the baseline (HTTPS out, described). Returns whether
+    it changed."""
     group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
     current = group.get("IpPermissionsEgress", [])
-    if egress_signature(current) == egress_signature(BASELINE_EGRESS):
+    if exact_rules(current) == exact_rules(BASELINE_EGRESS):
         return False
     if current:
         ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=current)
@@ -169,7 +170,8 @@ def restore_to(clients: Clients, want: Baseline) -> list[str]:
     live_groups = {g.group_id: g for g in now.security_groups}
     for group in want.security_groups:
         live = live_groups.get(group.group_id)
-        if live is None or egress_signature(live.egress) == egress_signature(group.egress):
+        # Descriptions included: a rule described otherwise is put back as the baseline has it.
+        if live is None or exact_rules(live.egress) == exact_rules(group.egress):
             continue
         if live.egress:
             ec2.revoke_security_group_egress(

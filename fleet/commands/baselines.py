@@ -43,6 +43,10 @@ def cmd_baseline(args: argparse.Namespace, settings: Settings) -> int:
         concurrency = "unreserved" if b.reserved_concurrency is None else b.reserved_concurrency
         print(f"  concurrency {concurrency}; timeout {b.timeout_s}s; memory {b.memory_mb} MB")
         print(f"  environment: {', '.join(sorted(b.environment)) or 'none'}")
+        print(
+            f"  live -> {b.live_target or 'no alias'}, running code "
+            f"{b.code_sha256 or 'not recorded'}"
+        )
         for g in b.security_groups:
             print(
                 f"  {g.group_name} ({g.group_id}): {len(g.egress)} egress, "

@@ -13,26 +13,28 @@ from core.settings import Settings
 from incidents.baseline_diff import (
     ConcurrencyDiff,
     ConfigDiff,
+    DeploymentDiff,
     IamDiff,
     NetworkDiff,
     concurrency_diff,
     config_diff,
+    deployment_diff,
     iam_diff,
     network_diff,
 )
 from incidents.baselines import Baseline, BaselineStore, read_live
 from incidents.proposal import Concern
 from incidents.remediation import ProposalVerdict, ProposedCall, validate
-from incidents.restore_plan import restore_calls
+from incidents.restore_plan import restore_calls, restore_note
 from mcp_servers.app import new_server
 from mcp_servers.supervisor.server import Diagnostics
 from mcp_servers.tool_errors import aws_tool
 
 INSTRUCTIONS = (
     "Compare a protected AWS Lambda function with its recorded known-good baseline (IAM, "
-    "concurrency, network, configuration) and validate a proposed fix: every call must be "
-    "on the allowlist, restore (part of) the baseline and nothing more, and have an inverse. "
-    "Read-only: nothing here changes anything."
+    "concurrency, network, configuration, deployment) and validate a proposed fix: every "
+    "call must be on the allowlist, restore (part of) the baseline and nothing more, and "
+    "have an inverse. Read-only: nothing here changes anything."
 )
 
 
@@ -40,7 +42,10 @@ class RestoreDraft(BaseModel):
     function_name: str
     concern: Concern
     baseline_version: int
-    calls: list[ProposedCall]  # empty: the concern already matches the baseline
+    calls: list[ProposedCall]  # empty: the concern matches the baseline, or see `note`
+    # Why no call restores a concern that differs, or how the calls fall short of the
+    # baseline's exact value; None when the calls restore it exactly.
+    note: str | None = None
 
 
 def build_server(settings: Settings, clients: Clients) -> FastMCP:
@@ -79,8 +84,9 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
     @server.tool()
     @aws_tool
     def compare_network(function_name: str) -> NetworkDiff:
-        """Security-group egress rules against the baseline: rules missing and rules added,
-        per group, and whether ingress changed."""
+        """Security-group egress rules against the baseline, one peer per rule: rules
+        missing and rules added, rules whose description differs, per group, and whether
+        ingress changed."""
         return network_diff(*pair(function_name))
 
     @server.tool()
@@ -92,12 +98,25 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
 
     @server.tool()
     @aws_tool
+    def compare_deployment(function_name: str) -> DeploymentDiff:
+        """What the alias `live` runs against the baseline: its target and the CodeSha256
+        of the package that target runs (each as (baseline, current) when they differ),
+        which versions hold the baseline's package, and the newest published version now
+        and at the baseline. At baseline when `live` runs the baseline's package, on the
+        baseline's target or on a published (immutable) version holding that package."""
+        return deployment_diff(*pair(function_name))
+
+    @server.tool()
+    @aws_tool
     def draft_restore(function_name: str, concern: Concern) -> RestoreDraft:
         """The exact AWS calls (service, operation, parameters), each with its inverse, that
-        would make one concern of the function (iam, concurrency, network or configuration)
-        exactly as in its baseline; [] when it already is. Environment values the function
-        does not mark safe appear as "{{baseline}}": the executor fills them in. A draft
-        only: nothing runs."""
+        would make one concern of the function (iam, concurrency, network, configuration
+        or deployment) as in its baseline; [] when it already is. Deployment: point the
+        alias `live` back at the baseline's version, or at the newest published version
+        that still runs the baseline's package. `note` says why nothing can be drafted for
+        a concern that differs, or how the calls fall short of the baseline's exact
+        value. Environment values the function does not mark safe appear as
+        "{{baseline}}": the executor fills them in. A draft only: nothing runs."""
         config = checks.protected(function_name)
         safe = set(config["_tags"].get(SAFE_ENV_TAG, "").split())
         want, now = pair(function_name)
@@ -106,6 +125,7 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
             concern=concern,
             baseline_version=want.version,
             calls=restore_calls(concern, want, now, safe_env=safe),
+            note=restore_note(concern, want, now),
         )
 
     @server.tool()
@@ -114,8 +134,11 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
         """Check a proposed fix without running it. For each call: is (service, operation)
         on the remediation allowlist, do its parameters restore (part of) the baseline and
         nothing beyond it, and is its inverse given and allowlisted for the same resource?
-        `valid` is true only if every call passes."""
-        want, _ = pair(function_name)
-        return validate(function_name, want, calls)
+        A move of the alias `live` must name a version that exists and runs the baseline's
+        package, with an inverse pointing it back at today's target. `valid` is true only
+        if every call passes; `caveats` name what a valid call leaves short of the
+        baseline's exact value (a person decides those)."""
+        want, now = pair(function_name)
+        return validate(function_name, want, calls, now.versions())
 
     return server

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from core.aws import Clients
 from core.aws_errors import ACCESS_DENIED, error_code
+from core.lambda_versions import LATEST, LIVE_ALIAS
 from core.principals import Principal
 from queues.provision import queue_policy
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
@@ -87,6 +88,9 @@ def fx(world: RunningWorld, admin: Any) -> Fixtures:
         Role=role_arn,
         Handler="index.handler",
         Code={"ZipFile": _zip()},
+    )
+    admin("lambda").create_alias(
+        FunctionName=OTHER_FUNCTION, Name=LIVE_ALIAS, FunctionVersion=LATEST
     )
     admin("logs").create_log_group(logGroupName=OTHER_LOG_GROUP)
     vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
@@ -184,6 +188,40 @@ def concurrency(function: str) -> Call:
     return call
 
 
+def same_alias_target(function: str) -> Call:
+    """`live` pointed at the version it points to now: allowed, it changes nothing."""
+
+    def call(c: Clients) -> Any:
+        lam = c("lambda")
+        try:
+            target = lam.get_alias(FunctionName=function, Name=LIVE_ALIAS)["FunctionVersion"]
+        except ClientError:
+            target = LATEST  # may not read it (both functions' `live` are on $LATEST)
+        return lam.update_alias(FunctionName=function, Name=LIVE_ALIAS, FunctionVersion=target)
+
+    return call
+
+
+def list_versions(function: str) -> Call:
+    return lambda c: c("lambda").list_versions_by_function(FunctionName=function)
+
+
+def describe_missing_egress(fx: Fixtures, protected: bool) -> Call:
+    group = fx.protected_group_id if protected else fx.other_group_id
+    # A rule that is not there: allowed, it describes nothing.
+    return lambda c: c("ec2").update_security_group_rule_descriptions_egress(
+        GroupId=group,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 1,
+                "ToPort": 1,
+                "IpRanges": [{"CidrIp": "192.0.2.1/32", "Description": "probe"}],
+            }
+        ],
+    )
+
+
 def filter_logs(group: str) -> Call:
     return lambda c: c("logs").filter_log_events(logGroupName=group, limit=1)
 
@@ -271,6 +309,7 @@ def probes(fx: Fixtures) -> list[Probe]:
             )
         if p != P.RESOLVER:
             add(p, False, f"UpdateFunctionConfiguration {FUNCTION}", same_timeout(FUNCTION))
+            add(p, False, f"UpdateAlias {FUNCTION}:{LIVE_ALIAS}", same_alias_target(FUNCTION))
             add(
                 p,
                 False,
@@ -281,6 +320,13 @@ def probes(fx: Fixtures) -> list[Probe]:
         add(p, True, f"UpdateFunctionConfiguration {FUNCTION}", same_timeout(FUNCTION))
         add(p, True, f"Put/DeleteFunctionConcurrency {FUNCTION}", concurrency(FUNCTION))
         add(p, True, "RevokeSecurityGroupEgress, protected group", revoke_missing_egress(fx, True))
+        add(
+            p,
+            True,
+            "UpdateSecurityGroupRuleDescriptionsEgress, protected group",
+            describe_missing_egress(fx, True),
+        )
+        add(p, True, f"UpdateAlias {FUNCTION}:{LIVE_ALIAS}", same_alias_target(FUNCTION))
         add(
             p,
             True,
@@ -298,7 +344,22 @@ def probes(fx: Fixtures) -> list[Probe]:
             ),
         )
         add(p, False, "RevokeSecurityGroupEgress, untagged group", revoke_missing_egress(fx, False))
+        add(
+            p,
+            False,
+            "UpdateSecurityGroupRuleDescriptionsEgress, untagged group",
+            describe_missing_egress(fx, False),
+        )
+        add(
+            p,
+            False,
+            f"UpdateAlias {OTHER_FUNCTION}:{LIVE_ALIAS}",
+            same_alias_target(OTHER_FUNCTION),
+        )
         add(p, False, f"FilterLogEvents {OTHER_LOG_GROUP}", filter_logs(OTHER_LOG_GROUP))
+    # The critic checks a rollback's target against the versions as they are now.
+    add(P.CRITIC, True, f"ListVersionsByFunction {FUNCTION}", list_versions(FUNCTION))
+    add(P.CRITIC, False, f"ListVersionsByFunction {OTHER_FUNCTION}", list_versions(OTHER_FUNCTION))
     add(P.OPERATOR, True, "DeleteMessage supervisor-dlq (redrive)", delete_message(fx, dlq=True))
     add(P.OPERATOR, False, "DeleteMessage supervisor (a live queue)", delete_message(fx, dlq=False))
     add(P.OPERATOR, False, "UpdateItem incident-audit", update("incident-audit"))
@@ -332,6 +393,7 @@ def probes(fx: Fixtures) -> list[Probe]:
         add(p, False, "PutItem incident-state", put("incident-state"))
         add(p, False, f"UpdateFunctionConfiguration {FUNCTION}", same_timeout(FUNCTION))
         add(p, False, "RevokeSecurityGroupEgress, protected group", revoke_missing_egress(fx, True))
+        add(p, False, f"UpdateAlias {FUNCTION}:{LIVE_ALIAS}", same_alias_target(FUNCTION))
     add(P.CONSOLE, True, "GetQueueAttributes every queue", queue_attributes(fx, Stage.RESOLVER))
     add(P.CONSOLE, True, "Publish incident-approvals", publish(fx, Topic.APPROVALS))
     add(P.CONSOLE, True, "UpdateItem incident-state", update("incident-state"))

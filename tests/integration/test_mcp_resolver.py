@@ -1,4 +1,6 @@
-"""The resolver MCP server: differences from the baseline, and proposal validation."""
+"""The resolver MCP server: differences from the baseline, restore drafts and proposal
+validation; a bad deploy drafted back, run under the resolver's identity and proven by
+clean runs of the old version."""
 
 from __future__ import annotations
 
@@ -8,9 +10,20 @@ from typing import Any
 
 import pytest
 
+from chaos.faults import failing_release
+from core.lambda_package import code_sha256
+from core.lambda_versions import LATEST, read_versions
+from core.principals import Principal
+from incidents.baselines import BaselineStore
+from incidents.executor import run_call
+from incidents.proposal import Proposal
+from incidents.remediation import ApiCall
 from tests.integration.conftest import RunningWorld
 from tests.integration.mcp_client import call as mcp_call
 from tests.integration.mcp_client import session_calls
+from workers.critic import code_checks
+from workload.baseline import restore_function_code
+from workload.deploy import handler_zip
 
 FUNCTION = "data-processor"
 TOOLS = {
@@ -18,6 +31,7 @@ TOOLS = {
     "compare_concurrency",
     "compare_network",
     "compare_configuration",
+    "compare_deployment",
     "draft_restore",
     "validate_proposal",
 }
@@ -87,6 +101,12 @@ FAULTS = [
         "compare_configuration",
         lambda d: d["timeout_s"] == [10, 1],
         id="timeout",
+    ),
+    pytest.param(
+        ["bad-deploy"],
+        "compare_deployment",
+        lambda d: d["live_target"][0] == LATEST and not d["runs_baseline_code"],
+        id="bad-deploy",
     ),
 ]
 
@@ -201,3 +221,104 @@ def test_the_resolver_tools_change_nothing(world: RunningWorld) -> None:
         call(world, name, function_name=FUNCTION)
     assert _baseline(world) == before
     assert world.fleet("chaos", "status", "--function", FUNCTION, "--json").returncode == 0
+
+
+def _run_as_resolver(world: RunningWorld, calls: list[dict[str, Any]]) -> None:
+    """The drafted calls, made as the executor makes them: under the resolver's keys."""
+    for proposed in calls:
+        assert run_call(world.clients(Principal.RESOLVER), ApiCall(**proposed["call"])) == "done"
+
+
+def _critic_decides(world: RunningWorld, draft: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The critic's code checks on the draft as a proposal: (reasons to reject, to ask)."""
+    critic = world.clients(Principal.CRITIC)
+    proposal = Proposal(
+        function_name=FUNCTION,
+        baseline_version=draft["baseline_version"],
+        concerns=["deployment"],
+        calls=draft["calls"],
+        rationale="roll the deploy back",
+    )
+    want = BaselineStore(critic("dynamodb")).version(FUNCTION, proposal.baseline_version)
+    live = read_versions(critic("lambda"), FUNCTION)
+    _, reject, ask = code_checks(proposal, want, world.settings.critic_max_auto_calls, live)
+    return reject, ask
+
+
+def _runs_clean_on(world: RunningWorld, version: str) -> None:
+    """The function's newest runs, as its log lines tell them, are clean and ran `version`."""
+    world.wait_status(
+        FUNCTION,
+        f"clean runs of version {version}",
+        lambda s: s.health == "healthy" and s.runs.last_version == version,
+    )
+
+
+def test_a_bad_deploy_is_drafted_back_to_the_baseline_version(broken: RunningWorld) -> None:
+    assert broken.fleet("chaos", "bad-deploy", "--function", FUNCTION).returncode == 0
+    diff = call(broken, "compare_deployment", function_name=FUNCTION)
+    baseline_target, bad = diff["live_target"]
+    assert diff["at_baseline"] is False and baseline_target == LATEST and bad != LATEST, diff
+    assert LATEST in diff["versions_with_baseline_code"]  # chaos kept $LATEST's code
+
+    draft = call(broken, "draft_restore", function_name=FUNCTION, concern="deployment")
+    assert draft["note"] is None
+    assert draft["calls"] == [
+        {
+            "call": {
+                "service": "lambda",
+                "operation": "UpdateAlias",
+                "parameters": {"FunctionName": FUNCTION, "Name": "live", "FunctionVersion": LATEST},
+            },
+            "inverse": {
+                "service": "lambda",
+                "operation": "UpdateAlias",
+                "parameters": {"FunctionName": FUNCTION, "Name": "live", "FunctionVersion": bad},
+            },
+        }
+    ]
+    verdict = call(broken, "validate_proposal", function_name=FUNCTION, calls=draft["calls"])
+    assert verdict["valid"] and verdict["calls"][0]["caveats"] == [], verdict
+    # The critic, reading the versions with its own keys, lets it run unattended.
+    assert _critic_decides(broken, draft) == ([], [])
+
+    _run_as_resolver(broken, draft["calls"])
+    assert call(broken, "compare_deployment", function_name=FUNCTION)["at_baseline"] is True
+    _runs_clean_on(broken, LATEST)
+
+
+@pytest.fixture
+def latest_overwritten(broken: RunningWorld, admin: Any) -> Iterator[str]:
+    """As a person might deploy: the failing code uploaded to $LATEST, published, and
+    `live` pointed at it. Yields the new version; puts $LATEST's code back afterwards."""
+    lam = admin("lambda")
+    bad = failing_release(
+        handler_zip(), lam.get_function_configuration(FunctionName=FUNCTION)["Handler"]
+    )
+    lam.update_function_code(FunctionName=FUNCTION, ZipFile=bad)
+    version = lam.publish_version(FunctionName=FUNCTION, CodeSha256=code_sha256(bad))["Version"]
+    lam.update_alias(FunctionName=FUNCTION, Name="live", FunctionVersion=version)
+    yield str(version)
+    restore_function_code(lam, FUNCTION, handler_zip())  # `broken` then points live back
+
+
+def test_when_latest_runs_the_bad_code_too_live_is_drafted_to_version_1(
+    broken: RunningWorld, latest_overwritten: str
+) -> None:
+    diff = call(broken, "compare_deployment", function_name=FUNCTION)
+    assert diff["at_baseline"] is False and LATEST not in diff["versions_with_baseline_code"]
+    draft = call(broken, "draft_restore", function_name=FUNCTION, concern="deployment")
+    (proposed,) = draft["calls"]
+    # Version 1, as deployed, is the newest version that still runs the baseline's code.
+    assert proposed["call"]["parameters"]["FunctionVersion"] == "1"
+    assert proposed["inverse"]["parameters"]["FunctionVersion"] == latest_overwritten
+    assert "version 1" in draft["note"]
+    verdict = call(broken, "validate_proposal", function_name=FUNCTION, calls=draft["calls"])
+    assert verdict["valid"] and verdict["calls"][0]["caveats"], verdict
+    reject, ask = _critic_decides(broken, draft)
+    assert not reject and any("not the baseline's exact target" in a for a in ask)  # a person
+
+    _run_as_resolver(broken, draft["calls"])
+    after = call(broken, "compare_deployment", function_name=FUNCTION)
+    assert after["at_baseline"] is True and after["live_target"] == [LATEST, "1"], after
+    _runs_clean_on(broken, "1")

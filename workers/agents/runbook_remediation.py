@@ -19,6 +19,7 @@ CONCERNS_OF: dict[str, tuple[Concern, ...]] = {
     "network_blocked": ("network",),
     "config_drift": ("configuration",),
     "timeout_misconfigured": ("configuration",),
+    "bad_deploy": ("deployment",),
 }
 ALL_CONCERNS = CONCERNS
 
@@ -45,6 +46,8 @@ def propose(t: Transcript) -> Step:
         if data is None or not data.get("at_baseline", False):
             drifted.append(concern)
     calls: list[dict[str, Any]] = []
+    restored: list[Concern] = []  # what the calls restore: what verification will check
+    notes: list[str] = []  # what the drafts say they could not restore, or not exactly
     for concern in drifted:
         drafted = t.last("draft_restore", concern=concern)
         if drafted is None:
@@ -55,6 +58,10 @@ def propose(t: Transcript) -> Step:
             )
         data = (drafted.data() if drafted.ok else None) or {}
         calls.extend(data.get("calls", []))
+        if data.get("calls"):
+            restored.append(concern)
+        if data.get("note"):
+            notes.append(f"{concern}: {data['note']}")
     baseline_version = 0
     if calls:
         verdict = t.last("validate_proposal")
@@ -66,18 +73,22 @@ def propose(t: Transcript) -> Step:
             )
         baseline_version = int((verdict.data() or {}).get("baseline_version", 0))
     rationale = (
-        f"restore {', '.join(drifted)} of {fn} to baseline v{baseline_version}, which the "
+        f"restore {', '.join(restored)} of {fn} to baseline v{baseline_version}, which the "
         f"diagnosis implicates ({', '.join(task.get('fault_types', [])) or 'no fault named'})"
         if calls
         else f"{', '.join(concerns)} of {fn} already match the baseline: nothing to change"
+        if not drifted
+        else f"nothing drafted restores {', '.join(drifted)} of {fn}"
     )
+    if notes:
+        rationale += "; " + "; ".join(notes)
     return Step(
         "Propose the validated calls.",
         "ProposalDraft",
         {
             "function_name": fn,
             "baseline_version": baseline_version,
-            "concerns": drifted,
+            "concerns": restored,
             "calls": calls,
             "rationale": rationale,
         },
