@@ -177,7 +177,13 @@ def compared(
             at_baseline=not (timeout_s or env),
         ),
         "deployment": DeploymentDiff(
-            live_target=live, code_sha256=("abc", "def") if live else None, at_baseline=not live
+            live_target=live,
+            code_sha256=("abc", "def") if live else None,
+            runs_baseline_code=not live,
+            versions_with_baseline_code=["$LATEST", "1"],
+            newest_published_version=live[1] if live else "1",
+            baseline_newest="1",
+            at_baseline=not live,
         ),
     }
     return BaselineComparison(

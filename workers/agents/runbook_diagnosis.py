@@ -220,7 +220,11 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                         "network",
                     )
                 )
-            elif group.get("egress_extra") or group.get("ingress_changed"):
+            elif (
+                group.get("egress_extra")
+                or group.get("ingress_changed")
+                or group.get("egress_description_changed")
+            ):
                 account.drifts.append(
                     f"network: {group.get('group_name')} has rules its baseline does not"
                 )
@@ -268,12 +272,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
             account.drifts.append(f"configuration: memory {memory[1]} MB (baseline {memory[0]})")
     deployment = data.get("deployment") or {}
     if not deployment.get("at_baseline", True):
-        target = deployment.get("live_target")
-        runs = (
-            f"alias live runs {target[1]} (baseline {target[0]})"
-            if target
-            else ("alias live runs code other than the baseline's")
-        )
+        runs = _what_runs(deployment)
         account.drifts.append(f"deployment: {runs}")
         findings.append(
             Finding(
@@ -293,6 +292,21 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
         f"{concern} matches baseline v{version}" for concern in CONCERNS if concern not in drifted
     ]
     return findings
+
+
+def _what_runs(deployment: dict[str, Any]) -> str:
+    """What `live` runs now, against the baseline, in a person's words."""
+    target = deployment.get("live_target")
+    if not target:
+        return "alias live runs a package other than the baseline's"
+    was, now = target
+    newest = deployment.get("baseline_newest")
+    if str(now).isdigit() and str(newest or "0").isdigit() and int(now) > int(newest or 0):
+        return (
+            f"alias live runs version {now}, published since the baseline (which ran {was}; "
+            f"its newest version then was {newest or 'none'})"
+        )
+    return f"alias live runs {now} (baseline {was})"
 
 
 # ---------------------------------------------------------------- the symptoms
