@@ -353,7 +353,11 @@ class GameDay:
         actions = [a for r in reports for a in r.actions]
         fault_types = sorted(set((main.diagnosis or {}).get("fault_types", []))) if main else []
         mttr = None
-        recovered_at = main.reached(IncidentStatus.RECOVERED.value) if main else None
+        # A fix is recovered when its runs are clean; with nothing to fix (a false alarm),
+        # the incident is resolved without a fix, and that is the end.
+        recovered_at = (
+            (main.reached(IncidentStatus.RECOVERED.value) or main.closed_at) if main else None
+        )
         if main and main.status == "RESOLVED" and recovered_at:
             mttr = round((datetime.fromisoformat(recovered_at) - fault_at).total_seconds(), 1)
         approval_requested = any(

@@ -10,7 +10,7 @@ its baseline, and the alarms come back out of ALARM (a whole clean period later,
 CloudWatch evaluates them). A failed run or a drift in the window is a relapse.
 
 When a fix does not verify, `made_worse` tells whether to undo it: only if it brought
-more failures than before it, or moved a concern that was at its baseline away from it.
+more failures than before it, or left a concern it restored away from its baseline.
 """
 
 from __future__ import annotations
@@ -171,29 +171,26 @@ def watch(
 
 
 def made_worse(
-    clients: Any, want: Baseline, snapshot: Baseline, function: str, fixed_at: datetime
+    clients: Any, want: Baseline, touched: list[Concern], function: str, fixed_at: datetime
 ) -> str | None:
     """Why the fix made things worse, from the live account and the function's runs in as
     long a time before the fix as has passed since; None if it did not."""
     fixed_ms = int(fixed_at.timestamp() * 1000)
     span_ms = max(1, int(time.time() * 1000) - fixed_ms)
     runs = read_runs(clients("logs"), function, fixed_ms - span_ms)
-    return worse_than_before(want, snapshot, read_live(clients, function), runs, fixed_ms)
+    return worse_than_before(want, read_live(clients, function), touched, runs, fixed_ms)
 
 
 def worse_than_before(
-    want: Baseline, snapshot: Baseline, now: Baseline, runs: list[Run], fixed_ms: int
+    want: Baseline, now: Baseline, touched: list[Concern], runs: list[Run], fixed_ms: int
 ) -> str | None:
-    """A concern at its baseline before the fix (`snapshot`) and not now, or a larger share
-    of the finished runs failing since the fix than before it. No runs on either side (a
-    throttled function runs none) is nothing to compare: not worse."""
-    moved = [
-        c
-        for c in DIFFS
-        if DIFFS[c](want, snapshot).at_baseline and not DIFFS[c](want, now).at_baseline
-    ]
-    if moved:
-        return f"{', '.join(moved)} was at its baseline before the fix and is not now"
+    """A concern the fix restored that is not at its baseline now (the calls did not do what
+    they were for), or a larger share of the finished runs failing since the fix than before
+    it. A concern the fix did not touch that drifted meanwhile is not its doing; no runs on
+    either side (a throttled function runs none) is nothing to compare: neither is worse."""
+    off = [c for c in touched if not DIFFS[c](want, now).at_baseline]
+    if off:
+        return f"{', '.join(off)} is not at its baseline after the fix meant to restore it"
     finished = [r for r in runs if r.finished]
     before = [r for r in finished if r.started_ms < fixed_ms]
     after = [r for r in finished if r.started_ms >= fixed_ms]

@@ -6,9 +6,12 @@ from the baseline) and the workload healthy: resolved without action.
 
 On `incident.approved`: the approval must name this proposal's exact calls. Snapshot what
 the calls will overwrite, run them (each recorded once, so a redelivery after a crash
-never runs a call twice), then verify with a real check. Verification fails: roll back to
-the snapshot and escalate. From the first call to the end, the resolver holds the
-function's lease (incidents/leases.py): no two remediations run on one function at once.
+never runs a call twice), then verify with a real check: RECOVERED, watched, RESOLVED.
+A fix that does not verify, or relapses while watched, starts another round in the same
+incident (`incident.next_round`, to the supervisor), undone first only if it made things
+worse; with the rounds used up, a person is paged. A call that fails: rolled back to the
+snapshot and escalated. From the first call to the end of the watch, the resolver holds
+the function's lease (incidents/leases.py): no two remediations run on one function at once.
 """
 
 from __future__ import annotations
@@ -174,7 +177,7 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
             incident_id,
             S.DIAGNOSED,
             PRODUCER,
-            f"nothing differs from the baseline, yet the workload is unhealthy: {failed}",
+            f"no call restores it ({proposal.rationale}), yet the workload is unhealthy: {failed}",
             event.correlation_id,
         )
 
@@ -353,7 +356,7 @@ def _verify(
             ],
         )
     failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
-    worse = made_worse(ctx.clients, want, snapshot, proposal.function_name, fixed_at)
+    worse = made_worse(ctx.clients, want, _concerns(proposal), proposal.function_name, fixed_at)
     if worse:
         # Undo only what made things worse, then look for the next candidate.
         undone = _undo(ctx, incident_id, proposal, snapshot)

@@ -123,6 +123,8 @@ def world_overrides(state_dir: Path, **more: Any) -> dict[str, Any]:
         "mcp_resolver_port": reserve_port(),
         "console_port": reserve_port(),
         "target_count": TARGETS,
+        # A short watch after recovery: it still ends only once the alarms are back to OK.
+        "watch_window_s": 10,
         **FAST_QUEUES,
         **more,
     }

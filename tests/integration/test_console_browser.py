@@ -204,7 +204,7 @@ def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
     expect(page.locator(".result")).to_contain_text("approved by dana (console)")
 
     wait_for(
-        lambda: getattr(store.get(incident_id), "status", None) == "RESOLVED", 90, "RESOLVED", 0.5
+        lambda: getattr(store.get(incident_id), "status", None) == "RESOLVED", 150, "RESOLVED", 0.5
     )
     page.goto(_console(fleet) + f"/incidents/{incident_id}")
     expect(page.locator("#status")).to_have_text("RESOLVED")

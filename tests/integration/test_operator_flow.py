@@ -120,7 +120,8 @@ def test_a_fix_waits_for_a_person_and_runs_once_approved(
     again = fleet.fleet("approve", incident_id, "--digest", digest[:12])
     assert again.returncode == 1 and "not awaiting approval" in again.stderr
 
-    wait_for(lambda: _status(store, incident_id) == "RESOLVED", 90, "RESOLVED", 0.5)
+    # Recovered, then watched (the alarms back to OK) before it is resolved.
+    wait_for(lambda: _status(store, incident_id) == "RESOLVED", 150, "RESOLVED", 0.5)
     report = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)
     assert [(a["service"], a["operation"]) for a in report["actions"]] == [("iam", "PutRolePolicy")]
     assert report["approval"]["decided_by"] == "alice (cli)"
