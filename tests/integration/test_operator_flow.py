@@ -163,11 +163,13 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
 ) -> None:
     store = _store(fleet)
     _paged(fleet, pager)
-    # An incident nobody will work on: opened without the event that starts its investigation.
+    # An incident nobody will work on: opened without the event that starts its investigation
+    # (on a function of its own: data-processor's alerts join its incident of this window).
     writer = IncidentStore(fleet.clients(Principal.SUPERVISOR)("dynamodb"))
     opened = writer.open_or_dedupe(
-        "data-processor", "stuck", datetime.now(UTC), 1800, "test", {}, lambda _: [], "stuck-1"
+        "stuck-fn", "errors", datetime.now(UTC), 1800, "test", {}, lambda _: [], "stuck-1"
     )
+    assert opened.opened
     # Two fixes in VERIFYING past the limit: one whose resolver still renews the function's
     # lease (slow, not stuck), one whose lease ran out (its resolver died).
     leases = ResourceLeases(fleet.clients(Principal.ADMIN)("dynamodb"), lease_s=3600)
