@@ -60,3 +60,27 @@ def test_anything_else_is_a_usage_error(
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["gameday"], "one of the arguments --scenario --random is required"),
+        (["gameday", "--random", "2", "--scenario", "x.yaml"], "not allowed with"),
+        (["gameday", "--random", "0"], "1 round or more"),
+        (["gameday", "--random", "2", "--kinds", "revoke,flood"], "choose from: revoke"),
+        (["gameday", "--random", "2", "--max-faults", "4"], "between 1 and 3"),
+        (["gameday", "--random", "2", "--only-round", "3"], "between 1 and 2"),
+    ],
+)
+def test_a_random_game_day_refuses_what_it_cannot_draw_before_any_world_starts(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exited:  # argparse's own refusals
+        code = int(exited.code or 0)
+    assert code == 2
+    assert says in capsys.readouterr().err
