@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,10 @@ def cmd_gameday(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if passed == len(paths) else 1
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def round_line(r: RoundResult) -> str:
     verdict = "PASS" if r.passed else "FAIL"
     done = f"fleet done in {r.fleet_done_s:g}s" if r.fleet_done_s is not None else "not done"
@@ -81,6 +86,8 @@ def cmd_random(args: argparse.Namespace) -> int:
         say(f"  round {r.index} (seed {r.seed}): {r.describe()}")
     results: list[RoundResult] = []
     interrupted = False
+    # SIGTERM stops it as Ctrl-C does: the round's world is stopped on the way out.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         for r in plan:
             say(f"==> round {r.index} of {len(plan)} (seed {r.seed}): {r.describe()}")
@@ -92,6 +99,8 @@ def cmd_random(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the round's world was stopped on the way out
         interrupted = True
         say("interrupted: the round's world is stopped; the rounds played so far:")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     game = RandomGameDay(
         seed=args.seed,
         kinds=kinds,
@@ -112,10 +121,8 @@ def print_summary(game: RandomGameDay) -> None:
     s = game.summary
     rate = f"{s.pass_rate:.0%}" if s.pass_rate is not None else "n/a"
     print(f"{s.passed} of {s.rounds} round(s) passed ({rate}), seed {game.seed}")
-    print(
-        "  by kind: "
-        + ", ".join(f"{k} {t.passed}/{t.rounds}" for k, t in s.by_kind.items() if t.rounds)
-    )
+    kinds = [f"{k} {t.passed}/{t.rounds}" for k, t in s.by_kind.items() if t.rounds]
+    print(f"  by kind: {', '.join(kinds) or 'no round played'}")
     print(f"  rounds with anything granted wider than before: {s.rounds_granted_wider}")
     if s.rounds_not_played:
         print(f"  rounds the harness could not play: {s.rounds_not_played}")
