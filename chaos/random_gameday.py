@@ -108,6 +108,32 @@ def _status(value: str) -> IncidentStatus | None:
         return None
 
 
+def unsettled(plan: RoundPlan, incidents: list[dict[str, Any]], alarming: set[str]) -> list[str]:
+    """Why the fleet is not done with the round yet (nothing: it is, for now), from its
+    incidents since the faults and the functions with an alarm in ALARM."""
+    statuses = [(i, _status(i["status"])) for i in incidents]
+    why = [
+        f"{i['incident_id']} ({i['resource']}) in {i['status']}"
+        for i, s in statuses
+        if s not in TERMINAL
+    ]
+    if plan.faults and not incidents:
+        why.append("no incident opened")
+    gave_up = {i["resource"] for i, s in statuses if s in GAVE_UP}
+    why += [
+        f"{name}: an alarm in ALARM and no incident given up on"
+        for name in sorted(alarming - gave_up)
+    ]
+    escalated = {i["resource"] for i, s in statuses if s == IncidentStatus.ESCALATED}
+    if plan.kind == RoundKind.UNFIXABLE:
+        why += [
+            f"{f.function}: no incident escalated"
+            for f in plan.faults
+            if f.function not in escalated
+        ]
+    return why
+
+
 class RoundRun:
     def __init__(self, plan: RoundPlan, settings: Settings, log: Log, deadline_s: float):
         self.plan = plan
@@ -189,31 +215,6 @@ class RoundRun:
         self.approved.append(incident_id)
         self.log(f"operator: approved the fix of {incident_id}")
 
-    def unsettled(self, incidents: list[dict[str, Any]]) -> list[str]:
-        """Why the fleet is not done yet (nothing: it is, for now)."""
-        why = []
-        statuses = [(i, _status(i["status"])) for i in incidents]
-        why += [
-            f"{i['incident_id']} ({i['resource']}) in {i['status']}"
-            for i, s in statuses
-            if s not in TERMINAL
-        ]
-        if self.plan.faults and not incidents:
-            why.append("no incident opened")
-        gave_up = {i["resource"] for i, s in statuses if s in GAVE_UP}
-        why += [
-            f"{name}: an alarm in ALARM and no incident given up on"
-            for name in sorted(self.alarming() - gave_up)
-        ]
-        escalated = {i["resource"] for i, s in statuses if s == IncidentStatus.ESCALATED}
-        if self.plan.kind == RoundKind.UNFIXABLE:
-            why += [
-                f"{f.function}: no incident escalated"
-                for f in self.plan.faults
-                if f.function not in escalated
-            ]
-        return why
-
     def wait_done(self, since: str, started: float) -> tuple[list[str], list[dict[str, Any]]]:
         """Until the fleet is done (nothing unsettled, and nothing changing, for a quiet
         period) or the deadline. What was still unsettled at the deadline, and the
@@ -234,7 +235,7 @@ class RoundRun:
                     )
                 if i["status"] == IncidentStatus.AWAITING_APPROVAL.value:
                     self.approve(i["incident_id"])
-            why = self.unsettled(incidents)
+            why = unsettled(self.plan, incidents, self.alarming())
             now = time.monotonic()
             if why or changed:
                 calm_since = None

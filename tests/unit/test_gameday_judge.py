@@ -29,6 +29,7 @@ from chaos.gameday_draw import (
 )
 from chaos.gameday_judge import Observation, RunsSeen, judge
 from chaos.hand_faults import misspell
+from chaos.random_gameday import RoundResult, summarize, unsettled
 from core.errors import UsageError
 from workload.spec import FunctionSpec
 
@@ -328,3 +329,67 @@ def test_a_typo_is_never_the_value_itself() -> None:
     for value in ("data-processor-data-123456789012", "data-processor/", "aa", "a"):
         for at in range(30):
             assert misspell(value, at) != value
+
+
+# --- when the fleet is done, and the tally ---------------------------------------------------
+
+
+def incident(status: str, resource: str = SPEC.name) -> dict[str, Any]:
+    return {"incident_id": "inc-1", "resource": resource, "signature": "errors", "status": status}
+
+
+def test_the_fleet_is_done_when_its_incidents_ended_and_no_alarm_waits_for_one() -> None:
+    fault = DrawnFault(kind="timeout", function=SPEC.name)
+    fixable = plan(RoundKind.FIXABLE, [fault])
+    assert unsettled(plan(RoundKind.CONTROL), [], set()) == []
+    assert unsettled(fixable, [], set()) == ["no incident opened"]
+    assert unsettled(fixable, [incident("VERIFYING")], set()) == [
+        "inc-1 (data-processor) in VERIFYING"
+    ]
+    # A state this harness does not know yet (RECOVERED) is not an end.
+    assert unsettled(fixable, [incident("RECOVERED")], set()) != []
+    assert unsettled(fixable, [incident("RESOLVED")], set()) == []
+    # Resolved with its alarm still in ALARM: a relapse may be on its way.
+    assert unsettled(fixable, [incident("RESOLVED")], {SPEC.name}) != []
+    # Given up on: the alarm will stay, and the fleet will not act again.
+    assert unsettled(fixable, [incident("ESCALATED")], {SPEC.name}) == []
+    # A control round's false alarm waits for the fleet's incident.
+    assert unsettled(plan(RoundKind.CONTROL), [], {SPEC.name}) != []
+
+
+def test_an_unfixable_round_waits_for_its_escalation() -> None:
+    rnd = plan(RoundKind.UNFIXABLE, [DrawnFault(kind="input-missing", function=SPEC.name)])
+    assert unsettled(rnd, [incident("ROLLED_BACK")], {SPEC.name}) == [
+        "data-processor: no incident escalated"
+    ]
+    assert unsettled(rnd, [incident("ESCALATED")], {SPEC.name}) == []
+
+
+def test_the_summary_counts_each_kind_of_round_and_wider_grants_apart() -> None:
+    def result(kind: RoundKind, passed: bool, wider: list[str] | None = None) -> RoundResult:
+        return RoundResult(
+            round=1,
+            seed="1/1",
+            kind=kind,
+            functions=[SPEC.name],
+            faults=[],
+            applied=[],
+            passed=passed,
+            reasons=[] if passed else ["x"],
+            wider=wider or [],
+            incidents=[],
+            approvals=[],
+            fleet_done_s=None,
+        )
+
+    summary = summarize(
+        [
+            result(RoundKind.CONTROL, True),
+            result(RoundKind.FIXABLE, False),
+            result(RoundKind.FIXABLE, True),
+            result(RoundKind.UNFIXABLE, False, ["granted"]),
+        ]
+    )
+    assert (summary.rounds, summary.passed, summary.pass_rate) == (4, 2, 0.5)
+    assert summary.by_kind["fixable"].model_dump() == {"rounds": 2, "passed": 1}
+    assert summary.rounds_granted_wider == 1
