@@ -76,11 +76,12 @@ def test_anything_else_is_a_usage_error(
 def test_a_random_game_day_refuses_what_it_cannot_draw_before_any_world_starts(
     argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fleet.cli import main
+    from core.errors import UsageError
+    from core.settings import Settings
 
-    try:
-        code = main(argv)
-    except SystemExit as exited:  # argparse's own refusals
-        code = int(exited.code or 0)
-    assert code == 2
-    assert says in capsys.readouterr().err
+    with pytest.raises((SystemExit, UsageError)) as refused:  # argparse's, or the command's
+        args = build_parser().parse_args(argv)
+        args.func(args, Settings())
+    if isinstance(refused.value, SystemExit):
+        assert refused.value.code == 2
+    assert says in str(refused.value) + capsys.readouterr().err
