@@ -263,7 +263,9 @@ def _table(r: dict[str, Any]) -> Table:
     if "random_gameday" in r:
         g = r["random_gameday"]
         rate = "n/a" if g["pass_rate"] is None else f"{g['pass_rate']:.0%}"
-        kinds = ", ".join(f"{k} {t['passed']}/{t['rounds']}" for k, t in g["by_kind"].items())
+        kinds = ", ".join(
+            f"{k} {t['passed']}/{t['rounds']}" for k, t in g["by_kind"].items() if t["rounds"]
+        )
         table.add_row(
             f"random game days: {g['ran']}",
             f"{g['passed']} of {g['rounds']} passed ({rate}); {kinds}; "
