@@ -20,8 +20,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from chaos.faults import DENY_POLICY_NAME
 from core.errors import UsageError
-from workload.spec import function_name
+from workload.spec import BASELINE_POLICY_NAME, function_name
 
 CONTROL = "control"
 MAX_FUNCTIONS = 3
@@ -90,10 +91,9 @@ class RoundPlan(BaseModel):
 
 @dataclass(frozen=True)
 class KindSpec:
-    """A kind of fault: who makes it, whether a restore fixes it, what it touches."""
+    """A kind of fault: whether a restore fixes it, its options, what it touches."""
 
     name: str
-    by: str  # "fleet chaos" | "a person" | "the data"
     fixable: bool
     options: Callable[[random.Random], dict[str, object]]
     # The settings of the function it changes (fnmatch patterns): two faults on one
@@ -116,27 +116,24 @@ KINDS: dict[str, KindSpec] = {
         # `fleet chaos` (chaos/faults.py), as the operator runs it.
         KindSpec(
             "revoke",
-            "fleet chaos",
             True,
             lambda r: {"target": r.choice(SYMPTOM_TARGETS)},
-            lambda _f: {"iam:policy:data-processor-baseline"},
+            lambda _f: {f"iam:policy:{BASELINE_POLICY_NAME}"},
         ),
         KindSpec(
             "deny",
-            "fleet chaos",
             True,
             lambda r: {"target": r.choice(SYMPTOM_TARGETS)},
-            lambda _f: {"iam:policy:chaos-explicit-deny"},
+            lambda _f: {f"iam:policy:{DENY_POLICY_NAME}"},
         ),
-        KindSpec("throttle", "fleet chaos", True, _none, lambda _f: {"concurrency"}),
-        KindSpec("network-block", "fleet chaos", True, _none, lambda _f: {"egress"}),
-        KindSpec("env-drift", "fleet chaos", True, _env_drift, lambda f: {f"env:{f.var}"}),
-        KindSpec("timeout", "fleet chaos", True, _none, lambda _f: {"timeout"}),
-        KindSpec("bad-deploy", "fleet chaos", True, _none, lambda _f: {"alias", "code"}),
+        KindSpec("throttle", True, _none, lambda _f: {"concurrency"}),
+        KindSpec("network-block", True, _none, lambda _f: {"egress"}),
+        KindSpec("env-drift", True, _env_drift, lambda f: {f"env:{f.var}"}),
+        KindSpec("timeout", True, _none, lambda _f: {"timeout"}),
+        KindSpec("bad-deploy", True, _none, lambda _f: {"alias", "code"}),
         # A person, with the AWS API (chaos/hand_faults.py).
         KindSpec(
             "hand-deny",
-            "a person",
             True,
             lambda r: {
                 "policy_name": r.choice(HAND_POLICY_NAMES),
@@ -146,30 +143,27 @@ KINDS: dict[str, KindSpec] = {
         ),
         KindSpec(
             "hand-env-typo",
-            "a person",
             True,
             lambda r: {"var": r.choice(TYPO_VARIABLES), "typo_at": r.randrange(0, 24)},
             lambda f: {f"env:{f.var}"},
         ),
-        KindSpec("hand-delete-policies", "a person", True, _none, lambda _f: {"iam:policy:*"}),
+        KindSpec("hand-delete-policies", True, _none, lambda _f: {"iam:policy:*"}),
         KindSpec(
             "hand-egress",
-            "a person",
             True,
             lambda r: {"variant": r.choice(("all", "https"))},
             lambda _f: {"egress"},
         ),
-        KindSpec("hand-zero-concurrency", "a person", True, _none, lambda _f: {"concurrency"}),
-        KindSpec("hand-bad-deploy", "a person", True, _none, lambda _f: {"alias", "code"}),
+        KindSpec("hand-zero-concurrency", True, _none, lambda _f: {"concurrency"}),
+        KindSpec("hand-bad-deploy", True, _none, lambda _f: {"alias", "code"}),
         # The data: no restore of the account fixes these.
         KindSpec(
             "input-corrupt",
-            "the data",
             False,
             lambda r: {"variant": r.choice(("no-records", "not-numbers"))},
             lambda _f: {"input"},
         ),
-        KindSpec("input-missing", "the data", False, _none, lambda _f: {"input"}),
+        KindSpec("input-missing", False, _none, lambda _f: {"input"}),
     )
 }
 CHOICES = (*KINDS, CONTROL)
@@ -203,7 +197,9 @@ def _count(rng: random.Random, most: int) -> int:
 
 
 def _fault(rng: random.Random, kind: str, function: str) -> DrawnFault:
-    return DrawnFault(kind=kind, function=function, **KINDS[kind].options(rng))  # type: ignore[arg-type]
+    return DrawnFault.model_validate(
+        {"kind": kind, "function": function, **KINDS[kind].options(rng)}
+    )
 
 
 def draw_round(
