@@ -12,7 +12,8 @@ STAMP := $(VENV)/.synced
 
 .PHONY: help demo test test-unit test-integration test-faults lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
-        chaos-timeout chaos-bad-deploy chaos-restore chaos-status tail-queues console bench gameday clean
+        chaos-timeout chaos-bad-deploy chaos-restore chaos-status tail-queues console bench gameday \
+        gameday-random clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -35,6 +36,12 @@ SCENARIOS ?= scenarios/*.yaml
 
 gameday: $(STAMP) ## run game-day scenarios, each on a fresh world (SCENARIOS=files)
 	$(FLEET) gameday --scenario $(SCENARIOS)
+
+ROUNDS ?= 20
+SEED ?= 1
+
+gameday-random: $(STAMP) ## random game-day rounds, each on a fresh world, judged from the account (ROUNDS=N SEED=S)
+	$(FLEET) gameday --random $(ROUNDS) --seed $(SEED)
 
 CHROMIUM := /usr/bin/chromium
 
@@ -110,7 +117,7 @@ console: $(STAMP) ## serve the web console on 127.0.0.1:8088 (CONSOLE_TOKEN, or 
 tail-queues: $(STAMP) ## live queue depths and incidents (Ctrl-C to leave)
 	$(FLEET) tail
 
-bench: $(STAMP) ## measure MTTR per fault, a storm, many incidents, overhead, agent cost, fault survival; writes bench/results.json
+bench: $(STAMP) ## measure MTTR per fault, a storm, many incidents, overhead, agent cost, fault survival, random game days' pass rate; writes bench/results.json
 	$(FLEET) bench
 
 clean: ## remove the virtualenvs and the world's state

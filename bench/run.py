@@ -19,12 +19,17 @@ from rich.table import Table
 from bench import incidents
 from bench.runtime import runtime_overhead, storm
 from chaos.gameday import GAMEDAY_SETTINGS
+from chaos.gameday_draw import draw_plan
+from chaos.random_gameday import play_round, summarize
 from chaos.survival import CASES, SURVIVAL_SETTINGS, run_case
 from core import structured_logging
 from core.settings import Settings
 from emulation.world import PROJECT_ROOT, World, free_port, port_in_use
 
 RESULTS = PROJECT_ROOT / "bench" / "results.json"
+# The random game day's share (`fleet gameday --random 5 --seed 1`): a few minutes a round.
+RANDOM_ROUNDS = 5
+RANDOM_SEED = 1
 
 
 def _commit() -> str:
@@ -37,7 +42,7 @@ def _commit() -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
-PARTS = ("runtime", "storm", "mttr", "many", "faults")
+PARTS = ("runtime", "storm", "mttr", "many", "faults", "random")
 
 
 def _runtime_and_storm(
@@ -85,6 +90,8 @@ def run(
     mttr_runs: int = 5,
     targets: int = 10,
     parts: tuple[str, ...] = PARTS,
+    random_rounds: int = RANDOM_ROUNDS,
+    random_seed: int = RANDOM_SEED,
 ) -> int:
     console = Console()
     # The runtime under test logs like a worker would, to stderr; only warnings here, so
@@ -117,6 +124,7 @@ def run(
     part("mttr", lambda: incidents.mttr(mttr_runs, log))
     part("many", lambda: {"many": _many(targets, log)})
     part("faults", lambda: {"faults": _faults(log)})
+    part("random", lambda: {"random_gameday": _random(random_rounds, random_seed, log)})
 
     # A partial run (--parts) keeps the other parts' latest figures, and says so.
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -165,6 +173,28 @@ def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:
         "resolved": min(one["resolved"], two["resolved"]),
         "speedup": round(one["seconds"] / two["seconds"], 2) if two["seconds"] else None,
         "runs": {"one_worker": one, "two_workers": two},
+    }
+
+
+def _random(rounds: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """`fleet gameday --random ROUNDS --seed SEED`: the share of rounds the judge passed."""
+    log(f"random game day: {rounds} round(s) from seed {seed}, each on a fresh world ...")
+    results = []
+    for plan in draw_plan(seed, rounds):
+        result = play_round(plan, lambda _line: None)
+        verdict = "passed" if result.passed else "FAILED: " + "; ".join(result.reasons)[:200]
+        log(f"  round {plan.index} ({plan.describe()}): {verdict}")
+        results.append(result)
+    summary = summarize(results)
+    return {
+        "seed": seed,
+        "ran": f"fleet gameday --random {rounds} --seed {seed}",
+        **summary.model_dump(mode="json"),
+        "failed": [
+            {"round": r.round, "faults": r.faults, "reasons": r.reasons}
+            for r in results
+            if not r.passed
+        ],
     }
 
 
@@ -230,6 +260,17 @@ def _table(r: dict[str, Any]) -> Table:
     for case, f in r.get("faults", {}).items():
         verdict = "passed" if f["passed"] else "FAILED: " + "; ".join(f["problems"])
         table.add_row(f"survives {case}", f"{verdict} (lost {f['lost']}, doubled {f['doubled']})")
+    if "random_gameday" in r:
+        g = r["random_gameday"]
+        rate = "n/a" if g["pass_rate"] is None else f"{g['pass_rate']:.0%}"
+        kinds = ", ".join(
+            f"{k} {t['passed']}/{t['rounds']}" for k, t in g["by_kind"].items() if t["rounds"]
+        )
+        table.add_row(
+            f"random game days: {g['ran']}",
+            f"{g['passed']} of {g['rounds']} passed ({rate}); {kinds}; "
+            f"granted wider in {g['rounds_granted_wider']}",
+        )
     for name, error in r.get("errors", {}).items():
         table.add_row(f"[red]{name}[/red]", error[:80])
     return table

@@ -170,6 +170,39 @@ def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterat
         yield settings
 
 
+def wait_quiet(operator: Clients, store: IncidentStore, names: list[str]) -> None:
+    """Until each function is quiet: its runs clean over two whole alarm periods (so an
+    alarm still due for an earlier failure has fired), none of its alarms in ALARM, and no
+    incident open for it. Otherwise a game run right after another could start while the
+    last one's alarm is on its way, and its fault be taken in by an incident opened before
+    it (bench runs fault after fault on one world)."""
+    settings = operator.settings
+    period = settings.alarm_period_s
+    window = max(
+        5,
+        int(3 * settings.target_interval_s + settings.workload_work_s),
+        int(2 * period + PUBLISH_DELAY_S) + 1,
+    )
+    cloudwatch = operator("cloudwatch")
+    for name in names:
+        spec = spec_for(name, settings)
+
+        def quiet(spec: Any = spec) -> bool:
+            if function_status(operator, spec, window).health != "healthy":
+                return False
+            for page in cloudwatch.get_paginator("describe_alarms").paginate():
+                for alarm in page["MetricAlarms"]:
+                    dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+                    if dims.get("FunctionName") == spec.name and alarm["StateValue"] == "ALARM":
+                        return False
+            return not any(
+                i["resource"] == spec.name and IncidentStatus(i["status"]) not in TERMINAL
+                for i in list_incidents(store)
+            )
+
+        wait_for(quiet, 90 + 3 * period, f"{name} to run cleanly before the faults", 0.5)
+
+
 class GameDay:
     def __init__(
         self, scenario: Scenario, settings: Settings, log: Callable[[str], None] = lambda _: None
@@ -183,36 +216,8 @@ class GameDay:
         self.seen: dict[str, str] = {}  # incident id -> last status shown
 
     def wait_healthy(self) -> None:
-        """Until each faulted function is quiet: its runs clean over two whole alarm periods
-        (so an alarm still due for an earlier failure has fired), none of its alarms in
-        ALARM, and no incident open for it. Otherwise a game run right after another could
-        start while the last one's alarm is on its way, and its fault be taken in by an
-        incident opened before it (bench runs fault after fault on one world)."""
-        period = self.settings.alarm_period_s
-        window = max(
-            5,
-            int(3 * self.settings.target_interval_s + self.settings.workload_work_s),
-            int(2 * period + PUBLISH_DELAY_S) + 1,
-        )
         names = {f.function for f in self.scenario.faults} or {"data-processor"}
-        cloudwatch = self.operator("cloudwatch")
-        for name in sorted(names):
-            spec = spec_for(name, self.settings)
-
-            def quiet(spec: Any = spec) -> bool:
-                if function_status(self.operator, spec, window).health != "healthy":
-                    return False
-                for page in cloudwatch.get_paginator("describe_alarms").paginate():
-                    for alarm in page["MetricAlarms"]:
-                        dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
-                        if dims.get("FunctionName") == spec.name and alarm["StateValue"] == "ALARM":
-                            return False
-                return not any(
-                    i["resource"] == spec.name and IncidentStatus(i["status"]) not in TERMINAL
-                    for i in list_incidents(self.store)
-                )
-
-            wait_for(quiet, 90 + 3 * period, f"{name} to run cleanly before the faults", 0.5)
+        wait_quiet(self.operator, self.store, sorted(names))
 
     def write_log_lines(self) -> None:
         if not self.scenario.log_lines:

@@ -486,7 +486,7 @@ def start_world_process(
             timeout_s,
             "the world to come up",
         )
-    except WorldError:
+    except BaseException:  # not up in time, or Ctrl-C while it comes up: stopped either way
         terminate([process], STOP_GRACE_S)
         raise
     if process.poll() is not None:

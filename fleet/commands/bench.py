@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.run import PARTS, run
+from bench.run import PARTS, RANDOM_ROUNDS, RANDOM_SEED, run
 from core.errors import UsageError
 from core.settings import Settings
 from fleet.commands import Subparsers
@@ -22,18 +22,31 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         mttr_runs=args.runs,
         targets=args.targets,
         parts=parts,
+        random_rounds=args.random_rounds,
+        random_seed=args.random_seed,
     )
 
 
 def register(sub: Subparsers) -> None:
     bench = sub.add_parser(
-        "bench", help="measure the fleet (own worlds): runtime, storm, MTTR, load, fault survival"
+        "bench",
+        help="measure the fleet (own worlds): runtime, storm, MTTR, load, fault survival, "
+        "random game days",
     )
     bench.add_argument("--messages", type=int, default=300)
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--alerts", type=int, default=500)
     bench.add_argument("--runs", type=int, default=5, help="incidents per fault kind (MTTR)")
     bench.add_argument("--targets", type=int, default=10, help="workload copies broken at once")
+    bench.add_argument(
+        "--random-rounds",
+        type=int,
+        default=RANDOM_ROUNDS,
+        help="rounds of the random game day (part random; default %(default)s)",
+    )
+    bench.add_argument(
+        "--random-seed", type=int, default=RANDOM_SEED, help="its seed (default %(default)s)"
+    )
     bench.add_argument(
         "--parts",
         default=",".join(PARTS),

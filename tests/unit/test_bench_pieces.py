@@ -76,3 +76,30 @@ def test_the_phases_add_up_to_the_time_to_resolve_and_say_which_step_took_it() -
     del offsets["APPROVED"]
     with pytest.raises(ValueError, match="never reached APPROVED"):
         phase_split(_report(fault_at, offsets), fault_at)
+
+
+def test_the_bench_table_says_which_random_game_day_ran_and_its_pass_rate() -> None:
+    from rich.console import Console
+
+    from bench.run import _table
+
+    results = {
+        "commit": "abc",
+        "machine": {"cpus": 2},
+        "random_gameday": {
+            "ran": "fleet gameday --random 5 --seed 1",
+            "rounds": 5,
+            "passed": 3,
+            "pass_rate": 0.6,
+            "by_kind": {
+                "control": {"rounds": 1, "passed": 1},
+                "fixable": {"rounds": 4, "passed": 2},
+            },
+            "rounds_granted_wider": 0,
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(_table(results))
+    text = console.export_text()
+    assert "fleet gameday --random 5 --seed 1" in text
+    assert "3 of 5 passed (60%)" in text and "fixable 2/4" in text

@@ -60,3 +60,28 @@ def test_anything_else_is_a_usage_error(
         build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["gameday"], "one of the arguments --scenario --random is required"),
+        (["gameday", "--random", "2", "--scenario", "x.yaml"], "not allowed with"),
+        (["gameday", "--random", "0"], "1 round or more"),
+        (["gameday", "--random", "2", "--kinds", "revoke,flood"], "choose from: revoke"),
+        (["gameday", "--random", "2", "--max-faults", "4"], "between 1 and 3"),
+        (["gameday", "--random", "2", "--only-round", "3"], "between 1 and 2"),
+    ],
+)
+def test_a_random_game_day_refuses_what_it_cannot_draw_before_any_world_starts(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.errors import UsageError
+    from core.settings import Settings
+
+    with pytest.raises((SystemExit, UsageError)) as refused:  # argparse's, or the command's
+        args = build_parser().parse_args(argv)
+        args.func(args, Settings())
+    if isinstance(refused.value, SystemExit):
+        assert refused.value.code == 2
+    assert says in str(refused.value) + capsys.readouterr().err
