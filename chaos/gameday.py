@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from chaos import faults
+from chaos import faults, hand_faults
 from chaos.status import function_status
 from core.aws import Clients
 from core.errors import UsageError
@@ -40,9 +40,15 @@ from incidents.store import IncidentStore
 from queues.failures import FailureLog
 from queues.publisher import Publisher
 from queues.topology import Topic, build_topology, topic_arn
-from workload.spec import spec_for
+from workload.spec import FunctionSpec, spec_for
 
 FALSE_ALARM = "false-alarm"
+# Faults in the function's input, made by a person (no restore of the baseline fixes them):
+# input that makes even the baseline code fail, and no input at all.
+INPUT_FAULTS: dict[str, Callable[[Clients, FunctionSpec], str]] = {
+    "bad-input": lambda clients, spec: hand_faults.corrupt_input(clients, spec, "no-records"),
+    "missing-input": hand_faults.delete_input,
+}
 Answer = Literal["auto", "approve", "reject", "ignore"]
 # Faster queues than production, so a game day takes seconds (the same as the tests').
 GAMEDAY_SETTINGS: dict[str, Any] = {
@@ -107,7 +113,7 @@ class Scenario(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise UsageError(f"{path}: {where}: {first['msg']}") from None
-        kinds = {k.value for k in faults.FaultKind} | {FALSE_ALARM}
+        kinds = {k.value for k in faults.FaultKind} | {FALSE_ALARM, *INPUT_FAULTS}
         for step in scenario.faults:
             if step.kind not in kinds:
                 raise UsageError(
@@ -248,6 +254,9 @@ class GameDay:
             if step.kind == FALSE_ALARM:
                 self.log(f"fault: a false alarm for {step.function} (nothing is broken)")
                 self._false_alarm(step.function)
+                continue
+            if step.kind in INPUT_FAULTS:
+                self.log("fault: " + INPUT_FAULTS[step.kind](self.admin, spec))
                 continue
             options = faults.FaultOptions(**step.model_dump(exclude={"kind", "function"}))
             self.log(

@@ -208,6 +208,7 @@ def test_what_differs_is_named() -> None:
         inline_policies={"data-processor-baseline": policy, "s3-lockdown": {"Statement": []}},
         environment={**SPEC.environment(), "DATA_BUCKET": "data-procesor"},
         live_target="3",
+        live_code_sha256="bad=",
         input_etag=None,
     )
     found = "\n".join(differences(healthy(), broken))
@@ -216,6 +217,15 @@ def test_what_differs_is_named() -> None:
     assert "environment DATA_BUCKET='data-procesor' (was 'data-processor-data-" in found
     assert "alias live '3' (was '$LATEST')" in found
     assert "deleted" in found
+
+
+def test_a_deploy_rolled_back_by_the_alias_is_the_function_as_it_was() -> None:
+    # A person overwrote $LATEST and moved live to it; the fleet points live at version 1,
+    # which holds the code live ran: the same code runs. Not when live runs other code.
+    rolled_back = healthy(live_target="1", latest_code_sha256="bad=")
+    assert differences(healthy(), rolled_back) == []
+    still_bad = healthy(live_target="3", live_code_sha256="bad=", latest_code_sha256="bad=")
+    assert len(differences(healthy(), still_bad)) == 3
 
 
 # --- what each round requires -------------------------------------------------------------
