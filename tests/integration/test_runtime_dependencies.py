@@ -27,12 +27,13 @@ PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 WHEEL_PACKAGES: list[str] = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
 # The Pulumi program imports pulumi throughout, and importing infra/__main__ would run it.
 RUNTIME_PACKAGES = [p for p in WHEEL_PACKAGES if p != "infra"]
-# The one module outside infra/ that imports moto at module level (emulator.py imports it
-# lazily); it is only ever loaded by the embedded world.
+# The modules outside infra/ that import moto at module level (emulator.py imports it
+# lazily); they are only ever loaded by the embedded world.
 NEEDS_MOTO = {
     "emulation.moto_patches",
     "emulation.lambda_packages",
     "emulation.cloudwatch_dimensions",
+    "emulation.ec2_rule_descriptions",
     "emulation.moto_version",
 }
 
