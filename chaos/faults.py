@@ -146,15 +146,21 @@ def timeout(clients: Clients, spec: FunctionSpec, seconds: int) -> str:
     return f"{spec.name}: timeout set to {seconds}s"
 
 
-def failing_release(package: bytes, handler: str) -> bytes:
-    """The package, with the module that `handler` names changed to fail on every run."""
+def release_wrapping(package: bytes, handler: str, wrapper: str) -> bytes:
+    """The package, with `wrapper` (formatted with the handler's function name as `func`)
+    appended to the module that `handler` names: a release that wraps the handler."""
     module, _, func = handler.rpartition(".")
     path = module.replace(".", "/") + ".py"
     files = read_zip(package)
     if not module or path not in files:
         raise FleetError(f"the function's package has no {path} for its handler {handler!r}")
-    files[path] += BAD_RELEASE.format(func=func, setting=MISSING_SETTING).encode()
+    files[path] += wrapper.format(func=func).encode()
     return build_zip(files)
+
+
+def failing_release(package: bytes, handler: str) -> bytes:
+    """The package, with the module that `handler` names changed to fail on every run."""
+    return release_wrapping(package, handler, BAD_RELEASE.replace("{setting}", MISSING_SETTING))
 
 
 def bad_deploy(clients: Clients, spec: FunctionSpec) -> str:

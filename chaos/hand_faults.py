@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 
+from chaos.faults import release_wrapping
 from core.aws import Clients
 from core.errors import FleetError, UsageError
-from core.lambda_package import build_zip, deployed_package, read_zip
+from core.lambda_package import deployed_package
 from core.lambda_versions import LIVE_ALIAS
 from workload.baseline import security_group_id
 from workload.spec import HTTPS_PORT, PERMISSION_ACTIONS, FunctionSpec, PermissionTarget
@@ -116,13 +117,7 @@ def zero_concurrency(clients: Clients, spec: FunctionSpec) -> str:
 
 
 def buggy_release(package: bytes, handler: str) -> bytes:
-    module, _, func = handler.rpartition(".")
-    path = module.replace(".", "/") + ".py"
-    files = read_zip(package)
-    if not module or path not in files:
-        raise FleetError(f"the function's package has no {path} for its handler {handler!r}")
-    files[path] += BUGGY_RELEASE.format(func=func).encode()
-    return build_zip(files)
+    return release_wrapping(package, handler, BUGGY_RELEASE)
 
 
 def bad_deploy(clients: Clients, spec: FunctionSpec) -> str:
