@@ -215,7 +215,7 @@ class IncidentStore(IncidentContext):
                 raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
             log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
         else:
-            if known is not None and signature not in known.symptoms:
+            if known is not None and signature not in (known.symptoms or [known.signature]):
                 self.append_audit(incident_id, actor, f"symptom joined: {signature}", detail)
         current = self.get(incident_id)
         count = current.alert_count if current else 0
