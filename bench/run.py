@@ -145,6 +145,10 @@ def run(
                 **GAMEDAY_SETTINGS,
                 "target_interval_s": Settings().target_interval_s,
                 "alarm_period_s": Settings().alarm_period_s,
+                "watch_window_s": {
+                    "mttr": incidents.MTTR_OVERRIDES["watch_window_s"],
+                    "others": Settings().watch_window_s,
+                },
                 "model": "offline",
             },
             "fault_survival": SURVIVAL_SETTINGS,
@@ -170,6 +174,8 @@ def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:
         "targets": targets,
         "one_worker_s": one["seconds"],
         "two_workers_s": two["seconds"],
+        "one_worker_recovered_s": one["recovered_s"],
+        "two_workers_recovered_s": two["recovered_s"],
         "resolved": min(one["resolved"], two["resolved"]),
         "speedup": round(one["seconds"] / two["seconds"], 2) if two["seconds"] else None,
         "runs": {"one_worker": one, "two_workers": two},
@@ -246,6 +252,10 @@ def _table(r: dict[str, Any]) -> Table:
         table.add_row(
             f"{m['targets']} incidents at once: 1 / 2 workers per stage",
             f"{m['one_worker_s']} / {m['two_workers_s']} s ({m['resolved']} resolved)",
+        )
+        table.add_row(
+            "  … the last one recovered: 1 / 2 workers per stage",
+            f"{m['one_worker_recovered_s']} / {m['two_workers_recovered_s']} s",
         )
     if "tool_calls" in r:
         t, tokens = r["tool_calls"], r["diagnosis_tokens"]

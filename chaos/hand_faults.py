@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from chaos.faults import release_wrapping
+from chaos.faults import env_drift, release_wrapping
 from core.aws import Clients
 from core.errors import FleetError, UsageError
 from core.lambda_package import deployed_package
@@ -61,17 +61,15 @@ def misspell(value: str, at: int) -> str:
 
 
 def environment_typo(clients: Clients, spec: FunctionSpec, name: str, at: int) -> str:
-    lam = clients("lambda")
-    variables = dict(
-        lam.get_function_configuration(FunctionName=spec.name)
+    variables = (
+        clients("lambda")
+        .get_function_configuration(FunctionName=spec.name)
         .get("Environment", {})
         .get("Variables", {})
     )
     if name not in variables:
         raise UsageError(f"{spec.name} has no environment variable {name} to misspell")
-    variables[name] = misspell(variables[name], at)
-    lam.update_function_configuration(FunctionName=spec.name, Environment={"Variables": variables})
-    return f"{spec.name}: environment {name}={variables[name]!r} (a typo)"
+    return env_drift(clients, spec, name, misspell(variables[name], at)) + " (a typo)"
 
 
 def delete_inline_policies(clients: Clients, spec: FunctionSpec) -> str:

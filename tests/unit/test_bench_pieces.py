@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.incidents import floor_s, percentile, phase_split
+from bench.incidents import floor_s, last_recovered_s, percentile, phase_split
 from core.settings import Settings
 from incidents.incident_report import IncidentReport, TimelineEntry
 
@@ -76,6 +76,17 @@ def test_the_phases_add_up_to_the_time_to_resolve_and_say_which_step_took_it() -
     del offsets["APPROVED"]
     with pytest.raises(ValueError, match="never reached APPROVED"):
         phase_split(_report(fault_at, offsets), fault_at)
+
+
+def test_many_incidents_recover_when_the_last_of_them_does() -> None:
+    fault_at = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    done = {"RECOVERED": 20.0, "RESOLVED": 40.0}
+    reports = [_report(fault_at, done), _report(fault_at, {**done, "RECOVERED": 31.5})]
+    assert last_recovered_s(list(reports), fault_at) == 31.5
+    # One that never ran cleanly again (escalated) leaves no time to report, nor does none.
+    reports.append(_report(fault_at, {"RESOLVED": 50.0}))
+    assert last_recovered_s(list(reports), fault_at) is None
+    assert last_recovered_s([], fault_at) is None
 
 
 def test_the_bench_table_says_which_random_game_day_ran_and_its_pass_rate() -> None:
