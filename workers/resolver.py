@@ -358,7 +358,8 @@ def _verify(
     failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
     worse = made_worse(ctx.clients, want, _concerns(proposal), proposal.function_name, fixed_at)
     if worse:
-        # Undo only what made things worse, then look for the next candidate.
+        # Only a fix that made things worse is undone (all of its calls, back to the
+        # snapshot); then the next round looks for another candidate.
         undone = _undo(ctx, incident_id, proposal, snapshot)
         reason = f"the fix made things worse ({worse}) and was undone: {failed}"
         if not _next_round(ctx, incident, S.VERIFYING, reason, fixed_at, event, undone):
