@@ -44,6 +44,12 @@ def fingerprint(resource: str, at: datetime, window_s: int) -> str:
     return f"{resource}|{bucket * window_s}"
 
 
+def generation(fp: str, n: int) -> str:
+    """The fingerprint of a window's `n`th incident (the fault came back after the one
+    before was resolved)."""
+    return fp if n == 1 else f"{fp}#{n}"
+
+
 def incident_id_for(fp: str) -> str:
     return "inc-" + hashlib.sha256(fp.encode()).hexdigest()[:20]
 
@@ -234,8 +240,8 @@ class IncidentStore(IncidentContext):
     def _newest(self, fp: str) -> Incident | None:
         """The newest generation of a window's incident, if the window has one."""
         latest = None
-        for generation in range(1, 1000):
-            found = self.get(incident_id_for(fp if generation == 1 else f"{fp}#{generation}"))
+        for n in range(1, 1000):
+            found = self.get(incident_id_for(generation(fp, n)))
             if found is None:
                 return latest
             latest = found
@@ -244,9 +250,9 @@ class IncidentStore(IncidentContext):
     def _generation_for(self, fp: str, at: datetime) -> tuple[str, str]:
         """The fingerprint and id an alert at `at` belongs to: the window's incident, or a
         new one if that was resolved before the alert (the fault came back)."""
-        generation = 1
+        n = 1
         while True:
-            gfp = fp if generation == 1 else f"{fp}#{generation}"
+            gfp = generation(fp, n)
             incident_id = incident_id_for(gfp)
             current = self.get(incident_id)
             if (
@@ -255,7 +261,7 @@ class IncidentStore(IncidentContext):
                 or datetime.fromisoformat(current.closed_at or current.updated_at) > at
             ):
                 return gfp, incident_id
-            generation += 1
+            n += 1
 
     def current_incident(self, resource: str, at: datetime, window_s: int) -> str | None:
         """The id of the resource's newest incident in this window, if any."""

@@ -105,14 +105,14 @@ def conclude(
         "root_cause": diagnosis.root_cause,
         "tool_calls": diagnosis.tool_calls,
     }
-    if diagnosis.escalate:  # what the page says: enough for a person to start from
+    if diagnosis.escalate:
+        # What the page says: enough for a person to start from.
         summary |= {
             "drifts": diagnosis.drifts,
             "unexplained": diagnosis.unexplained,
             "unseen": diagnosis.unseen,
             "next_step": diagnosis.next_step,
         }
-    if diagnosis.escalate:
         escalate(
             ctx.store,
             incident_id,
