@@ -24,9 +24,30 @@ logs = boto3.client("logs")
 sns = boto3.client("sns")
 
 AUDIT_STREAM = "batch-audit"
-# One report per error type per interval: a failing function runs every second, and its
-# own alerts must not become a storm.
-_last_reported: dict[str, float] = {}
+
+
+class ReportLimit:
+    """When a failed run is worth a report. The first failure of an error type after a
+    clean run is always reported (a new fault is news, the earliest honest signal there
+    is); while the function keeps failing the same way, once per interval (it runs every
+    second, and its own alerts must not become a storm)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def due(self, error_type: str, now: float, interval_s: float) -> bool:
+        last = self.last.get(error_type)
+        return last is None or now - last >= interval_s
+
+    def reported(self, error_type: str, now: float) -> None:
+        self.last[error_type] = now
+
+    def clean_run(self) -> None:
+        self.last.clear()
+
+
+# Per execution environment, as any module state on Lambda.
+_reports = ReportLimit()
 
 
 def _process(function_name: str) -> dict[str, Any]:
@@ -67,7 +88,7 @@ def _report_failure(function_name: str, request_id: str, exc: BaseException) -> 
     error_type = type(exc).__name__
     now = time.monotonic()
     interval = float(os.environ.get("FAILURE_REPORT_INTERVAL_S", "60"))
-    if not topic or now - _last_reported.get(error_type, -interval) < interval:
+    if not topic or not _reports.due(error_type, now, interval):
         return
     report = {
         "report_type": "lambda.failure",
@@ -86,7 +107,7 @@ def _report_failure(function_name: str, request_id: str, exc: BaseException) -> 
                 "report_type": {"DataType": "String", "StringValue": "lambda.failure"}
             },
         )
-        _last_reported[error_type] = now
+        _reports.reported(error_type, now)
     except Exception as report_exc:  # the report is best effort; the run's error stands
         print(f"could not report the failure: {type(report_exc).__name__}: {report_exc}")
 
@@ -101,5 +122,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         traceback.print_exc()
         _report_failure(function_name, request_id, exc)
         raise
+    _reports.clean_run()
     print(f"processed batch {result['batch']}: {result['count']} records")
     return result
