@@ -1,5 +1,6 @@
 """What the fleet does for its users, timed: MTTR per fault kind (split by phase, beside
-the floor the settings set), many incidents at once, and what each diagnosis costs.
+the kind's physical floor on this world), many incidents at once, and what each diagnosis
+costs.
 
 All of it drives the real fleet through game days (chaos/gameday.py): the harness breaks
 the workload and watches; the fleet finds out from its alarms, as it would on AWS.
@@ -12,10 +13,12 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
 from core.settings import Settings
+from emulation.alarm_evaluator import PUBLISH_DELAY_S
 from emulation.world import wait_for
 from incidents.context_items import transcript
 from incidents.incident_report import IncidentReport, load_report
@@ -57,11 +60,66 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
-def floor_s(settings: Settings) -> float:
-    """The least any fix can take: the workload must run and fail, the alarm's period must
-    pass, and one run after the fix must succeed."""
-    run = settings.target_interval_s + settings.workload_work_s
-    return round(settings.target_interval_s + settings.alarm_period_s + run, 1)
+class Detection(StrEnum):
+    """What first tells the fleet about a fault of this kind."""
+
+    # The function's own failure report, published by the failed run itself.
+    REPORT = "the function's failure report"
+    # Only an alarm: the run never starts (throttled), is cut off before it can report
+    # (timed out), or fails before the code that reports (a bad release's handler).
+    ALARM = "an alarm"
+
+
+# How each kind is first seen, and how long its first failed run takes to fail (None: the
+# settings say, see `failing_run_s`).
+DETECTED_BY: dict[str, Detection] = {
+    "revoke": Detection.REPORT,
+    "deny": Detection.REPORT,
+    "env-drift": Detection.REPORT,
+    "throttle": Detection.ALARM,
+    "timeout": Detection.ALARM,
+    "network-block": Detection.ALARM,
+    "bad-deploy": Detection.ALARM,
+}
+
+
+def failing_run_s(kind: str, settings: Settings) -> float:
+    """How long the first run after the fault takes to fail: at once for a denied call, a
+    missing key or a bad release; the fault's own limit for a timeout; the function's
+    timeout for a blocked network (the connection hangs); no run at all when throttled."""
+    step = FAULT_KINDS[kind]
+    if kind == "timeout":
+        return float(step.seconds)
+    if kind == "network-block":
+        return float(settings.workload_timeout_s)
+    return 0.0
+
+
+def floor_phases(kind: str, settings: Settings) -> dict[str, float]:
+    """The least a responder on this world needs at the median, by phase, with none of
+    its own processing counted: the physical chain.
+
+    - detect: the next run starts (half an interval, on average) and fails; a report is
+      then on its way. An alarm also waits for the end of the period the failed run ended
+      in (half a period on average), the datapoint's publication after it, and the
+      evaluator's next look (half its poll).
+    - verify: after the fix, the next run starts (half an interval), works, and the
+      following `verify_successful_runs - 1` runs end an interval apart.
+    """
+    half_interval = settings.target_interval_s / 2
+    detect = half_interval + failing_run_s(kind, settings)
+    if DETECTED_BY[kind] == Detection.ALARM:
+        detect += settings.alarm_period_s / 2 + PUBLISH_DELAY_S + settings.alarm_poll_s / 2
+    verify = (
+        half_interval
+        + settings.workload_work_s
+        + (settings.verify_successful_runs - 1) * settings.target_interval_s
+    )
+    return {"detect": round(detect, 2), "verify": round(verify, 2)}
+
+
+def floor_s(kind: str, settings: Settings) -> float:
+    return round(sum(floor_phases(kind, settings).values()), 1)
 
 
 def phase_split(report: IncidentReport, fault_at: datetime) -> dict[str, float]:
@@ -93,13 +151,27 @@ def quiet(_line: str) -> None:
     """The game day's own running commentary: not part of the bench's output."""
 
 
-def mttr(runs: int, progress: Log) -> dict[str, Any]:
-    """Each fault kind `runs` times on one world: fault → RECOVERED (MTTR), by phase."""
+# The figures at a longer alarm period, for how they move with it: the kinds an alarm
+# detects, and one the function reports itself (which the period should not move).
+PERIOD_KINDS = ("revoke", "throttle", "timeout", "network-block", "bad-deploy")
+
+
+def mttr(
+    runs: int,
+    progress: Log,
+    alarm_period_s: int | None = None,
+    kinds: tuple[str, ...] = tuple(FAULT_KINDS),
+) -> dict[str, Any]:
+    """Each fault kind `runs` times on one world: fault → RECOVERED (MTTR), by phase,
+    beside the kind's floor (`floor_phases`)."""
     by_kind: dict[str, Any] = {}
     costs: list[dict[str, int]] = []
-    with fresh_world(MTTR_OVERRIDES, quiet) as settings:
-        floor = floor_s(settings)
-        for kind, step in FAULT_KINDS.items():
+    overrides = dict(MTTR_OVERRIDES)
+    if alarm_period_s is not None:
+        overrides["alarm_period_s"] = alarm_period_s
+    with fresh_world(overrides, quiet) as settings:
+        for kind in kinds:
+            step = FAULT_KINDS[kind]
             totals, splits = [], []
             for i in range(runs):
                 scenario = Scenario(
@@ -118,21 +190,28 @@ def mttr(runs: int, progress: Log) -> dict[str, Any]:
                 splits.append(phase_split(report, fault_at))
                 costs.append(diagnosis_cost(game, result.incident_id))
                 progress(f"{kind} #{i + 1}: recovered in {result.mttr_s}s")
+            phases = {
+                phase: round(statistics.median(s[phase] for s in splits), 2)
+                for phase in ("detect", *(p for p, _ in PHASES))
+            }
+            floor = floor_s(kind, settings)
             by_kind[kind] = {
                 "runs": runs,
+                "detected_by": DETECTED_BY[kind].value,
                 "p50_s": round(statistics.median(totals), 1),
                 "p95_s": round(percentile(totals, 95), 1),
                 "floor_s": floor,
+                "floor_phases_s": floor_phases(kind, settings),
                 "p50_over_floor": round(statistics.median(totals) / floor, 2),
-                "phases_p50_s": {
-                    phase: round(statistics.median(s[phase] for s in splits), 2)
-                    for phase in ("detect", *(p for p, _ in PHASES))
-                },
+                "phases_p50_s": phases,
+                "dominant_phase": dominant_phase(phases),
             }
+        period = settings.alarm_period_s
     calls = [c["tool_calls"] for c in costs]
     prompt = [c["prompt_tokens"] for c in costs]
     completion = [c["completion_tokens"] for c in costs]
     return {
+        "alarm_period_s": period,
         "mttr": by_kind,
         "tool_calls": {
             "median": statistics.median(calls),
@@ -148,6 +227,12 @@ def mttr(runs: int, progress: Log) -> dict[str, Any]:
             "to Bedrock: 4 characters a token",
         },
     }
+
+
+def dominant_phase(phases: dict[str, float]) -> str:
+    """The phase of MTTR (fault → RECOVERED; the watch comes after) that took longest."""
+    in_mttr = {k: v for k, v in phases.items() if k != "watch"}
+    return max(in_mttr, key=lambda k: in_mttr[k])
 
 
 def last_recovered_s(reports: list[IncidentReport | None], fault_at: datetime) -> float | None:

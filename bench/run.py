@@ -42,7 +42,11 @@ def _commit() -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
-PARTS = ("runtime", "storm", "mttr", "many", "faults", "random")
+PARTS = ("runtime", "storm", "mttr", "mttr-period", "many", "faults", "random")
+# How MTTR moves with the alarm period: the same kinds at this longer period, fewer runs
+# (a run waits two whole periods for a quiet function before its fault).
+LONG_PERIOD_S = 30
+LONG_PERIOD_RUNS = 3
 
 
 def _runtime_and_storm(
@@ -122,6 +126,7 @@ def run(
             errors["runtime+storm"] = f"{type(exc).__name__}: {exc}"
             log(f"[red]runtime+storm failed: {errors['runtime+storm']}[/red]")
     part("mttr", lambda: incidents.mttr(mttr_runs, log))
+    part("mttr-period", lambda: {"mttr_long_period": _long_period(log)})
     part("many", lambda: {"many": _many(targets, log)})
     part("faults", lambda: {"faults": _faults(log)})
     part("random", lambda: {"random_gameday": _random(random_rounds, random_seed, log)})
@@ -182,6 +187,14 @@ def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:
     }
 
 
+def _long_period(log: Callable[[str], None]) -> dict[str, Any]:
+    log(f"MTTR at a {LONG_PERIOD_S} s alarm period: {', '.join(incidents.PERIOD_KINDS)} ...")
+    measured = incidents.mttr(
+        LONG_PERIOD_RUNS, log, alarm_period_s=LONG_PERIOD_S, kinds=incidents.PERIOD_KINDS
+    )
+    return {"alarm_period_s": measured["alarm_period_s"], "mttr": measured["mttr"]}
+
+
 def _random(rounds: int, seed: int, log: Callable[[str], None]) -> dict[str, Any]:
     """`fleet gameday --random ROUNDS --seed SEED`: the share of rounds the judge passed."""
     log(f"random game day: {rounds} round(s) from seed {seed}, each on a fresh world ...")
@@ -223,6 +236,11 @@ def _faults(log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
+def _long(r: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    long = r.get("mttr_long_period") or {}
+    return long.get("alarm_period_s"), long.get("mttr", {})
+
+
 def _table(r: dict[str, Any]) -> Table:
     table = Table(title=f"make bench ({r['commit']}, {r['machine']['cpus']} cores)")
     table.add_column("measure")
@@ -240,13 +258,17 @@ def _table(r: dict[str, Any]) -> Table:
         )
         table.add_row(f"storm: drain time ({b['workers']} worker)", f"{b['drain_s']} s")
         table.add_row("storm: dead-lettered", str(b["dead_lettered"]))
-    for kind, m in r.get("mttr", {}).items():
-        phases = " · ".join(f"{k} {v:g}" for k, v in m["phases_p50_s"].items())
-        table.add_row(
-            f"MTTR {kind} (p50 / p95, {m['runs']} runs)",
-            f"{m['p50_s']} / {m['p95_s']} s = {m['p50_over_floor']} x floor {m['floor_s']} s",
-        )
-        table.add_row(f"  {kind} by phase (p50, s)", phases)
+    for label, period, by_kind in (
+        ("MTTR", r.get("alarm_period_s"), r.get("mttr", {})),
+        ("MTTR", *_long(r)),
+    ):
+        for kind, m in by_kind.items():
+            phases = " · ".join(f"{k} {v:g}" for k, v in m["phases_p50_s"].items())
+            table.add_row(
+                f"{label} {kind}, {period} s period (p50 / p95, {m['runs']} runs)",
+                f"{m['p50_s']} / {m['p95_s']} s = {m['p50_over_floor']} x floor {m['floor_s']} s",
+            )
+            table.add_row(f"  by phase (p50, s); {m.get('dominant_phase', '?')} dominates", phases)
     if "many" in r:
         m = r["many"]
         table.add_row(

@@ -4,7 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench.incidents import floor_s, last_recovered_s, percentile, phase_split
+from bench.incidents import (
+    dominant_phase,
+    floor_phases,
+    floor_s,
+    last_recovered_s,
+    percentile,
+    phase_split,
+)
 from core.settings import Settings
 from incidents.incident_report import IncidentReport, TimelineEntry
 
@@ -16,9 +23,31 @@ def test_percentiles_are_nearest_rank_of_the_sample() -> None:
     assert percentile([7.0], 95) == 7.0
 
 
-def test_the_floor_is_a_run_an_alarm_period_and_a_verifying_run() -> None:
-    settings = Settings(target_interval_s=1, alarm_period_s=10, workload_work_s=1.2)
-    assert floor_s(settings) == 13.2
+def test_a_reported_fault_s_floor_is_a_failed_run_and_the_clean_runs_after_the_fix() -> None:
+    settings = Settings(
+        target_interval_s=1, alarm_period_s=10, workload_work_s=1.2, verify_successful_runs=2
+    )
+    # Half an interval to the next run, which fails at once; after the fix half an
+    # interval to the next run, its 1.2 s of work, and the second clean run an interval on.
+    assert floor_phases("revoke", settings) == {"detect": 0.5, "verify": 2.7}
+    assert floor_s("revoke", settings) == floor_s("env-drift", settings) == 3.2
+
+
+def test_an_alarm_seen_fault_s_floor_waits_for_its_period_and_moves_with_it() -> None:
+    settings = Settings(target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0)
+    # Half a period to its end, 3 s until its datapoint is published, half a poll.
+    assert floor_phases("throttle", settings)["detect"] == 0.5 + 5 + 3 + 0.5
+    # A blocked network hangs the run for the function's whole timeout first.
+    blocked = floor_phases("network-block", settings)["detect"]
+    assert blocked == floor_phases("throttle", settings)["detect"] + settings.workload_timeout_s
+    longer = Settings(target_interval_s=1, alarm_period_s=30, alarm_poll_s=1.0)
+    assert floor_s("throttle", longer) - floor_s("throttle", settings) == 10.0
+    assert floor_s("revoke", longer) == floor_s("revoke", settings)
+
+
+def test_the_dominant_phase_is_the_longest_before_recovery() -> None:
+    phases = {"detect": 6.0, "diagnose": 0.3, "verify": 3.1, "watch": 15.0}
+    assert dominant_phase(phases) == "detect"
 
 
 def _report(fault_at: datetime, offsets: dict[str, float]) -> IncidentReport:
