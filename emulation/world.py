@@ -48,6 +48,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 10.0
 # A worker that dies more often than this is crash-looping: it is left down, and reported.
 MAX_RESTARTS_PER_MINUTE = 5
+# A worker imports its agent stack before it consumes: seconds, more with worlds side by side.
+WORKER_START_TIMEOUT_S = 120.0
+# What the worker runtime logs once it consumes (queues/consumer.py, structlog's JSON).
+CONSUMING_LINE = b'"event": "consuming"'
 
 
 class WorldError(FleetError):
@@ -188,12 +192,15 @@ class World:
         self.targets = targets
         self.echo = echo
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_offsets: dict[str, int] = {}
         self.stop_event = threading.Event()
         self.started_at = time.time()
 
     def _spawn(self, service: ServiceProcess) -> None:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.log_dir / f"{service.name}.log"
+        # Where this run's lines start: a state directory used before keeps its old logs.
+        self.log_offsets[service.name] = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log_file:
             self.processes[service.name] = subprocess.Popen(
                 service.argv,
@@ -203,6 +210,18 @@ class World:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+
+    def _consuming(self, name: str) -> bool:
+        """The worker said it is consuming (its runtime's first line once its queue is set
+        up); one that exited instead fails the start with its log's tail."""
+        log_path = self.settings.log_dir / f"{name}.log"
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-500:]
+            raise WorldError(f"{name} exited with {proc.returncode}: {tail.strip()}")
+        with open(log_path, "rb") as log_file:
+            log_file.seek(self.log_offsets.get(name, 0))
+            return CONSUMING_LINE in log_file.read()
 
     def _emulator_answers(self, admin_file: Path) -> bool:
         proc = self.processes["emulator"]
@@ -335,8 +354,18 @@ class World:
             f"the console on {s.console_host}:{s.console_port}",
         )
         if s.run_workers:
-            for service in self.fleet_services():
+            services = self.fleet_services()
+            for service in services:
                 self._spawn(service)
+            # Ready means the fleet takes alerts: a worker still importing would leave the
+            # first incident waiting for it.
+            for service in services:
+                if service.name.startswith("worker-"):
+                    wait_for(
+                        functools.partial(self._consuming, service.name),
+                        WORKER_START_TIMEOUT_S,
+                        f"{service.name} to consume its queue",
+                    )
         self.write_world_file()
         self.echo(
             f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
