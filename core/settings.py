@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     # OK, no run failing) before it is RESOLVED; a relapse, or a function still failing
     # after a fix, starts another round in the same incident, up to max_rounds.
     watch_window_s: float = Field(default=30.0, ge=0)
+    # The watch looks this often, each look a delayed message to the resolver's own queue
+    # (no worker waits in between); a relapse is seen within this. At most half the lease,
+    # which each look renews (`watch_every_s`).
+    watch_look_s: float = Field(default=5.0, ge=1, le=900)
     max_rounds: int = Field(default=3, ge=1, le=10)
     # One remediation per resource at a time: the resolver holds the resource's lease from
     # its first call to the end of verification and renews it as it goes; a holder that
@@ -155,6 +159,12 @@ class Settings(BaseSettings):
 
     # Set by `fleet up` for its children: the process whose death means "stop too".
     launcher_pid: int | None = None
+
+    @property
+    def watch_every_s(self) -> float:
+        """How often the watch looks: `watch_look_s`, at most half the lease each look
+        renews, so the lease outlives the gap between two looks."""
+        return min(self.watch_look_s, self.remediation_lease_s / 2)
 
     @field_validator("mcp_allowed_hosts", mode="before")
     @classmethod

@@ -174,6 +174,14 @@ class IncidentContext:
             for i in self.context(incident_id, OUTBOX_PREFIX)
         ]
 
+    def announce(self, incident_id: str, events: list[EventEnvelope]) -> None:
+        """Put events in the incident's outbox without a change of state (the resolver's
+        next look at a watched incident); the runtime publishes them after the handler.
+        An event put twice (a redelivered handler) is one item: its id is its key."""
+        for put in self._outbox_puts(incident_id, events):
+            self.ddb.put_item(**put["Put"])
+        self.on_touch(incident_id)
+
     def lease_event(self, incident_id: str, item: str, lease_s: float) -> bool:
         """Take an outbox item for publishing, unless someone else is publishing it now.
 

@@ -1,11 +1,13 @@
 """One remediation per resource at a time: a lease in the store, with an expiry and renewal.
 
 Before its first call on a function the resolver takes the function's lease, and holds it
-through verification (and a rollback), renewing it as it goes. Another incident's
-resolver that wants the same function waits for it; a holder killed -9 stops renewing, and
-the function is free again when the lease runs out. Each holding has its own token, so a
-holder that was presumed dead and comes back can neither renew nor release a lease that
-has since passed to someone else: it finds out (`LeaseLost`) and stops acting.
+through verification (and a rollback) and the watch after it, renewing it as it goes; the
+watch is a chain of delayed looks, each resuming the lease the one before handed over.
+Another incident's resolver that wants the same function waits for it; a holder killed -9
+stops renewing, and the function is free again when the lease runs out. Each holding has
+its own token, so a holder that was presumed dead and comes back can neither renew nor
+release a lease that has since passed to someone else: it finds out (`LeaseLost`) and
+stops acting.
 
 The watchdog reads the lease too: an incident whose resolver holds a live lease is being
 worked on, however long verification takes; one whose lease ran out was abandoned.
@@ -103,6 +105,16 @@ class ResourceLeases:
             return None
         return lease
 
+    def resume(self, resource: str, holder: str) -> Lease | None:
+        """The lease `holder` kept between two steps of its work (the watch's looks, each a
+        message of its own), renewed; or, if it ran out meanwhile, a new one. None when
+        someone else holds it now."""
+        holding = self.current(resource)
+        if holding is not None and holding.holder == holder:
+            with suppress(LeaseLost):  # ran out and taken in between: try to acquire
+                return self.renew(holding)
+        return self.acquire(resource, holder)
+
     def wait_for(self, resource: str, holder: str, wait_s: float) -> Lease:
         """Acquire, waiting up to `wait_s` for another holder to finish or to run out."""
         started = time.monotonic()
@@ -160,6 +172,7 @@ class HeldLease:
     def __init__(self, leases: ResourceLeases, lease: Lease) -> None:
         self.leases = leases
         self.lease = lease
+        self.handed_over = False
 
     def keep(self) -> None:
         remaining = self.lease.expires_at - self.leases.clock()
@@ -169,15 +182,24 @@ class HeldLease:
     def release(self) -> None:
         self.leases.release(self.lease)
 
+    def hand_over(self) -> None:
+        """Keep the lease past this holder's block: the next step of the same work, in
+        another message, resumes it (`ResourceLeases.resume`). Renewed now, so it outlives
+        the gap between the two."""
+        self.lease = self.leases.renew(self.lease)
+        self.handed_over = True
+
 
 @contextmanager
 def remediating(
     leases: ResourceLeases, resource: str, holder: str, wait_s: float
 ) -> Iterator[HeldLease]:
     """Hold the resource's lease for the block (waiting up to `wait_s` for it), released at
-    the end however the block ends; only a holder that dies leaves it to run out."""
+    the end however the block ends, unless handed over to the work's next step; a holder
+    that dies leaves it to run out."""
     held = HeldLease(leases, leases.wait_for(resource, holder, wait_s))
     try:
         yield held
     finally:
-        held.release()
+        if not held.handed_over:
+            held.release()

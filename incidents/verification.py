@@ -5,9 +5,9 @@ latest runs, as its START/REPORT log lines tell them within seconds; the AWS/Lam
 metrics are per alarm period, too coarse to tell one run from the next) and what the fix
 touched matches the baseline. MTTR ends here.
 
-Then the watch (`watch`): for a window after recovery no run fails, the state stays at
-its baseline, and the alarms come back out of ALARM (a whole clean period later, as
-CloudWatch evaluates them). A failed run or a drift in the window is a relapse.
+Then the watch (`watch_look`, every few seconds): for a window after recovery no run fails,
+the state stays at its baseline, and the alarms come back out of ALARM (a whole clean period
+later, as CloudWatch evaluates them). A failed run or a drift in the window is a relapse.
 
 When a fix does not verify, `made_worse` tells whether to undo it: only if it brought
 more failures than before it, or left a concern it restored away from its baseline.
@@ -26,10 +26,8 @@ from core.lambda_runs import Run, read_runs
 from incidents.baseline_diff import DIFFS, Concern
 from incidents.baselines import Baseline, read_live
 
-# Recovery is in MTTR's critical path: looked for as often as a log read is cheap. The watch
-# is not, and looks at its leisure.
+# Recovery is in MTTR's critical path: looked for as often as a log read is cheap.
 VERIFY_POLL_S = 0.25
-WATCH_POLL_S = 1.0
 
 
 class Check(BaseModel):
@@ -141,35 +139,39 @@ def verify(
         time.sleep(VERIFY_POLL_S)
 
 
-def watch(
+def watch_look(
     clients: Any,
     want: Baseline,
     concerns: list[Concern],
     since: datetime,
     window_s: float,
     timeout_s: float,
-    on_poll: Callable[[], None] = lambda: None,
-) -> Verification:
-    """After recovery at `since`: ok once `window_s` has passed with no failed run, the
-    state at its baseline and the alarms out of ALARM; a failed run or a drift ends it at
-    once as a relapse; alarms still in ALARM at `timeout_s` fail it."""
-    started = time.monotonic()
-    cloudwatch, logs = clients("cloudwatch"), clients("logs")
-    while True:
-        on_poll()
-        checks = [
-            no_failure_check(logs, want.function, since),
-            baseline_check(clients, want, concerns),
-            alarms_check(cloudwatch, want.function),
-        ]
-        elapsed = time.monotonic() - started
-        relapsed = not (checks[0].ok and checks[1].ok)
-        ok = all(c.ok for c in checks) and elapsed >= window_s
-        if ok or relapsed or elapsed >= timeout_s:
-            return Verification(
-                ok=ok, checks=checks, elapsed_s=round(elapsed, 1), relapsed=relapsed
-            )
-        time.sleep(WATCH_POLL_S)
+    now: datetime,
+) -> Verification | None:
+    """One look at an incident recovered at `since` (the watch is a chain of looks, each a
+    message of its own, so no worker waits through it): ok once `window_s` has passed with
+    no failed run, the state at its baseline and the alarms out of ALARM; a failed run or a
+    drift ends it as a relapse; alarms still in ALARM at `timeout_s` fail it. None: look
+    again later."""
+    logs = clients("logs")
+    checks = [
+        no_failure_check(logs, want.function, since),
+        baseline_check(clients, want, concerns),
+        alarms_check(clients("cloudwatch"), want.function),
+    ]
+    elapsed = (now - since).total_seconds()
+    relapsed = not (checks[0].ok and checks[1].ok)
+    ok = all(c.ok for c in checks) and elapsed >= window_s
+    if ok or relapsed or elapsed >= timeout_s:
+        return Verification(ok=ok, checks=checks, elapsed_s=round(elapsed, 1), relapsed=relapsed)
+    return None
+
+
+def next_look_s(since: datetime, window_s: float, look_s: float, now: datetime) -> float:
+    """When to look again: every `look_s`, and exactly when the window ends if that is
+    sooner (a clean watch ends on time)."""
+    left = window_s - (now - since).total_seconds()
+    return min(look_s, left) if left > 0 else look_s
 
 
 def made_worse(

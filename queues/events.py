@@ -93,6 +93,9 @@ class EventEnvelope(BaseModel):
     producer: str
     correlation_id: str
     payload: dict[str, Any] = {}
+    # Not to be handled before this moment: published as a delayed message to the queues the
+    # event routes to (a later look of the resolver's watch); None: at once.
+    not_before: datetime | None = None
 
     def alarm(self) -> AlarmNotification:
         return AlarmNotification.model_validate(self.payload)

@@ -38,6 +38,9 @@ class EventType(StrEnum):
     REJECTED = "incident.rejected"
     EXECUTED = "incident.executed"
     RECOVERED = "incident.recovered"
+    # The resolver's next look at a recovered incident it is watching (a delayed message to
+    # its own queue: the watch holds no worker between looks).
+    WATCH = "incident.watch"
     # Investigate again, within the same incident (incidents/state_machine.py: rounds).
     NEXT_ROUND = "incident.next_round"
     RESOLVED = "incident.resolved"
@@ -126,7 +129,7 @@ class TopologySpec(BaseModel, frozen=True):
 # `incident.opened` back: the investigation runs once per incident, not once per alert.
 STAGE_EVENTS: dict[Stage, tuple[EventType, ...]] = {
     Stage.SUPERVISOR: (EventType.OPENED, EventType.NEXT_ROUND),
-    Stage.RESOLVER: (EventType.DIAGNOSED, EventType.APPROVED),
+    Stage.RESOLVER: (EventType.DIAGNOSED, EventType.APPROVED, EventType.WATCH),
     Stage.CRITIC: (EventType.PROPOSED,),
     Stage.WATCHDOG: (
         EventType.AWAITING_APPROVAL,

@@ -6,7 +6,9 @@ from the baseline) and the workload healthy: resolved without action.
 
 On `incident.approved`: the approval must name this proposal's exact calls. Snapshot what
 the calls will overwrite, run them (each recorded once, so a redelivery after a crash
-never runs a call twice), then verify with a real check: RECOVERED, watched, RESOLVED.
+never runs a call twice), then verify with a real check: RECOVERED. On `incident.watch`:
+one look of the watch that follows (a chain of delayed messages, so no worker waits through
+the window), then RESOLVED.
 A fix that does not verify, or relapses while watched, starts another round in the same
 incident (`incident.next_round`, to the supervisor), undone first only if it made things
 worse; with the rounds used up, a person is paged. A call that fails: rolled back to the
@@ -17,7 +19,7 @@ the function's lease (incidents/leases.py): no two remediations run on one funct
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,7 +34,7 @@ from incidents.leases import HeldLease, LeaseLost, ResourceBusy, ResourceLeases,
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
-from incidents.verification import Verification, made_worse, verify, watch
+from incidents.verification import Verification, made_worse, next_look_s, verify, watch_look
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
@@ -56,6 +58,8 @@ def handle(event: EventEnvelope, ctx: StageContext) -> None:
         on_diagnosis(event, event.incident_id, ctx)
     elif event.event_type == EventType.APPROVED:
         on_approval(event, event.incident_id, ctx)
+    elif event.event_type == EventType.WATCH:
+        on_watch(event, event.incident_id, ctx)
     else:
         raise NonRetryableError(f"the resolver does not take {event.event_type.value}")
 
@@ -266,11 +270,12 @@ def _remediate(
                 )
             ],
         )
-    if status in (S.EXECUTING, S.VERIFYING):
-        recovered = _verify(ctx, incident, proposal, want, snapshot, event, held)
-        if not recovered:
-            return
-    _watch(ctx, incident, proposal, want, event, held)
+    if status in (S.EXECUTING, S.VERIFYING) and _verify(
+        ctx, incident, proposal, want, snapshot, event, held
+    ):
+        # Recovered: the watch's first look is on its way (announced with RECOVERED) and
+        # takes the lease over; this message, and its worker, are done.
+        held.hand_over()
 
 
 def _execute(
@@ -340,6 +345,7 @@ def _verify(
     )
     ctx.store.put_context(incident_id, ContextItem.VERIFICATION, result.model_dump(mode="json"))
     if result.ok:
+        now = datetime.now(UTC)
         return ctx.store.transition(
             incident_id,
             S.VERIFYING,
@@ -352,7 +358,8 @@ def _verify(
                     incident_id,
                     {"round": incident.round, "actions": len(proposal.calls)},
                     event.correlation_id,
-                )
+                ),
+                _look(ctx, incident_id, incident.round, 1, now, now, event.correlation_id),
             ],
         )
     failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.ok)
@@ -371,27 +378,86 @@ def _verify(
     return False
 
 
-def _watch(
+# ---------------------------------------------------------------- watching
+
+
+def _look(
     ctx: StageContext,
-    incident: Incident,
-    proposal: Proposal,
-    want: Baseline,
-    event: EventEnvelope,
-    held: HeldLease,
-) -> None:
-    """RECOVERED: watched for a window, then RESOLVED; a relapse starts another round
-    (the fix verified its own part: it is not rolled back)."""
-    incident_id = incident.incident_id
+    incident_id: str,
+    round_number: int,
+    look: int,
+    recovered_at: datetime,
+    now: datetime,
+    correlation_id: str,
+) -> EventEnvelope:
+    """The watch's `look`th look at the incident, due when `next_look_s` says. Its id names
+    the round and the look, so a look announced twice is handled once."""
+    due = next_look_s(recovered_at, ctx.settings.watch_window_s, ctx.settings.watch_every_s, now)
+    return _event(
+        EventType.WATCH, incident_id, {"round": round_number, "look": look}, correlation_id
+    ).model_copy(
+        update={
+            "event_id": f"{incident_id}:watch:{look}@round{round_number}",
+            "not_before": now + timedelta(seconds=due),
+        }
+    )
+
+
+def on_watch(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
+    """RECOVERED: one look of the watch. Still clean within the window: the next look is
+    announced (a delayed message) and the lease is kept for it. Then RESOLVED, or a
+    relapse starts another round (the fix verified its own part: it is not rolled back)."""
+    incident = ctx.store.get(incident_id)
+    round_number = event.payload.get("round")
+    if incident is None or incident.status != S.RECOVERED or incident.round != round_number:
+        log.info("no watch due", status=incident and incident.status.value, round=round_number)
+        return
+    proposal = Proposal.model_validate(ctx.store.get_context(incident_id, ContextItem.PROPOSAL))
+    leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
+    lease = leases.resume(proposal.function_name, incident_id)
+    if lease is None:
+        raise RetryLater(
+            f"{proposal.function_name} is held by another remediation; the watch waits",
+            after_s=ctx.settings.remediation_lease_s,
+        )
+    held = HeldLease(leases, lease)
+    want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
     recovered_at = _reached(ctx, incident_id, S.RECOVERED)
-    result = watch(
+    now = datetime.now(UTC)
+    window = ctx.settings.watch_window_s
+    result = watch_look(
         ctx.clients,
         want,
         _concerns(proposal),
         recovered_at,
-        ctx.settings.watch_window_s,
-        ctx.settings.watch_window_s + ctx.settings.verify_timeout_s,
-        on_poll=held.keep,
+        window,
+        window + ctx.settings.verify_timeout_s,
+        now,
     )
+    if result is None:
+        look = int(event.payload.get("look", 1)) + 1
+        following = _look(
+            ctx, incident_id, incident.round, look, recovered_at, now, event.correlation_id
+        )
+        ctx.store.announce(incident_id, [following])
+        held.hand_over()
+        return
+    try:
+        _watched(ctx, incident, proposal, result, recovered_at, event)
+    finally:
+        held.release()
+
+
+def _watched(
+    ctx: StageContext,
+    incident: Incident,
+    proposal: Proposal,
+    result: Verification,
+    recovered_at: datetime,
+    event: EventEnvelope,
+) -> None:
+    """The watch's verdict: RESOLVED, another round, or a person."""
+    incident_id = incident.incident_id
     ctx.store.put_context(incident_id, ContextItem.WATCH, result.model_dump(mode="json"))
     if result.ok:
         _resolve(ctx, incident_id, S.RECOVERED, len(proposal.calls), result, event.correlation_id)
