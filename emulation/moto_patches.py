@@ -1,4 +1,4 @@
-"""Six fixes to moto 5.2.5's IAM enforcement, applied only in the emulator process.
+"""Seven fixes to moto 5.2.5 (its IAM enforcement first), applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -37,17 +37,25 @@
    sns.amazonaws.com with aws:SourceArn (the topic) and aws:SourceAccount, and drops the
    message if it is not allowed.
 
+7. DynamoDB transactions cost what AWS's do. To be able to roll back, moto deep-copies every
+   table a TransactWriteItems touches, all its items, before it starts: a transaction on a
+   table of 5,000 alert markers copies 5,000 items, and a storm's intake slows as it goes.
+   The patch keeps, under the same lock, a copy of only the items the transaction names,
+   and on cancellation puts back exactly those (absent ones removed). The outcome is the
+   same: a cancelled transaction leaves every item as it was.
+
 All patches check the moto version, so an upgrade fails loudly instead of silently.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from botocore.awsrequest import AWSRequest
@@ -55,6 +63,8 @@ from moto.awslambda.models import lambda_backends
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import AccessDeniedError, _RESTError
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.ec2.models import ec2_backends
 from moto.iam import access_control
 from moto.sns.models import Subscription
@@ -281,6 +291,72 @@ def _serialized(method: Any) -> Any:
     return write
 
 
+# Set while a patched transaction runs on this thread: moto's whole-table backup is then
+# the live table itself (the items the transaction names are kept apart, see below).
+_item_rollback = threading.local()
+_table_deepcopy = getattr(Table, "__deepcopy__", None)
+
+
+def _table_copy(self: Table, memo: dict[int, Any]) -> Table:
+    """A Table's deep copy, as `copy.deepcopy` makes it (backups need one), except inside a
+    patched transaction, where the backup is not needed."""
+    if getattr(_item_rollback, "active", False):
+        return self
+    # As copy.deepcopy's own reconstruction does: the class's __new__, then the state.
+    duplicate = cast(Table, Table.__new__(Table))
+    memo[id(self)] = duplicate
+    for name, value in self.__dict__.items():
+        setattr(duplicate, name, copy.deepcopy(value, memo))
+    return duplicate
+
+
+def _named_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(table, hash key, range key, a copy of the item or None) for each item the
+    transaction names; one it cannot name (no such table, no key) changes nothing."""
+    kept = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        try:
+            table = backend.get_table(op["TableName"])
+            key = op["Item"] if "Item" in op else op["Key"]
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        except Exception:
+            continue
+        before = table.get_item(hash_key, range_key)
+        kept.append((table, hash_key, range_key, copy.deepcopy(before)))
+    return kept
+
+
+def _put_back(table: Any, hash_key: Any, range_key: Any, before: Any) -> None:
+    if before is None:
+        table.delete_item(hash_key, range_key)
+    elif range_key is not None:
+        table.items[hash_key][range_key] = before
+    else:
+        table.items[hash_key] = before
+
+
+def _item_level_rollback(method: Any) -> Any:
+    @functools.wraps(method)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with _dynamodb_writes:
+            kept = _named_items(self, transact_items)
+            _item_rollback.active = True
+            try:
+                method(self, transact_items)
+            except Exception:
+                # Cancelled, or refused part-way (moto checks some requests only as it
+                # reaches them): as on AWS, none of it happened.
+                for table, hash_key, range_key, before in reversed(kept):
+                    _put_back(table, hash_key, range_key, before)
+                raise
+            finally:
+                _item_rollback.active = False
+
+    return transact_write_items
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -297,4 +373,10 @@ def apply() -> None:
     Subscription.publish = _sns_publish  # type: ignore[method-assign]
     for name in DYNAMODB_WRITES:
         setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
+    if _table_deepcopy is not None:
+        raise RuntimeError("moto's Table copies itself now: re-check patch 7")
+    Table.__deepcopy__ = _table_copy  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = _item_level_rollback(  # type: ignore[method-assign]
+        DynamoDBBackend.transact_write_items
+    )
     _applied = True
