@@ -50,7 +50,11 @@ LONG_PERIOD_RUNS = 3
 
 
 def _runtime_and_storm(
-    parts: set[str], messages: int, rounds: int, alerts: int, log: Callable[[str], None]
+    parts: set[str],
+    messages: int,
+    rounds: int,
+    alerts: tuple[int, ...],
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     port = free_port()
     assert not port_in_use("127.0.0.1", port)
@@ -80,8 +84,25 @@ def _runtime_and_storm(
                 out["runtime_overhead"] = runtime_overhead(settings, messages, rounds)
                 out["runtime_overhead_ratio"] = out["runtime_overhead"]["ratio"]
             if "storm" in parts:
-                log(f"alert storm: {alerts} alarm notifications ...")
-                out["storm"] = storm(settings, alerts, 1)
+                storms = []
+                for n in alerts:
+                    log(f"alert storm: {n} alarm notifications, bare loop then supervisor ...")
+                    storms.append(storm(settings, n, 1))
+                out["storm"] = storms[0]
+                out["storms"] = storms
+                if len(storms) > 1:
+                    small, large = storms[0], storms[-1]
+                    # Per alert, the largest storm against the smallest: 1.0 is a cost that
+                    # does not grow with the storm.
+                    out["storm_scaling"] = {
+                        "alerts": [small["alerts"], large["alerts"]],
+                        "requests_per_alert": round(
+                            large["requests_per_alert"] / small["requests_per_alert"], 2
+                        ),
+                        "drain_per_alert": round(
+                            large["drain_ms_per_alert"] / small["drain_ms_per_alert"], 2
+                        ),
+                    }
         finally:
             world.stop()
     return out
@@ -90,7 +111,7 @@ def _runtime_and_storm(
 def run(
     messages: int = 300,
     rounds: int = 3,
-    alerts: int = 500,
+    alerts: tuple[int, ...] = (500, 5000),
     mttr_runs: int = 5,
     targets: int = 10,
     parts: tuple[str, ...] = PARTS,
@@ -250,14 +271,27 @@ def _table(r: dict[str, Any]) -> Table:
         table.add_row("bare receive+delete loop", f"{o['bare_msgs_per_s']} msg/s")
         table.add_row("worker runtime, no-op handler", f"{o['runtime_msgs_per_s']} msg/s")
         table.add_row("runtime / bare (median of rounds)", f"{o['ratio']}")
-    if "storm" in r:
-        b = r["storm"]
         table.add_row(
-            f"storm: {b['alerts']} alerts → incidents opened",
-            f"{b['incidents_opened']} (counting {b['alerts_counted']})",
+            "AWS requests per message: runtime / bare",
+            f"{o.get('runtime_requests_per_msg', '?')} / {o.get('bare_requests_per_msg', '?')}",
         )
-        table.add_row(f"storm: drain time ({b['workers']} worker)", f"{b['drain_s']} s")
-        table.add_row("storm: dead-lettered", str(b["dead_lettered"]))
+    if "storm" in r:
+        for b in r.get("storms", [r["storm"]]):
+            n = b["alerts"]
+            table.add_row(
+                f"storm of {n}: incidents opened",
+                f"{b['incidents_opened']} (counting {b['alerts_counted']})",
+            )
+            table.add_row(
+                f"storm of {n}: drain ({b['workers']} worker) / bare loop",
+                f"{b['drain_s']} s / {b.get('bare_drain_s', '?')} s = "
+                f"{b.get('drain_over_bare', '?')}x",
+            )
+            table.add_row(
+                f"storm of {n}: AWS requests per alert (bare loop)",
+                f"{b.get('requests_per_alert', '?')} ({b.get('bare_requests_per_alert', '?')})",
+            )
+            table.add_row(f"storm of {n}: dead-lettered", str(b["dead_lettered"]))
     for label, period, by_kind in (
         ("MTTR", r.get("alarm_period_s"), r.get("mttr", {})),
         ("MTTR", *_long(r)),

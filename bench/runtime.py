@@ -9,16 +9,18 @@ import sys
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from core.aws import Clients
+from core.aws_requests import REQUESTS, sent_between
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import PROJECT_ROOT, child_environment, terminate, wait_for
 from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
 from queues.events import EventEnvelope, new_event
+from queues.runtime_metrics import NAMESPACE
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
 from workers.stage import StageContext, build_consumer
 
@@ -36,10 +38,14 @@ def _fill(sqs: Any, url: str, n: int) -> None:
         )
 
 
-def _bare_rate(sqs: Any, url: str, n: int) -> float:
-    """Messages per second of the simplest correct consumer: receive a batch, delete it."""
-    _fill(sqs, url, n)
-    done, started = 0, time.perf_counter()
+class Drained(NamedTuple):
+    seconds: float
+    requests: int  # AWS requests sent while draining
+
+
+def _bare_drain(sqs: Any, url: str, n: int) -> Drained:
+    """The simplest correct consumer over `n` messages: receive a batch, delete it."""
+    done, started, before = 0, time.perf_counter(), REQUESTS.snapshot()
     while done < n:
         messages = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=1
@@ -53,7 +59,14 @@ def _bare_rate(sqs: Any, url: str, n: int) -> float:
                 ],
             )
             done += len(messages)
-    return n / (time.perf_counter() - started)
+    return Drained(time.perf_counter() - started, sent_between(before, REQUESTS.snapshot()))
+
+
+def _bare_rate(sqs: Any, url: str, n: int) -> tuple[float, float]:
+    """Messages per second and AWS requests per message of the bare loop."""
+    _fill(sqs, url, n)
+    drained = _bare_drain(sqs, url, n)
+    return n / drained.seconds, drained.requests / n
 
 
 def _queue_empty(sqs: Any, url: str) -> bool:
@@ -64,9 +77,10 @@ def _queue_empty(sqs: Any, url: str) -> bool:
     )
 
 
-def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> float:
+def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> tuple[float, float]:
     """The same messages through the runtime with a no-op handler (claim, handle, complete,
-    batched delete), until the queue is empty."""
+    batched delete), until the queue is empty: messages per second, AWS requests per
+    message (the runtime's own, the metrics it reports left out)."""
     _fill(clients("sqs"), url, n)
     handled = threading.Semaphore(0)
 
@@ -76,16 +90,22 @@ def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> flo
     consumer = build_consumer(
         build_topology(settings).queue(Stage.WATCHDOG), noop, settings, clients
     )
+    before = REQUESTS.snapshot()
     started = time.perf_counter()
     runner = threading.Thread(target=consumer.run, daemon=True)
     runner.start()
     for _ in range(n):
         handled.acquire(timeout=120)
-    wait_for(lambda: _queue_empty(clients("sqs"), url), 60, "the deletes", 0.02)
+    # The bench's own look at the queue is not the runtime's work: counted apart.
+    watcher = Clients(Principal.WATCHDOG, settings)("sqs")
+    looked = REQUESTS.snapshot()
+    wait_for(lambda: _queue_empty(watcher, url), 60, "the deletes", 0.02)
     elapsed = time.perf_counter() - started
+    own = sent_between(looked, REQUESTS.snapshot())
     consumer.stopping.set()
     runner.join(timeout=30)
-    return n / elapsed
+    runtime_requests = sent_between(before, REQUESTS.snapshot()) - own
+    return n / elapsed, runtime_requests / n
 
 
 def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str, Any]:
@@ -94,10 +114,14 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
     url = sqs.get_queue_url(QueueName=build_topology(settings).queue(Stage.WATCHDOG).name)[
         "QueueUrl"
     ]
-    bare, runtime = [], []
+    bare, runtime, bare_requests, runtime_requests = [], [], [], []
     for _ in range(rounds):  # alternate, so drift on the machine touches both alike
-        bare.append(_bare_rate(sqs, url, messages))
-        runtime.append(_runtime_rate(settings, clients, url, messages))
+        rate, requests = _bare_rate(sqs, url, messages)
+        bare.append(rate)
+        bare_requests.append(requests)
+        rate, requests = _runtime_rate(settings, clients, url, messages)
+        runtime.append(rate)
+        runtime_requests.append(requests)
     return {
         "messages": messages,
         "rounds": rounds,
@@ -106,6 +130,8 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         "bare_msgs_per_s": round(statistics.median(bare), 1),
         "runtime_msgs_per_s": round(statistics.median(runtime), 1),
         "ratio": round(statistics.median(runtime) / statistics.median(bare), 3),
+        "bare_requests_per_msg": round(statistics.median(bare_requests), 2),
+        "runtime_requests_per_msg": round(statistics.median(runtime_requests), 2),
     }
 
 
@@ -120,10 +146,39 @@ def _alarm(function: str, region: str, account: str) -> dict[str, Any]:
     return alarm
 
 
+def _publish_storm(sns: Any, topic: str, message: str, alerts: int) -> float:
+    """`alerts` notifications of one alarm, as SNS delivers a storm of them; seconds taken."""
+    started = time.perf_counter()
+    for i in range(0, alerts, BATCH):
+        sns.publish_batch(
+            TopicArn=topic,
+            PublishBatchRequestEntries=[
+                {"Id": str(j), "Message": message} for j in range(min(BATCH, alerts - i))
+            ],
+        )
+    return time.perf_counter() - started
+
+
+def _stage_requests(cloudwatch: Any, stage: Stage, since: datetime) -> int:
+    """The AWS requests a stage's workers reported (runtime metrics, AwsRequests) since."""
+    points = cloudwatch.get_metric_statistics(
+        Namespace=NAMESPACE,
+        MetricName="AwsRequests",
+        Dimensions=[{"Name": "Stage", "Value": stage.value}],
+        StartTime=since - timedelta(minutes=1),
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return int(sum(p["Sum"] for p in points))
+
+
 def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
-    """A burst of alarm notifications for one fault, then the supervisor workers."""
+    """A burst of alarm notifications for one fault, drained twice from the supervisor's
+    queue: by the bare receive+delete loop, then by the supervisor workers (which open one
+    incident and count the rest). Seconds and AWS requests per alert, each."""
     admin = Clients(Principal.ADMIN, settings)
-    sqs = admin("sqs")
+    sqs, sns = admin("sqs"), admin("sns")
     topology = build_topology(settings)
     supervisor = topology.queue(Stage.SUPERVISOR)
     url = sqs.get_queue_url(QueueName=supervisor.name)["QueueUrl"]
@@ -131,14 +186,16 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
     function = f"bench-storm-{uuid.uuid4().hex[:6]}"
     message = json.dumps(_alarm(function, settings.region, settings.account_id))
     topic = topic_arn(settings, Topic.ALERTS)
-    published_at = time.perf_counter()
-    for _ in range(alerts):
-        admin("sns").publish(TopicArn=topic, Message=message)
-    publish_s = time.perf_counter() - published_at
+
+    _publish_storm(sns, topic, message, alerts)
+    bare = _bare_drain(sqs, url, alerts)
+
+    publish_s = _publish_storm(sns, topic, message, alerts)
     env = child_environment(settings, Principal.SUPERVISOR)
     env.update(
         FLEET_WORKER_WAIT_TIME_S=str(settings.worker_wait_time_s), FLEET_RUNTIME_METRICS_FLUSH_S="1"
     )
+    since = datetime.now(UTC)
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -151,10 +208,11 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
         for _ in range(workers)
     ]
     try:
-        wait_for(lambda: _queue_empty(sqs, url), 600, "the storm to drain", 0.1)
+        wait_for(lambda: _queue_empty(sqs, url), 1800, "the storm to drain", 0.1)
         drain_s = time.perf_counter() - started
     finally:
-        terminate(procs, 30)
+        terminate(procs, 30)  # a stopped worker flushes its counters
+    requests = _stage_requests(admin("cloudwatch"), Stage.SUPERVISOR, since)
     store = IncidentStore(admin("dynamodb"))
     # Any status: the supervisor goes on to investigate the incident it opened.
     incidents = [i for i in list_incidents(store) if i["resource"] == function]
@@ -170,5 +228,12 @@ def storm(settings: Settings, alerts: int, workers: int) -> dict[str, Any]:
         "incidents_opened": len(incidents),
         "alerts_counted": int(incidents[0]["alerts"]) if len(incidents) == 1 else None,
         "drain_s": round(drain_s, 2),
+        "bare_drain_s": round(bare.seconds, 2),
+        "drain_over_bare": round(drain_s / bare.seconds, 2),
+        "drain_ms_per_alert": round(drain_s / alerts * 1000, 2),
+        # The worker's whole run: its start-up and its investigation of the one incident
+        # included, as an operator's bill would have them.
+        "requests_per_alert": round(requests / alerts, 2),
+        "bare_requests_per_alert": round(bare.requests / alerts, 2),
         "dead_lettered": dead,
     }

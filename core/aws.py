@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import boto3
 from botocore.config import Config
 
+from core.aws_requests import count_requests
 from core.credentials import load_held_credentials
 from core.principals import Principal
 from core.settings import Settings
@@ -62,9 +63,10 @@ def session_from_keys(keys: dict[str, str], settings: Settings) -> boto3.Session
 
 def client(session: boto3.Session, service: str, settings: Settings) -> Any:
     # The service is named at run time, so the stubs' per-service overloads cannot apply.
-    return session.client(  # type: ignore[call-overload]
+    made = session.client(  # type: ignore[call-overload]
         service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG
     )
+    return count_requests(made)
 
 
 class Clients:

@@ -28,6 +28,8 @@ class QueueDepth(BaseModel):
     succeeded: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    # Every AWS request the stage's workers sent (idle long polls included).
+    aws_requests: int = 0
     handler_avg_ms: float | None = None
 
 
@@ -76,6 +78,7 @@ def queue_depths(clients: Clients, topology: TopologySpec) -> list[QueueDepth]:
                 succeeded=int(totals["succeeded"] or 0),
                 retried=int(totals["retried"] or 0),
                 dead_lettered=int(totals["dead_lettered"] or 0),
+                aws_requests=int(totals["aws_requests"] or 0),
                 handler_avg_ms=totals["handler_avg_ms"],
             )
         )

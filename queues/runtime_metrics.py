@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from core.aws_requests import REQUESTS, sent_between
 from queues.delivery import Delivery
 from queues.middleware import Middleware
 from queues.outcomes import Ack, DeadLetter, Retry
@@ -20,7 +21,9 @@ from queues.outcomes import Ack, DeadLetter, Retry
 log = structlog.get_logger()
 
 NAMESPACE = "IncidentFleet/Runtime"
-COUNTERS = ("Received", "Succeeded", "Retried", "DeadLettered")
+# AwsRequests: every AWS request the process sent (core/aws_requests.py), idle polls
+# included: the stage's cost in requests, which no machine's speed changes.
+COUNTERS = ("Received", "Succeeded", "Retried", "DeadLettered", "AwsRequests")
 
 
 @dataclass
@@ -88,6 +91,7 @@ class RuntimeMetrics(Middleware):
         self.flush_s = flush_s
         self.stopped = threading.Event()
         self.flusher: threading.Thread | None = None
+        self.requests_mark = REQUESTS.snapshot()
 
     def on_boot(self, heartbeat_s: float) -> None:
         self.flusher = threading.Thread(target=self._flush_loop, name="metrics", daemon=True)
@@ -118,6 +122,9 @@ class RuntimeMetrics(Middleware):
             self.flush()
 
     def flush(self) -> None:
+        mark = REQUESTS.snapshot()
+        self.counters.add("AwsRequests", sent_between(self.requests_mark, mark))
+        self.requests_mark = mark
         try:
             self.counters.flush(self.cloudwatch)
         except Exception as exc:
@@ -138,7 +145,9 @@ def read_totals(cloudwatch: Any, stage: str, window: timedelta) -> dict[str, flo
             Period=int(window.total_seconds()),
             Statistics=["Sum"],
         )["Datapoints"]
-        key = {"DeadLettered": "dead_lettered"}.get(name, name.lower())
+        key = {"DeadLettered": "dead_lettered", "AwsRequests": "aws_requests"}.get(
+            name, name.lower()
+        )
         totals[key] = float(sum(p["Sum"] for p in points))
     points = cloudwatch.get_metric_statistics(
         Namespace=NAMESPACE,

@@ -27,6 +27,16 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"storm sizes must be 1 or more: {text!r}")
+    return sizes
+
+
 def register(sub: Subparsers) -> None:
     bench = sub.add_parser(
         "bench",
@@ -35,7 +45,12 @@ def register(sub: Subparsers) -> None:
     )
     bench.add_argument("--messages", type=int, default=300)
     bench.add_argument("--rounds", type=int, default=3)
-    bench.add_argument("--alerts", type=int, default=500)
+    bench.add_argument(
+        "--alerts",
+        type=_sizes,
+        default=(500, 5000),
+        help="alert storm sizes, comma-separated (default 500,5000)",
+    )
     bench.add_argument("--runs", type=int, default=5, help="incidents per fault kind (MTTR)")
     bench.add_argument("--targets", type=int, default=10, help="workload copies broken at once")
     bench.add_argument(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.aws_requests import REQUESTS
 from core.settings import Settings
 from queues.consumer import FAILURE_ATTRIBUTES, Consumer
 from queues.delivery import Delivery
@@ -245,8 +246,31 @@ def test_metrics_count_a_batch_as_received_then_by_how_each_message_ended() -> N
         d.outcome = outcome
     mw.after_batch(batch)
     counts, durations = mw.counters.drain()
-    assert counts == {"Received": 4, "Succeeded": 1, "Retried": 1, "DeadLettered": 2}
+    assert counts == {
+        "Received": 4,
+        "Succeeded": 1,
+        "Retried": 1,
+        "DeadLettered": 2,
+        "AwsRequests": 0,  # counted at each flush
+    }
     assert len(durations) == 4
+
+
+def test_a_flush_reports_the_aws_requests_sent_since_the_last_one() -> None:
+    sent: list[dict[str, Any]] = []
+
+    class Cloudwatch:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            sent.append(kwargs)
+
+    mw = RuntimeMetrics("supervisor", cloudwatch=Cloudwatch(), flush_s=60)
+    for _ in range(3):
+        REQUESTS.on_request_created("request-created.sqs.ReceiveMessage")
+    REQUESTS.on_request_created("request-created.cloudwatch.PutMetricData")  # its own report
+    mw.flush()
+    mw.flush()  # nothing sent since the first: nothing to report
+    (report,) = sent
+    assert {m["MetricName"]: m["Value"] for m in report["MetricData"]} == {"AwsRequests": 3}
 
 
 # ---------------------------------------------------------------- the loop
