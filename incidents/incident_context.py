@@ -32,10 +32,17 @@ def context_data(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class IncidentContext:
-    def __init__(self, dynamodb: Any, on_touch: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        dynamodb: Any,
+        on_touch: Callable[[str], None] | None = None,
+        on_announce: Callable[[str], None] | None = None,
+    ):
         self.ddb = dynamodb
-        # Told of every incident this store changes, so the runtime flushes its outbox.
+        # Told of every incident this store changes, and of every one whose outbox it puts
+        # events in, so the runtime records the first and publishes the second.
         self.on_touch = on_touch or (lambda _incident_id: None)
+        self.on_announce = on_announce or (lambda _incident_id: None)
 
     def context(self, incident_id: str, prefix: str = "") -> list[dict[str, Any]]:
         """The incident's context items (those whose name starts with `prefix`, if given:
@@ -212,6 +219,8 @@ class IncidentContext:
         )
 
     def _outbox_puts(self, incident_id: str, events: list[EventEnvelope]) -> list[dict[str, Any]]:
+        if events:
+            self.on_announce(incident_id)
         return [
             {
                 "Put": {

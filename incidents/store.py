@@ -67,6 +67,20 @@ class StoreContention(Exception):
     """Too many concurrent writers on one incident: retryable (the message comes back)."""
 
 
+# A transaction holds at most 100 items: an alert's marker each, and the count.
+MAX_ALERTS_PER_WRITE = 99
+
+
+@dataclass(frozen=True)
+class AlertMark:
+    """One alert to count: its id (a marker, so it counts once), its symptom, and what the
+    audit records of it if it opens the incident or brings a new symptom."""
+
+    alert_id: str
+    signature: str
+    detail: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Opened:
     incident_id: str
@@ -75,8 +89,10 @@ class Opened:
 
 
 class IncidentStore(IncidentContext):
-    def bound(self, on_touch: Callable[[str], None]) -> IncidentStore:
-        return IncidentStore(self.ddb, on_touch)
+    def bound(
+        self, on_touch: Callable[[str], None], on_announce: Callable[[str], None]
+    ) -> IncidentStore:
+        return IncidentStore(self.ddb, on_touch, on_announce)
 
     # ------------------------------------------------------------------ reads
 
@@ -166,18 +182,57 @@ class IncidentStore(IncidentContext):
         announce: Callable[[str], list[EventEnvelope]],
         alert_id: str,
     ) -> Opened:
-        """Open the resource's incident, or count one more alert on the one open.
+        """Open the resource's incident, or count one more alert on the one open (one alert
+        of `take_alerts`)."""
+        return self.take_alerts(
+            resource, at, window_s, actor, [AlertMark(alert_id, signature, detail)], announce
+        )
 
-        `signature` is the alert's symptom (errors, throttles...): every symptom of the
+    def take_alerts(
+        self,
+        resource: str,
+        at: datetime,
+        window_s: int,
+        actor: str,
+        alerts: list[AlertMark],
+        announce: Callable[[str], list[EventEnvelope]],
+    ) -> Opened:
+        """Open the resource's incident with the first of `alerts` and count the rest on it,
+        or count them all on the one open: in one write however many they are (up to
+        MAX_ALERTS_PER_WRITE).
+
+        Each alert's `signature` is its symptom (errors, throttles...): every symptom of the
         resource joins its open incident, which records each symptom it has seen.
         `announce(incident_id)` gives the events that announce a newly opened incident.
         Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
-        a marker in the incident's context is written in the same transaction as the count.
+        a marker per alert in the incident's context is written in the same transaction as
+        the count.
         """
-        fp, incident_id = self._incident_for(resource, at, window_s)
+        if not 0 < len(alerts) <= MAX_ALERTS_PER_WRITE:
+            raise ValueError(f"{len(alerts)} alerts in one write (1 to {MAX_ALERTS_PER_WRITE})")
+        fp, incident_id, known = self._incident_for(resource, at, window_s)
         self.on_touch(incident_id)
+        rest, seen = alerts, set(known.symptoms or [known.signature]) if known else set()
+        if known is None:
+            first = alerts[0]
+            item = self._new_incident(incident_id, fp, resource, first.signature)
+            if self._open(incident_id, item, first.alert_id, actor, first.detail, announce):
+                log.info("incident opened", incident_id=incident_id, fingerprint=fp)
+                if len(alerts) == 1:
+                    return Opened(incident_id, True, 1)
+                rest, seen = alerts[1:], {first.signature}
+            # else a concurrent alert opened it first: count them all on it
+        self._count(incident_id, rest, seen, actor)
+        current = self.get(incident_id)
+        count = current.alert_count if current else 0
+        log.info("alerts counted", incident_id=incident_id, alerts=len(rest), alert_count=count)
+        return Opened(incident_id, rest is not alerts, count)
+
+    def _new_incident(
+        self, incident_id: str, fp: str, resource: str, signature: str
+    ) -> dict[str, Any]:
         now = now_iso()
-        item = {
+        return {
             "incident_id": incident_id,
             "fingerprint": fp,
             "resource": resource,
@@ -192,49 +247,65 @@ class IncidentStore(IncidentContext):
             "audit_seq": 1,
             "round": 1,
         }
-        # Usually the incident is open already (the rest of a storm): then only count.
-        known = self.get(incident_id)
-        if known is None and self._open(incident_id, item, alert_id, actor, detail, announce):
-            log.info("incident opened", incident_id=incident_id, fingerprint=fp)
-            return Opened(incident_id, True, 1)
-        try:
-            self.ddb.transact_write_items(
-                TransactItems=[
-                    self._alert_marker(incident_id, alert_id),
-                    {
-                        "Update": {
-                            "TableName": INCIDENT_STATE.name,
-                            "Key": to_item({"incident_id": incident_id}),
-                            "UpdateExpression": (
-                                "ADD alert_count :one, symptoms :symptom SET last_alert_at = :now"
-                            ),
-                            "ConditionExpression": "attribute_exists(incident_id)",
-                            "ExpressionAttributeValues": to_item(
-                                {":one": 1, ":now": now, ":symptom": {signature}}
-                            ),
-                        }
-                    },
-                ]
-            )
-        except self.ddb.exceptions.TransactionCanceledException:
-            if not self.context(incident_id, ALERT_PREFIX + alert_id):
-                raise StoreContention(f"{incident_id}: could not count alert {alert_id}") from None
-            log.info("alert already counted", incident_id=incident_id, alert_id=alert_id)
-        else:
-            if known is not None and signature not in (known.symptoms or [known.signature]):
-                self.append_audit(incident_id, actor, f"symptom joined: {signature}", detail)
-        current = self.get(incident_id)
-        count = current.alert_count if current else 0
-        log.info("alert deduplicated", incident_id=incident_id, alert_count=count)
-        return Opened(incident_id, False, count)
 
-    def _incident_for(self, resource: str, at: datetime, window_s: int) -> tuple[str, str]:
-        """The fingerprint and id an alert on `resource` at `at` belongs to: the incident
-        still open from the window before (a fault outlasts a window boundary), else the
-        window's own."""
+    def _count(self, incident_id: str, alerts: list[AlertMark], seen: set[str], actor: str) -> None:
+        """Count alerts on an open incident: their markers and the count in one transaction.
+        Markers already there (alerts handled before a crash) leave the transaction
+        cancelled with their reasons; it is written again without them."""
+        pending = list(alerts)
+        for _ in range(TRANSITION_ATTEMPTS):
+            if not pending:
+                return
+            symptoms = {a.signature for a in pending}
+            try:
+                self.ddb.transact_write_items(
+                    TransactItems=[
+                        *(self._alert_marker(incident_id, a.alert_id) for a in pending),
+                        {
+                            "Update": {
+                                "TableName": INCIDENT_STATE.name,
+                                "Key": to_item({"incident_id": incident_id}),
+                                "UpdateExpression": (
+                                    "ADD alert_count :n, symptoms :symptoms "
+                                    "SET last_alert_at = :now"
+                                ),
+                                "ConditionExpression": "attribute_exists(incident_id)",
+                                "ExpressionAttributeValues": to_item(
+                                    {":n": len(pending), ":now": now_iso(), ":symptoms": symptoms}
+                                ),
+                            }
+                        },
+                    ]
+                )
+            except self.ddb.exceptions.TransactionCanceledException as exc:
+                reasons = exc.response.get("CancellationReasons", [])
+                counted = {
+                    a.alert_id
+                    for a, reason in zip(pending, reasons, strict=False)
+                    if reason.get("Code") == "ConditionalCheckFailed"
+                }
+                if not counted:  # a conflict, or the incident is gone: the message comes back
+                    raise StoreContention(
+                        f"{incident_id}: could not count {len(pending)} alert(s)"
+                    ) from None
+                log.info("alerts already counted", incident_id=incident_id, alerts=len(counted))
+                pending = [a for a in pending if a.alert_id not in counted]
+                continue
+            for signature in sorted(symptoms - seen):
+                detail = next(a.detail for a in pending if a.signature == signature)
+                self.append_audit(incident_id, actor, f"symptom joined: {signature}", detail)
+            return
+        raise StoreContention(f"{incident_id}: could not count {len(pending)} alert(s)")
+
+    def _incident_for(
+        self, resource: str, at: datetime, window_s: int
+    ) -> tuple[str, str, Incident | None]:
+        """The fingerprint and id an alert on `resource` at `at` belongs to, and the incident
+        if it exists: the one still open from the window before (a fault outlasts a window
+        boundary), else the window's own."""
         before = self._newest(fingerprint(resource, at - timedelta(seconds=window_s), window_s))
         if before is not None and before.status not in TERMINAL:
-            return before.fingerprint, before.incident_id
+            return before.fingerprint, before.incident_id, before
         return self._generation_for(fingerprint(resource, at, window_s), at)
 
     def _newest(self, fp: str) -> Incident | None:
@@ -247,9 +318,10 @@ class IncidentStore(IncidentContext):
             latest = found
         return latest
 
-    def _generation_for(self, fp: str, at: datetime) -> tuple[str, str]:
-        """The fingerprint and id an alert at `at` belongs to: the window's incident, or a
-        new one if that was resolved before the alert (the fault came back)."""
+    def _generation_for(self, fp: str, at: datetime) -> tuple[str, str, Incident | None]:
+        """The fingerprint, id and incident (None: not opened yet) an alert at `at` belongs
+        to: the window's incident, or a new one if that was resolved before the alert (the
+        fault came back)."""
         n = 1
         while True:
             gfp = generation(fp, n)
@@ -260,7 +332,7 @@ class IncidentStore(IncidentContext):
                 or current.status != IncidentStatus.RESOLVED
                 or datetime.fromisoformat(current.closed_at or current.updated_at) > at
             ):
-                return gfp, incident_id
+                return gfp, incident_id, current
             n += 1
 
     def current_incident(self, resource: str, at: datetime, window_s: int) -> str | None:

@@ -24,9 +24,13 @@ class Delivery:
     event: EventEnvelope | None = None
     # Why the body is not an event we take (bad input: dead-lettered without a handler).
     unreadable: str | None = None
-    # Incidents whose outbox this message's work may have filled: its own, and any the
-    # handler's store changed. Their events are published before the message is deleted.
+    # Incidents this message's work concerns: its own, and any the handler's store changed
+    # (their ids go into its idempotency record).
     touched: set[str] = field(default_factory=set)
+    # Incidents whose outbox holds events this delivery must publish before the message is
+    # deleted: those its handler announced, and those an earlier delivery of its event may
+    # have left (a duplicate). A redelivered message publishes every touched one.
+    announced: set[str] = field(default_factory=set)
     outcome: Outcome | None = None
     # The id of the copy sent to the DLQ, when the runtime dead-lettered it itself.
     dlq_message_id: str | None = None

@@ -184,7 +184,9 @@ class Idempotency(Middleware):
         if claim == Claim.COMPLETED:
             # Handled before: whatever announcing was left is finished (the outbox middleware
             # publishes what these incidents still hold), then acknowledged.
-            delivery.touched.update(record.get("incident_ids", []) if record else [])
+            touched = record.get("incident_ids", []) if record else []
+            delivery.touched.update(touched)
+            delivery.announced.update(touched)
             return Ack("duplicate delivery acknowledged")
         if record and record.get("message_id") == delivery.message_id:
             # This very message, back while its claim lives (a late heartbeat): let the

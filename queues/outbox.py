@@ -60,8 +60,12 @@ class Outbox(Middleware):
     def after_process(self, delivery: Delivery, outcome: Outcome) -> Outcome:
         if not isinstance(outcome, Ack):
             return outcome
+        # A first delivery publishes what it announced (an alert counted on an open
+        # incident announces nothing: no read of its outbox); a redelivery everything it
+        # touched, in case the delivery before it died between a change and its publishing.
+        outboxes = delivery.touched if delivery.receive_count > 1 else delivery.announced
         try:
-            for incident_id in sorted(delivery.touched):
+            for incident_id in sorted(outboxes):
                 flush_outbox(self.store, self.publisher, incident_id)
         except Exception as exc:
             log.warning("could not publish the outbox", error=str(exc)[:300])

@@ -4,13 +4,18 @@
 incident window are one incident, whatever their symptom: an alarm storm opens one and
 counts the rest, and a Throttles alarm joins the incident its Errors alarm opened (one
 incident per function, so one resolver acts on it). An OK notification is recorded on the
-open incident; it opens nothing.
+open incident; it opens nothing. Alerts of one function at one moment handled together are
+counted in one write (`INTAKE`, a group commit), each still exactly once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
+from core.group_commit import GroupCommit
+from incidents.store import MAX_ALERTS_PER_WRITE, AlertMark, IncidentStore, Opened
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError
 from queues.topology import EventType
@@ -34,6 +39,29 @@ def symptom(event: EventEnvelope) -> tuple[str, str, datetime, str]:
     raise NonRetryableError(f"the supervisor takes alerts, not {event.event_type.value}")
 
 
+@dataclass(frozen=True)
+class _Alert:
+    store: IncidentStore  # the store bound to this alert's own message
+    mark: AlertMark
+    announce: Callable[[str], list[EventEnvelope]]
+
+
+def _take(key: tuple[str, datetime, int], alerts: list[_Alert]) -> list[Opened]:
+    resource, when, window_s = key
+    first = alerts[0]
+    opened = first.store.take_alerts(
+        resource, when, window_s, PRODUCER, [a.mark for a in alerts], first.announce
+    )
+    return [opened] * len(alerts)
+
+
+# Alerts of one function at one moment (a storm of one alarm's notifications) that this
+# process handles at the same time are counted in one write: a marker each, one count.
+INTAKE: GroupCommit[tuple[str, datetime, int], _Alert, Opened] = GroupCommit(
+    _take, MAX_ALERTS_PER_WRITE
+)
+
+
 def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
     resource, signature, when, state = symptom(event)
     detail = {
@@ -41,19 +69,15 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
         "alert_type": event.event_type.value,
         "payload": event.payload,
     }
+    window_s = ctx.settings.incident_window_s
     if state != "ALARM":
-        incident_id = ctx.store.current_incident(resource, when, ctx.settings.incident_window_s)
+        incident_id = ctx.store.current_incident(resource, when, window_s)
         if incident_id is not None:
             ctx.store.append_audit(incident_id, PRODUCER, f"alarm {state}", detail)
         return
-    ctx.store.open_or_dedupe(
-        resource,
-        signature,
-        when,
-        ctx.settings.incident_window_s,
-        PRODUCER,
-        detail,
-        announce=lambda incident_id: [
+
+    def announce(incident_id: str) -> list[EventEnvelope]:
+        return [
             incident_event(
                 EventType.OPENED,
                 PRODUCER,
@@ -61,6 +85,9 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
                 {"resource": resource, "signature": signature, "first_alert": event.event_id},
                 event.correlation_id,
             )
-        ],
-        alert_id=event.event_id,
-    )
+        ]
+
+    alert = _Alert(ctx.store, AlertMark(event.event_id, signature, detail), announce)
+    opened = INTAKE.submit((resource, when, window_s), alert)
+    # Counted, perhaps by another alert's thread: this message concerns that incident too.
+    ctx.store.on_touch(opened.incident_id)

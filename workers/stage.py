@@ -65,7 +65,7 @@ def build_consumer(
     publisher = Publisher.for_principal(clients, settings)
 
     def run(event: EventEnvelope, delivery: Delivery) -> None:
-        bound = store.bound(delivery.touched.add)
+        bound = store.bound(delivery.touched.add, delivery.announced.add)
         handler(event, StageContext(delivery, bound, settings, clients, publisher))
 
     middleware = [

@@ -10,8 +10,8 @@ import pytest
 
 from core.principals import Principal
 from incidents.lifecycle import IncidentStatus as S
-from incidents.store import IncidentStore, Opened
-from queues.events import new_event
+from incidents.store import AlertMark, IncidentStore, Opened
+from queues.events import EventEnvelope, new_event
 from queues.topology import EventType
 from tests.integration.conftest import RunningWorld
 
@@ -62,6 +62,34 @@ def test_open_then_dedupe_counts_alerts_and_queues_one_announcement(
     assert alert("alert-1").alert_count == 2
     assert alert("alert-3").alert_count == 3
     assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
+
+
+def test_alerts_taken_together_open_once_and_count_each_once(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    resource, now = f"fn-{uuid.uuid4().hex[:6]}", datetime.now(UTC)
+    window = world.settings.incident_window_s
+
+    def announce(incident_id: str) -> list[EventEnvelope]:
+        return [new_event(EventType.OPENED, "test", {}, incident_id=incident_id)]
+
+    def take(*ids: str, signature: str = "errors") -> Opened:
+        marks = [AlertMark(i, signature, {"alert": i}) for i in ids]
+        return store.take_alerts(resource, now, window, "test", marks, announce)
+
+    first = take("a1", "a2", "a3")
+    assert first.opened and first.alert_count == 3
+    # A batch with alerts counted before (their worker died after the write): only the
+    # new ones count, and a new symptom among them joins.
+    again = take("a2", "a4", "a3", "a5", signature="throttles")
+    assert not again.opened and again.incident_id == first.incident_id
+    assert again.alert_count == 5
+    incident = store.get(first.incident_id)
+    assert incident is not None and incident.symptoms == ["errors", "throttles"]
+    assert take("a1", "a5").alert_count == 5
+    assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
+    actions = [a["action"] for a in store.audit(first.incident_id)]
+    assert actions == ["incident.opened", "symptom joined: throttles"]
 
 
 def test_every_symptom_of_a_function_joins_its_open_incident(

@@ -159,7 +159,7 @@ class FakePublisher:
         return "id"
 
 
-def test_the_outbox_of_every_touched_incident_is_published_paged_events_twice() -> None:
+def test_the_outbox_of_every_announcing_incident_is_published_paged_events_twice() -> None:
     store = FakeOutboxStore(
         {
             "inc-1": [_event("inc-1", EventType.DIAGNOSED)],
@@ -169,7 +169,7 @@ def test_the_outbox_of_every_touched_incident_is_published_paged_events_twice() 
     publisher = FakePublisher()
     mw = Outbox(store, publisher)  # type: ignore[arg-type]
     d = _delivery(_event("inc-1"))
-    d.touched.add("inc-2")
+    d.announced.update({"inc-1", "inc-2"})
     assert mw.after_process(d, Ack()) == Ack()
     assert publisher.sent == [
         ("incident.diagnosed", Topic.EVENTS),
@@ -182,10 +182,24 @@ def test_the_outbox_of_every_touched_incident_is_published_paged_events_twice() 
     assert len(publisher.sent) == 3
 
 
+def test_a_first_delivery_that_announced_nothing_reads_no_outbox_a_redelivery_reads_all() -> None:
+    left = {"inc-1": [_event("inc-1", EventType.DIAGNOSED)]}  # left by a delivery that died
+    publisher = FakePublisher()
+    mw = Outbox(FakeOutboxStore(left), publisher)  # type: ignore[arg-type]
+    first = _delivery(_event("inc-1"))  # touched (its own incident), announced nothing
+    assert mw.after_process(first, Ack()) == Ack()
+    assert publisher.sent == []
+    again = _delivery(_event("inc-1"), receives=2)
+    assert mw.after_process(again, Ack()) == Ack()
+    assert publisher.sent == [("incident.diagnosed", Topic.EVENTS)]
+
+
 def test_an_outbox_that_cannot_be_published_turns_success_into_a_retry() -> None:
     store = FakeOutboxStore({"inc-1": [_event("inc-1", EventType.DIAGNOSED)]})
     mw = Outbox(store, FakePublisher(fail=True))  # type: ignore[arg-type]
-    outcome = mw.after_process(_delivery(_event("inc-1")), Ack())
+    d = _delivery(_event("inc-1"))
+    d.announced.add("inc-1")
+    outcome = mw.after_process(d, Ack())
     assert isinstance(outcome, Retry) and outcome.failed and "SNS away" in outcome.reason
     assert store.cleared == []  # still there for the retry
 

@@ -1,0 +1,77 @@
+"""Group commit: callers of one key that arrive while a write is under way share the next."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from core.group_commit import GroupCommit
+
+
+class Writes:
+    """Records each write; the first one waits until the test lets it go, so the callers
+    that arrive meanwhile pile up behind it."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release_first = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, key: str, items: list[str]) -> list[str]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.first_started.set()
+            assert self.release_first.wait(10)
+        if self.fail_on in items:
+            raise RuntimeError(f"write of {items} failed")
+        return [f"{key}:{item}" for item in items]
+
+
+def _pile_up(writes: Writes, group: GroupCommit[str, str, str], items: list[str]) -> list[object]:
+    """The first item starts a write; the others arrive while it runs; then it finishes."""
+    with ThreadPoolExecutor(len(items)) as pool:
+        first = pool.submit(group.submit, "k", items[0])
+        assert writes.first_started.wait(10)
+        rest = [pool.submit(group.submit, "k", item) for item in items[1:]]
+        while sum(len(b.items) for b in group.pending.get("k", [])) < len(items) - 1:
+            threading.Event().wait(0.001)  # until every caller is queued (no fixed sleep)
+        writes.release_first.set()
+        outcomes: list[object] = []
+        for future in [first, *rest]:
+            try:
+                outcomes.append(future.result(10))
+            except RuntimeError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+def test_callers_that_arrive_during_a_write_share_the_next_and_get_their_own_results() -> None:
+    writes = Writes()
+    group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=3)
+    outcomes = _pile_up(writes, group, ["a", "b", "c", "d", "e", "f"])
+    assert outcomes == [f"k:{x}" for x in "abcdef"]
+    # The first alone, then the five that waited: three and two (at most three a write).
+    assert writes.batches == [["a"], ["b", "c", "d"], ["e", "f"]]
+    assert group.pending == {} and group.writing == set()
+
+
+def test_a_failed_write_fails_its_own_callers_only() -> None:
+    writes = Writes(fail_on="c")
+    group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=2)
+    outcomes = _pile_up(writes, group, ["a", "b", "c", "d", "e"])
+    assert outcomes[:1] == ["k:a"] and outcomes[3:] == ["k:d", "k:e"]
+    assert all(isinstance(o, RuntimeError) for o in outcomes[1:3])  # b and c wrote together
+
+
+def test_a_lone_caller_writes_at_once() -> None:
+    group: GroupCommit[str, str, int] = GroupCommit(lambda _k, items: [len(items)], max_batch=10)
+    assert group.submit("k", "x") == 1
+
+
+def test_a_write_that_answers_for_the_wrong_number_of_items_is_an_error() -> None:
+    group: GroupCommit[str, str, int] = GroupCommit(lambda _k, _items: [], max_batch=10)
+    with pytest.raises(RuntimeError, match="0 results for 1 items"):
+        group.submit("k", "x")
