@@ -58,9 +58,16 @@ class FakeRecords:
         self.extended: list[str] = []
         self.completed: list[tuple[str, list[str]]] = []
         self.fail_completion = False
+        self.claims: list[str] = []  # each claim written, batch or single
+        self.taken_by_others: set[str] = set()  # event ids a batch claim cannot take
 
     def claim(self, event_id: str, message_id: str) -> tuple[Claim, dict[str, Any] | None]:
+        self.claims.append(event_id)
         return self.answer
+
+    def claim_many(self, claims: dict[str, str]) -> set[str]:
+        self.claims.extend(claims)
+        return set(claims) - self.taken_by_others
 
     def extend(self, event_id: str) -> None:
         self.extended.append(event_id)
@@ -91,6 +98,24 @@ def test_a_claimed_event_runs_and_its_claim_completes_with_the_incidents_it_touc
     assert mw.after_process(d, Ack()) == Ack()
     assert mw.before_delete([d]) == [d]
     assert records.completed == [(d.event.event_id, ["inc-1", "inc-2"])]  # type: ignore[union-attr]
+
+
+def test_a_batch_is_claimed_in_one_write_and_a_claim_it_could_not_take_is_tried_alone() -> None:
+    records = FakeRecords(Claim.COMPLETED, {"incident_ids": []})
+    mw = _idempotency(records)
+    batch = [_delivery(_event(f"inc-{i}"), message_id=f"m{i}") for i in range(3)]
+    records.taken_by_others = {batch[2].event.event_id}  # type: ignore[union-attr]
+    mw.before_batch(batch)
+    assert len(records.claims) == 3  # one claim_many of three
+    assert mw.before_process(batch[0]) is None and mw.before_process(batch[1]) is None
+    # The third was handled before: its own claim finds that out, and it is acknowledged.
+    outcome = mw.before_process(batch[2])
+    assert isinstance(outcome, Ack) and "duplicate" in outcome.note
+    assert records.claims[3:] == [batch[2].event.event_id]  # type: ignore[union-attr]
+    mw.on_heartbeat(batch)  # the early claims are kept alive like any other
+    assert records.extended == [d.event.event_id for d in batch[:2]]  # type: ignore[union-attr]
+    assert mw.before_delete(batch[:2]) == batch[:2]
+    assert [c[0] for c in records.completed] == [d.event.event_id for d in batch[:2]]  # type: ignore[union-attr]
 
 
 def test_a_completed_event_is_acknowledged_and_its_incidents_left_for_the_outbox() -> None:
