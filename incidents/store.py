@@ -58,9 +58,10 @@ def in_round(event: EventEnvelope, round_number: int) -> EventEnvelope:
     """An incident's step announced in a later round gets an id of its own: its ids name
     the incident and the step (so a step announced twice dedupes), and round 2's diagnosis
     must not pass for round 1's."""
-    if round_number <= 1 or event.incident_id is None:
+    suffix = f"@round{round_number}"
+    if round_number <= 1 or event.incident_id is None or event.event_id.endswith(suffix):
         return event
-    return event.model_copy(update={"event_id": f"{event.event_id}@round{round_number}"})
+    return event.model_copy(update={"event_id": f"{event.event_id}{suffix}"})
 
 
 class StoreContention(Exception):

@@ -34,6 +34,7 @@ from incidents.leases import HeldLease, LeaseLost, ResourceBusy, ResourceLeases,
 from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
+from incidents.store import in_round
 from incidents.verification import Verification, made_worse, next_look_s, verify, watch_look
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError, RetryLater
@@ -47,8 +48,9 @@ from workers.stage import StageContext
 log = structlog.get_logger()
 PRODUCER = "resolver"
 ALL_CONCERNS: list[Concern] = list(CONCERNS)
-# Where a fix is under way: from its approval to the end of its watch.
-WORKING_ON_A_FIX = (S.APPROVED, S.EXECUTING, S.VERIFYING, S.RECOVERED)
+# Where an approval still has work to do: from the approval to recovery (the watch after it
+# is the `incident.watch` chain's).
+WORKING_ON_A_FIX = (S.APPROVED, S.EXECUTING, S.VERIFYING)
 
 
 def handle(event: EventEnvelope, ctx: StageContext) -> None:
@@ -393,14 +395,15 @@ def _look(
     """The watch's `look`th look at the incident, due when `next_look_s` says. Its id names
     the round and the look, so a look announced twice is handled once."""
     due = next_look_s(recovered_at, ctx.settings.watch_window_s, ctx.settings.watch_every_s, now)
-    return _event(
+    event = _event(
         EventType.WATCH, incident_id, {"round": round_number, "look": look}, correlation_id
     ).model_copy(
         update={
-            "event_id": f"{incident_id}:watch:{look}@round{round_number}",
+            "event_id": f"{incident_id}:watch:{look}",
             "not_before": now + timedelta(seconds=due),
         }
     )
+    return in_round(event, round_number)
 
 
 def on_watch(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
@@ -412,7 +415,10 @@ def on_watch(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     if incident is None or incident.status != S.RECOVERED or incident.round != round_number:
         log.info("no watch due", status=incident and incident.status.value, round=round_number)
         return
-    proposal = Proposal.model_validate(ctx.store.get_context(incident_id, ContextItem.PROPOSAL))
+    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
+    if raw is None:
+        raise NonRetryableError(f"{incident_id}: recovered, but no proposal is recorded")
+    proposal = Proposal.model_validate(raw)
     leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
     lease = leases.resume(proposal.function_name, incident_id)
     if lease is None:

@@ -115,3 +115,5 @@ def test_a_step_announced_in_a_later_round_is_not_taken_for_the_first_rounds() -
     second, third = in_round(diagnosed, 2).event_id, in_round(diagnosed, 3).event_id
     assert len({diagnosed.event_id, second, third}) == 3
     assert in_round(diagnosed, 2).event_id == second  # the same step twice: the same id
+    # An id already named for its round (a watch look) is not named again by the store.
+    assert in_round(in_round(diagnosed, 2), 2).event_id == second
