@@ -101,14 +101,14 @@ def serve(
         ec2_rule_descriptions,
         lambda_packages,
         moto_patches,
-        sqs_receipts,
+        sqs_costs,
     )
 
     moto_patches.apply()
     lambda_packages.apply()
     cloudwatch_dimensions.apply()
     ec2_rule_descriptions.apply()
-    sqs_receipts.apply()
+    sqs_costs.apply()
     try:
         server = make_server(
             host,

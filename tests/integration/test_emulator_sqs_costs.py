@@ -1,7 +1,6 @@
-"""DeleteMessage in the emulator, over HTTP: the message its handle names goes, and only it.
-
-The emulator finds the message by an index of receipt handles (emulation/sqs_receipts.py)
-instead of walking the queue; what a client sees must be what moto and AWS answer.
+"""SQS in the emulator, over HTTP, where emulation/sqs_costs.py made it cheaper: a delete
+takes the message its handle names and only it, a receive hands out what is visible, and
+the counts say what is visible, in flight and delayed, as moto and AWS answer.
 """
 
 from __future__ import annotations
@@ -54,8 +53,14 @@ def test_a_delete_takes_the_message_its_handle_names_and_only_that_one(
         )
     again = _receive_all(sqs, url, len(kept))
     assert sorted(m["Body"] for m in again) == sorted(m["Body"] for m in kept)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    sqs.send_message(QueueUrl=url, MessageBody="now")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert int(attributes["ApproximateNumberOfMessagesNotVisible"]) == len(kept)
+    counts = {
+        name: int(attributes[f"ApproximateNumberOfMessages{name}"])
+        for name in ("", "NotVisible", "Delayed")
+    }
+    assert counts == {"": 1, "NotVisible": len(kept), "Delayed": 1}
 
 
 def test_a_handle_the_queue_never_issued_is_refused(queue: tuple[Any, str]) -> None:
