@@ -262,20 +262,7 @@ class IncidentStore(IncidentContext):
                 self.ddb.transact_write_items(
                     TransactItems=[
                         *(self._alert_marker(incident_id, a.alert_id) for a in pending),
-                        {
-                            "Update": {
-                                "TableName": INCIDENT_STATE.name,
-                                "Key": to_item({"incident_id": incident_id}),
-                                "UpdateExpression": (
-                                    "ADD alert_count :n, symptoms :symptoms "
-                                    "SET last_alert_at = :now"
-                                ),
-                                "ConditionExpression": "attribute_exists(incident_id)",
-                                "ExpressionAttributeValues": to_item(
-                                    {":n": len(pending), ":now": now_iso(), ":symptoms": symptoms}
-                                ),
-                            }
-                        },
+                        self._count_update(incident_id, len(pending), symptoms),
                     ]
                 )
             except self.ddb.exceptions.TransactionCanceledException as exc:
@@ -297,6 +284,22 @@ class IncidentStore(IncidentContext):
                 self.append_audit(incident_id, actor, f"symptom joined: {signature}", detail)
             return
         raise StoreContention(f"{incident_id}: could not count {len(pending)} alert(s)")
+
+    @staticmethod
+    def _count_update(incident_id: str, alerts: int, symptoms: set[str]) -> dict[str, Any]:
+        """`alerts` more on the incident's count, its symptoms joined, if it exists."""
+        values = {":n": alerts, ":now": now_iso(), ":symptoms": symptoms}
+        return {
+            "Update": {
+                "TableName": INCIDENT_STATE.name,
+                "Key": to_item({"incident_id": incident_id}),
+                "UpdateExpression": (
+                    "ADD alert_count :n, symptoms :symptoms SET last_alert_at = :now"
+                ),
+                "ConditionExpression": "attribute_exists(incident_id)",
+                "ExpressionAttributeValues": to_item(values),
+            }
+        }
 
     def _incident_for(
         self, resource: str, at: datetime, window_s: int

@@ -98,6 +98,13 @@ def _resolve(
     )
 
 
+def _recorded_proposal(ctx: StageContext, incident_id: str, status: str) -> Proposal:
+    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
+    if raw is None:
+        raise NonRetryableError(f"{incident_id}: {status}, but no proposal is recorded")
+    return Proposal.model_validate(raw)
+
+
 def _baseline(ctx: StageContext, function: str, version: int | None) -> Baseline:
     store = BaselineStore(ctx.clients("dynamodb"))
     want = store.version(function, version) if version else store.latest(function)
@@ -197,10 +204,7 @@ def on_approval(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
     if status not in WORKING_ON_A_FIX:
         log.info("not awaiting execution", status=status and status.value)
         return
-    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
-    if raw is None:
-        raise NonRetryableError(f"{incident_id}: approved, but no proposal is recorded")
-    proposal = Proposal.model_validate(raw)
+    proposal = _recorded_proposal(ctx, incident_id, "approved")
     leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
     # Another incident's fix on this function runs to its end first (it may take the
     # whole verification); one waiting longer than that comes back later.
@@ -415,10 +419,7 @@ def on_watch(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     if incident is None or incident.status != S.RECOVERED or incident.round != round_number:
         log.info("no watch due", status=incident and incident.status.value, round=round_number)
         return
-    raw = ctx.store.get_context(incident_id, ContextItem.PROPOSAL)
-    if raw is None:
-        raise NonRetryableError(f"{incident_id}: recovered, but no proposal is recorded")
-    proposal = Proposal.model_validate(raw)
+    proposal = _recorded_proposal(ctx, incident_id, "recovered")
     leases = ResourceLeases(ctx.clients("dynamodb"), ctx.settings.remediation_lease_s)
     lease = leases.resume(proposal.function_name, incident_id)
     if lease is None:
