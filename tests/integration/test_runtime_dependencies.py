@@ -34,6 +34,7 @@ NEEDS_MOTO = {
     "emulation.lambda_packages",
     "emulation.cloudwatch_dimensions",
     "emulation.ec2_rule_descriptions",
+    "emulation.sqs_costs",
     "emulation.moto_version",
 }
 
