@@ -257,11 +257,6 @@ def _faults(log: Callable[[str], None]) -> dict[str, Any]:
     return out
 
 
-def _long(r: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    long = r.get("mttr_long_period") or {}
-    return long.get("alarm_period_s"), long.get("mttr", {})
-
-
 def _table(r: dict[str, Any]) -> Table:
     table = Table(title=f"make bench ({r['commit']}, {r['machine']['cpus']} cores)")
     table.add_column("measure")
@@ -292,14 +287,15 @@ def _table(r: dict[str, Any]) -> Table:
                 f"{b.get('requests_per_alert', '?')} ({b.get('bare_requests_per_alert', '?')})",
             )
             table.add_row(f"storm of {n}: dead-lettered", str(b["dead_lettered"]))
-    for label, period, by_kind in (
-        ("MTTR", r.get("alarm_period_s"), r.get("mttr", {})),
-        ("MTTR", *_long(r)),
+    long = r.get("mttr_long_period") or {}
+    for period, by_kind in (
+        (r.get("alarm_period_s"), r.get("mttr", {})),
+        (long.get("alarm_period_s"), long.get("mttr", {})),
     ):
         for kind, m in by_kind.items():
             phases = " · ".join(f"{k} {v:g}" for k, v in m["phases_p50_s"].items())
             table.add_row(
-                f"{label} {kind}, {period} s period (p50 / p95, {m['runs']} runs)",
+                f"MTTR {kind}, {period} s period (p50 / p95, {m['runs']} runs)",
                 f"{m['p50_s']} / {m['p95_s']} s = {m['p50_over_floor']} x floor {m['floor_s']} s",
             )
             table.add_row(f"  by phase (p50, s); {m.get('dominant_phase', '?')} dominates", phases)

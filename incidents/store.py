@@ -214,6 +214,7 @@ class IncidentStore(IncidentContext):
         fp, incident_id, known = self._incident_for(resource, at, window_s)
         self.on_touch(incident_id)
         rest, seen = alerts, set(known.symptoms or [known.signature]) if known else set()
+        opened = False
         if known is None:
             first = alerts[0]
             item = self._new_incident(incident_id, fp, resource, first.signature)
@@ -221,13 +222,13 @@ class IncidentStore(IncidentContext):
                 log.info("incident opened", incident_id=incident_id, fingerprint=fp)
                 if len(alerts) == 1:
                     return Opened(incident_id, True, 1)
-                rest, seen = alerts[1:], {first.signature}
+                opened, rest, seen = True, alerts[1:], {first.signature}
             # else a concurrent alert opened it first: count them all on it
         self._count(incident_id, rest, seen, actor)
         current = self.get(incident_id)
         count = current.alert_count if current else 0
         log.info("alerts counted", incident_id=incident_id, alerts=len(rest), alert_count=count)
-        return Opened(incident_id, rest is not alerts, count)
+        return Opened(incident_id, opened, count)
 
     def _new_incident(
         self, incident_id: str, fp: str, resource: str, signature: str
