@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # Where the workers reach the MCP servers; unset: http://{mcp_host}:{port}.
     mcp_supervisor_url: str | None = None
     mcp_resolver_url: str | None = None
+    # How long a tool call waits for its answer. A call sent after the server went away
+    # would otherwise wait for ever: the client fails only the calls pending at the loss.
+    mcp_call_timeout_s: float = Field(default=60.0, gt=0)
     # More Host values the MCP servers accept ("name:port"), beside their own address: the
     # names the workers reach them by on AWS (ECS Service Connect).
     # NoDecode: a malformed value is a validation error of this field (named, one line), not

@@ -95,6 +95,8 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
     import asyncio
 
     import httpx
+    from mcp.shared.exceptions import McpError
+    from mcp.types import CONNECTION_CLOSED, ErrorData
 
     from queues.delivery import Delivery
     from queues.outcomes import RetryLater
@@ -114,6 +116,13 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
     nested = ExceptionGroup("task group", [ValueError("x"), httpx.ConnectError("refused")])
     assert isinstance(_unreachable(nested), httpx.ConnectError)
     assert _unreachable(ExceptionGroup("g", [ValueError("not a transport")])) is None
+    # The session lost its server under a pending call, or a later call was never answered.
+    closed = McpError(ErrorData(code=CONNECTION_CLOSED, message="Connection closed"))
+    assert _unreachable(ExceptionGroup("task group", [closed])) is closed
+    unanswered = McpError(ErrorData(code=408, message="Timed out while waiting for response"))
+    assert _unreachable(unanswered) is unanswered
+    refused = McpError(ErrorData(code=-32602, message="Invalid params"))
+    assert _unreachable(ExceptionGroup("task group", [refused])) is None
 
     escalated: list[str] = []
     away = ToolsUnavailable("the supervisor MCP server is unreachable")

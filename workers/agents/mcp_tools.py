@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Literal
 
 import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp.shared.exceptions import McpError
+from mcp.types import CONNECTION_CLOSED
 
 from core.errors import FleetError
 from core.settings import Settings
@@ -22,13 +25,18 @@ class ToolsUnavailable(FleetError):
     """An MCP server could not be reached, or went away during the run."""
 
 
-# What a server that is down or restarting looks like from the client.
+# What a server that is down or restarting looks like from the client: the transport
+# fails, or the session says it lost its server (a call pending when the stream broke) or
+# never heard back (a call sent after it broke).
 UNREACHABLE = (httpx.TransportError, OSError)
+LOST_SERVER = frozenset({CONNECTION_CLOSED, int(httpx.codes.REQUEST_TIMEOUT)})
 
 
 def _unreachable(exc: BaseException) -> BaseException | None:
     """The transport failure inside `exc` (the MCP client nests them in task groups)."""
     if isinstance(exc, UNREACHABLE):
+        return exc
+    if isinstance(exc, McpError) and exc.error.code in LOST_SERVER:
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
@@ -63,6 +71,9 @@ async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[li
                 "headers": {"Authorization": f"Bearer {settings.resolved_mcp_api_key()}"},
                 "timeout": 10,
                 "sse_read_timeout": settings.agent_deadline_s + 30,
+                "session_kwargs": {
+                    "read_timeout_seconds": timedelta(seconds=settings.mcp_call_timeout_s)
+                },
             }
         }
     )
