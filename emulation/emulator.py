@@ -101,6 +101,7 @@ def serve(
         ec2_rule_descriptions,
         lambda_packages,
         moto_patches,
+        request_costs,
         sqs_costs,
     )
 
@@ -109,6 +110,7 @@ def serve(
     cloudwatch_dimensions.apply()
     ec2_rule_descriptions.apply()
     sqs_costs.apply()
+    request_costs.apply()
     try:
         server = make_server(
             host,

@@ -35,6 +35,7 @@ NEEDS_MOTO = {
     "emulation.cloudwatch_dimensions",
     "emulation.ec2_rule_descriptions",
     "emulation.sqs_costs",
+    "emulation.request_costs",
     "emulation.moto_version",
 }
 
