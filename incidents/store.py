@@ -86,7 +86,13 @@ class AlertMark:
 class Opened:
     incident_id: str
     opened: bool  # False: an alert for an incident already open (its count went up)
-    alert_count: int
+    # The incident's symptoms as the write left them: what a later write of the same
+    # symptoms may take for known (`take_alerts`' `known`).
+    symptoms: frozenset[str]
+
+
+class _IncidentClosed(Exception):
+    """The incident a count was meant for has ended since it was known."""
 
 
 class IncidentStore(IncidentContext):
@@ -197,6 +203,7 @@ class IncidentStore(IncidentContext):
         actor: str,
         alerts: list[AlertMark],
         announce: Callable[[str], list[EventEnvelope]],
+        known: Opened | None = None,
     ) -> Opened:
         """Open the resource's incident with the first of `alerts` and count the rest on it,
         or count them all on the one open: in one write however many they are (up to
@@ -208,27 +215,40 @@ class IncidentStore(IncidentContext):
         Each alert (by `alert_id`) counts once, even if its handler runs again after a crash:
         a marker per alert in the incident's context is written in the same transaction as
         the count.
+
+        `known` is what an earlier write for this resource and window answered. While that
+        incident is open it is the one these alerts belong to, so alerts with no new symptom
+        are counted on it without reading anything first: the count is written on condition
+        that the incident is still open, and if it has ended meanwhile, the incident is
+        looked up as if nothing were known.
         """
         if not 0 < len(alerts) <= MAX_ALERTS_PER_WRITE:
             raise ValueError(f"{len(alerts)} alerts in one write (1 to {MAX_ALERTS_PER_WRITE})")
-        fp, incident_id, known = self._incident_for(resource, at, window_s)
+        signatures = {a.signature for a in alerts}
+        if known is not None and signatures <= known.symptoms:
+            try:
+                self._count(known.incident_id, alerts, set(known.symptoms), actor, open_only=True)
+            except _IncidentClosed:
+                log.info("known incident has ended", incident_id=known.incident_id)
+            else:
+                self.on_touch(known.incident_id)
+                log.info("alerts counted", incident_id=known.incident_id, alerts=len(alerts))
+                return Opened(known.incident_id, False, known.symptoms)
+        fp, incident_id, current = self._incident_for(resource, at, window_s)
         self.on_touch(incident_id)
-        rest, seen = alerts, set(known.symptoms or [known.signature]) if known else set()
+        rest, seen = alerts, set(current.symptoms or [current.signature]) if current else set()
         opened = False
-        if known is None:
+        if current is None:
             first = alerts[0]
             item = self._new_incident(incident_id, fp, resource, first.signature)
             if self._open(incident_id, item, first.alert_id, actor, first.detail, announce):
                 log.info("incident opened", incident_id=incident_id, fingerprint=fp)
-                if len(alerts) == 1:
-                    return Opened(incident_id, True, 1)
                 opened, rest, seen = True, alerts[1:], {first.signature}
             # else a concurrent alert opened it first: count them all on it
-        self._count(incident_id, rest, seen, actor)
-        current = self.get(incident_id)
-        count = current.alert_count if current else 0
-        log.info("alerts counted", incident_id=incident_id, alerts=len(rest), alert_count=count)
-        return Opened(incident_id, opened, count)
+        if rest:
+            self._count(incident_id, rest, seen, actor)
+            log.info("alerts counted", incident_id=incident_id, alerts=len(rest))
+        return Opened(incident_id, opened, frozenset(seen | signatures))
 
     def _new_incident(
         self, incident_id: str, fp: str, resource: str, signature: str
@@ -250,10 +270,19 @@ class IncidentStore(IncidentContext):
             "round": 1,
         }
 
-    def _count(self, incident_id: str, alerts: list[AlertMark], seen: set[str], actor: str) -> None:
-        """Count alerts on an open incident: their markers and the count in one transaction.
+    def _count(
+        self,
+        incident_id: str,
+        alerts: list[AlertMark],
+        seen: set[str],
+        actor: str,
+        open_only: bool = False,
+    ) -> None:
+        """Count alerts on an incident: their markers and the count in one transaction.
         Markers already there (alerts handled before a crash) leave the transaction
-        cancelled with their reasons; it is written again without them."""
+        cancelled with their reasons; it is written again without them. `open_only`: the
+        count is written only while the incident is open (_IncidentClosed if it has ended).
+        """
         pending = list(alerts)
         for _ in range(TRANSITION_ATTEMPTS):
             if not pending:
@@ -263,11 +292,17 @@ class IncidentStore(IncidentContext):
                 self.ddb.transact_write_items(
                     TransactItems=[
                         *(self._alert_marker(incident_id, a.alert_id) for a in pending),
-                        self._count_update(incident_id, len(pending), symptoms),
+                        self._count_update(incident_id, len(pending), symptoms, open_only),
                     ]
                 )
             except self.ddb.exceptions.TransactionCanceledException as exc:
                 reasons = exc.response.get("CancellationReasons", [])
+                count_refused = (
+                    len(reasons) == len(pending) + 1
+                    and reasons[-1].get("Code") == "ConditionalCheckFailed"
+                )
+                if open_only and count_refused:
+                    raise _IncidentClosed(incident_id) from None
                 counted = {
                     a.alert_id
                     for a, reason in zip(pending, reasons, strict=False)
@@ -287,9 +322,19 @@ class IncidentStore(IncidentContext):
         raise StoreContention(f"{incident_id}: could not count {len(pending)} alert(s)")
 
     @staticmethod
-    def _count_update(incident_id: str, alerts: int, symptoms: set[str]) -> dict[str, Any]:
-        """`alerts` more on the incident's count, its symptoms joined, if it exists."""
-        values = {":n": alerts, ":now": now_iso(), ":symptoms": symptoms}
+    def _count_update(
+        incident_id: str, alerts: int, symptoms: set[str], open_only: bool = False
+    ) -> dict[str, Any]:
+        """`alerts` more on the incident's count, its symptoms joined, if it exists (and,
+        `open_only`, has not ended)."""
+        values: dict[str, Any] = {":n": alerts, ":now": now_iso(), ":symptoms": symptoms}
+        condition = "attribute_exists(incident_id)"
+        names = {}
+        if open_only:
+            ended = {f":ended{i}": s.value for i, s in enumerate(sorted(TERMINAL))}
+            values |= ended
+            names = {"#s": "status"}
+            condition += f" AND NOT #s IN ({', '.join(ended)})"
         return {
             "Update": {
                 "TableName": INCIDENT_STATE.name,
@@ -297,8 +342,9 @@ class IncidentStore(IncidentContext):
                 "UpdateExpression": (
                     "ADD alert_count :n, symptoms :symptoms SET last_alert_at = :now"
                 ),
-                "ConditionExpression": "attribute_exists(incident_id)",
+                "ConditionExpression": condition,
                 "ExpressionAttributeValues": to_item(values),
+                **({"ExpressionAttributeNames": names} if names else {}),
             }
         }
 

@@ -10,12 +10,14 @@ counted in one write (`INTAKE`, a group commit), each still exactly once.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.group_commit import GroupCommit
-from incidents.store import MAX_ALERTS_PER_WRITE, AlertMark, IncidentStore, Opened
+from incidents.store import MAX_ALERTS_PER_WRITE, AlertMark, IncidentStore, Opened, fingerprint
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError
 from queues.topology import EventType
@@ -46,12 +48,45 @@ class _Alert:
     announce: Callable[[str], list[EventEnvelope]]
 
 
+class KnownIncidents:
+    """The incident this process last counted alerts on, per function and window: a storm's
+    later alerts are counted on it without looking it up again (`take_alerts`' `known`;
+    the write itself checks that it is still open). The most recent `size` windows."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self.lock = threading.Lock()
+        self.by_window: OrderedDict[str, Opened] = OrderedDict()
+
+    def get(self, resource: str, when: datetime, window_s: int) -> Opened | None:
+        with self.lock:
+            return self.by_window.get(fingerprint(resource, when, window_s))
+
+    def put(self, resource: str, when: datetime, window_s: int, opened: Opened) -> None:
+        with self.lock:
+            window = fingerprint(resource, when, window_s)
+            self.by_window[window] = opened
+            self.by_window.move_to_end(window)
+            while len(self.by_window) > self.size:
+                self.by_window.popitem(last=False)
+
+
+KNOWN = KnownIncidents()
+
+
 def _take(key: tuple[str, datetime, int], alerts: list[_Alert]) -> list[Opened]:
     resource, when, window_s = key
     first = alerts[0]
     opened = first.store.take_alerts(
-        resource, when, window_s, PRODUCER, [a.mark for a in alerts], first.announce
+        resource,
+        when,
+        window_s,
+        PRODUCER,
+        [a.mark for a in alerts],
+        first.announce,
+        KNOWN.get(resource, when, window_s),
     )
+    KNOWN.put(resource, when, window_s, opened)
     return [opened] * len(alerts)
 
 
