@@ -3,9 +3,12 @@ next write, instead of each making its own.
 
 The first caller of a key becomes its writer: it writes what is pending (its own item at
 least), then whatever arrived meanwhile, until nothing is left, and hands each caller its
-own result. Nobody waits for a batch to fill: a lone caller writes at once, and under load
-the batches grow by themselves (a database's classic group commit). A write that raises
-raises in every caller whose item it held; each caller decides what that means for it.
+own result. Under load the batches grow by themselves (a database's classic group commit).
+The writer may linger before its first write while callers keep arriving (each within
+`linger_s` of the one before, as a producer's linger.ms): callers that start together,
+such as the handlers of one received batch, then share one write instead of the first
+writing alone. A write that raises raises in every
+caller whose item it held; each caller decides what that means for it.
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ class _Batch(Generic[T, R]):
 
 
 class GroupCommit(Generic[K, T, R]):
-    def __init__(self, write: Callable[[K, list[T]], list[R]], max_batch: int):
+    def __init__(
+        self, write: Callable[[K, list[T]], list[R]], max_batch: int, linger_s: float = 0.0
+    ):
         """`write(key, items)` writes items of one key together and returns one result per
-        item, in order; at most `max_batch` items at a time."""
+        item, in order; at most `max_batch` items at a time. Before its first write, a
+        writer waits for more callers while each comes within `linger_s` of the last, until
+        its batch is full."""
         self.write = write
         self.max_batch = max_batch
+        self.linger_s = linger_s
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
         self.pending: dict[K, list[_Batch[T, R]]] = {}
         self.writing: set[K] = set()
 
@@ -49,12 +58,26 @@ class GroupCommit(Generic[K, T, R]):
             leading = key not in self.writing
             if leading:
                 self.writing.add(key)
+                self._linger(batch)
+            else:
+                self.arrived.notify_all()
         if leading:
             self._write_all(key)
         batch.done.wait()
         if batch.error is not None:
             raise batch.error
         return batch.results[position]
+
+    def _linger(self, batch: _Batch[T, R]) -> None:
+        """Wait (the lock held, released while waiting) while callers keep joining."""
+        if self.linger_s <= 0:
+            return
+        joined = len(batch.items)
+        while joined < self.max_batch:
+            self.arrived.wait(self.linger_s)
+            if len(batch.items) == joined:
+                return  # nobody came within linger_s
+            joined = len(batch.items)
 
     def _write_all(self, key: K) -> None:
         while True:

@@ -75,3 +75,28 @@ def test_a_write_that_answers_for_the_wrong_number_of_items_is_an_error() -> Non
     group: GroupCommit[str, str, int] = GroupCommit(lambda _k, _items: [], max_batch=10)
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         group.submit("k", "x")
+
+
+def test_callers_that_start_together_share_the_first_write_when_it_lingers() -> None:
+    writes = Writes()
+    writes.release_first.set()
+    group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=4, linger_s=30)
+    start = threading.Barrier(4)
+
+    def caller(item: str) -> str:
+        start.wait(10)
+        return group.submit("k", item)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(caller, "abcd"))
+    # One write of all four: the writer waited for the others, and stopped once its batch
+    # was full rather than after its (half a minute's) linger.
+    assert results == [f"k:{x}" for x in "abcd"]
+    assert [sorted(b) for b in writes.batches] == [["a", "b", "c", "d"]]
+
+
+def test_a_lingering_writer_writes_once_nobody_else_comes() -> None:
+    group: GroupCommit[str, str, int] = GroupCommit(
+        lambda _k, items: [len(items)] * len(items), max_batch=10, linger_s=0.01
+    )
+    assert group.submit("k", "x") == 1
