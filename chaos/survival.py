@@ -35,6 +35,7 @@ from chaos.gameday import (
     started_world,
 )
 from core.aws import Clients
+from core.dynamodb import to_item
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import (
@@ -44,9 +45,11 @@ from emulation.world import (
     terminate,
     wait_for,
 )
-from incidents.incident_report import IncidentReport, load_report
+from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.state_machine import TERMINAL
+from incidents.store import ALERT_PREFIX, IncidentStore
+from incidents.tables import INCIDENT_CONTEXT
 from queues.dlq import DeadLetters
 from queues.events import BadMessage, new_event, parse_body
 from queues.idempotency import COMPLETED, event_key
@@ -219,6 +222,7 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
         nonlocal result
         ledger.collect()
         owed = ledger.expected() | fleet.direct
+        incidents = [i["incident_id"] for i in list_incidents(IncidentStore(dynamodb))]
         handled = set()
         for stage, event_id in owed:
             item = dynamodb.get_item(
@@ -227,6 +231,9 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
                 ConsistentRead=True,
             ).get("Item")
             if item and item["status"]["S"] == COMPLETED:
+                handled.add((stage, event_id))
+            elif stage == Stage.SUPERVISOR.value and _alert_marked(dynamodb, incidents, event_id):
+                # The intake makes each alert count once by its own marker, unclaimed.
                 handled.add((stage, event_id))
         dead, poison = set(), 0
         for q in topology.queues:
@@ -242,6 +249,18 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
     with contextlib.suppress(WorldError):  # timed out: the result says what is missing
         wait_for(settled, settle_s, "every owed delivery handled or dead-lettered", 1.0)
     return result
+
+
+def _alert_marked(dynamodb: Any, incidents: list[str], alert_id: str) -> bool:
+    """Whether an alert was counted (or noted) on any of the incidents: its marker."""
+    return any(
+        dynamodb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item({"incident_id": incident_id, "item": ALERT_PREFIX + alert_id}),
+            ConsistentRead=True,
+        ).get("Item")
+        for incident_id in incidents
+    )
 
 
 def _depth(fleet: FleetUnderTest, queue: str) -> int:

@@ -224,6 +224,12 @@ class IncidentStore(IncidentContext):
         """
         if not 0 < len(alerts) <= MAX_ALERTS_PER_WRITE:
             raise ValueError(f"{len(alerts)} alerts in one write (1 to {MAX_ALERTS_PER_WRITE})")
+        # One alert delivered twice at once (SNS delivers at least once) is one marker: a
+        # transaction may not name an item twice.
+        distinct: dict[str, AlertMark] = {}
+        for alert in alerts:
+            distinct.setdefault(alert.alert_id, alert)
+        alerts = list(distinct.values())
         signatures = {a.signature for a in alerts}
         if known is not None and signatures <= known.symptoms:
             try:
@@ -531,10 +537,34 @@ class IncidentStore(IncidentContext):
         log.info("incident moved", incident_id=incident_id, old=expected.value, new=new.value)
         return True
 
-    def append_audit(
-        self, incident_id: str, actor: str, action: str, detail: dict[str, Any]
-    ) -> int:
-        """An audit entry outside a transition (a tool call, a note). Returns its sequence."""
+    def note_alert(
+        self, incident_id: str, alert_id: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> bool:
+        """An audit entry for an alert that counts nothing (an alarm back to OK), once per
+        alert however often it is handled: the alert's marker is written with the entry.
+        False if it was noted before."""
+        marker = self._alert_marker(incident_id, alert_id)["Put"]
+        key = {k: marker["Item"][k] for k in ("incident_id", "item")}
+        if self.ddb.get_item(TableName=INCIDENT_CONTEXT.name, Key=key, ConsistentRead=True).get(
+            "Item"
+        ):
+            return False
+        seq = self._next_audit_seq(incident_id)
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": marker},
+                    self._audit_put(incident_id, seq, actor, action, detail),
+                ]
+            )
+        except self.ddb.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # noted meanwhile by another delivery of the same alert
+            raise
+        return True
+
+    def _next_audit_seq(self, incident_id: str) -> int:
         answer = self.ddb.update_item(
             TableName=INCIDENT_STATE.name,
             Key=to_item({"incident_id": incident_id}),
@@ -543,7 +573,13 @@ class IncidentStore(IncidentContext):
             ExpressionAttributeValues=to_item({":one": 1}),
             ReturnValues="UPDATED_NEW",
         )
-        seq = int(from_item(answer["Attributes"])["audit_seq"])
+        return int(from_item(answer["Attributes"])["audit_seq"])
+
+    def append_audit(
+        self, incident_id: str, actor: str, action: str, detail: dict[str, Any]
+    ) -> int:
+        """An audit entry outside a transition (a tool call, a note). Returns its sequence."""
+        seq = self._next_audit_seq(incident_id)
         self.ddb.transact_write_items(
             TransactItems=[self._audit_put(incident_id, seq, actor, action, detail)]
         )

@@ -25,6 +25,7 @@ from queues.delivery import Delivery
 from queues.middleware import Middleware
 from queues.outcomes import Ack, Outcome, Retry
 from queues.tables import PROCESSED_EVENTS
+from queues.topology import EventType
 
 log = structlog.get_logger()
 
@@ -183,9 +184,11 @@ class Idempotency(Middleware):
     delivered; completes the claims of acknowledged messages, in batches, before they are
     deleted (a crash in between redelivers a message that is then a known duplicate)."""
 
-    def __init__(self, dynamodb: Any, stage: str):
+    def __init__(self, dynamodb: Any, stage: str, deduplicated: frozenset[EventType] = frozenset()):
         self.dynamodb = dynamodb
         self.stage = stage
+        # Event types the handler makes once by itself: no claim, no record.
+        self.deduplicated = deduplicated
         self.owner = f"{stage}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.records: IdempotencyRecords | None = None
         self.heartbeat_s = 1.0
@@ -214,7 +217,7 @@ class Idempotency(Middleware):
         is tried again, alone, when its message is processed."""
         claims: dict[str, Delivery] = {}
         for d in batch:
-            if d.event is not None and d.event.event_id not in claims:
+            if self._claims(d) and d.event is not None and d.event.event_id not in claims:
                 claims[d.event.event_id] = d
         if len(claims) < 2:
             return  # nothing to save
@@ -225,9 +228,14 @@ class Idempotency(Middleware):
                 self.held[delivery.message_id] = delivery
                 self.claimed_early.add(delivery.message_id)
 
+    def _claims(self, delivery: Delivery) -> bool:
+        """Whether this delivery is claimed: unreadable ones are dead-lettered, and the
+        handler makes the deduplicated types once by itself."""
+        return delivery.event is not None and delivery.event.event_type not in self.deduplicated
+
     def before_process(self, delivery: Delivery) -> Outcome | None:
-        if delivery.event is None:
-            return None  # unreadable: dead-lettered without a claim
+        if delivery.event is None or not self._claims(delivery):
+            return None
         with self.lock:
             if delivery.message_id in self.claimed_early:
                 self.claimed_early.discard(delivery.message_id)

@@ -5,7 +5,9 @@ incident window are one incident, whatever their symptom: an alarm storm opens o
 counts the rest, and a Throttles alarm joins the incident its Errors alarm opened (one
 incident per function, so one resolver acts on it). An OK notification is recorded on the
 open incident; it opens nothing. Alerts of one function at one moment handled together are
-counted in one write (`INTAKE`, a group commit), each still exactly once.
+counted in one write (`INTAKE`, a group commit). Each alert counts (or is noted) exactly
+once by its own marker, written with the count: the intake needs no claim from the runtime
+(`deduplicates` in workers/supervisor.py).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
     if state != "ALARM":
         incident_id = ctx.store.current_incident(resource, when, window_s)
         if incident_id is not None:
-            ctx.store.append_audit(incident_id, PRODUCER, f"alarm {state}", detail)
+            ctx.store.note_alert(incident_id, event.event_id, PRODUCER, f"alarm {state}", detail)
         return
 
     def announce(incident_id: str) -> list[EventEnvelope]:

@@ -29,12 +29,14 @@ from workers.agents.diagnose import diagnose
 from workers.agents.mcp_tools import ToolsUnavailable
 from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
-from workers.stage import StageContext
+from workers.stage import StageContext, deduplicates
 
 log = structlog.get_logger()
 PRODUCER = "supervisor"
 
 
+# An alert counts once by its own marker (workers/intake.py): the runtime need not claim it.
+@deduplicates(EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT)
 def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type in (EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT):
         intake.handle_alert(event, ctx)

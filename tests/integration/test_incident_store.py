@@ -102,6 +102,9 @@ def test_alerts_taken_together_open_once_and_count_each_once(
     assert again.symptoms == {"errors", "throttles"}
     take("a1", "a5")
     assert count() == 5
+    # One alert delivered twice at once counts once, in one write as in several.
+    take("a6", "a6", "a7")
+    assert count() == 7
     assert [e.event_type for _, e in store.pending_events(first.incident_id)] == [EventType.OPENED]
     actions = [a["action"] for a in store.audit(first.incident_id)]
     assert actions == ["incident.opened", "symptom joined: throttles"]
@@ -217,3 +220,18 @@ def test_the_audit_trail_cannot_be_rewritten(store: IncidentStore, world: Runnin
             TransactItems=[store._audit_put(incident, 1, "mallory", "rewritten", {})]
         )
     assert [a["actor"] for a in store.audit(incident)] == ["test"]
+
+
+def test_an_alert_that_counts_nothing_is_noted_once(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    incident = _open(store, world).incident_id
+    detail = {"alert_type": "alert.alarm", "state": "OK"}
+    assert store.note_alert(incident, "ok-1", "test", "alarm OK", detail)
+    # The same alert handled again (a redelivery, a duplicate from SNS): nothing more.
+    assert not store.note_alert(incident, "ok-1", "test", "alarm OK", detail)
+    assert store.note_alert(incident, "ok-2", "test", "alarm OK", detail)
+    actions = [a["action"] for a in store.audit(incident)]
+    assert actions == ["incident.opened", "alarm OK", "alarm OK"]
+    found = store.get(incident)
+    assert found is not None and found.alert_count == 1  # noted, not counted

@@ -28,6 +28,8 @@ from queues.outcomes import (
 )
 from queues.runtime_metrics import RuntimeMetrics
 from queues.topology import EventType, Stage, Topic, build_topology
+from workers import intake, supervisor
+from workers.stage import deduplicated_by
 
 
 def _event(incident_id: str | None = "inc-1", kind: EventType = EventType.OPENED) -> EventEnvelope:
@@ -152,6 +154,31 @@ def test_an_unreadable_message_is_not_claimed() -> None:
     records = FakeRecords()
     assert _idempotency(records).before_process(_delivery(None)) is None
     assert records.completed == [] and records.released == []
+
+
+def test_event_types_the_handler_makes_once_itself_are_neither_claimed_nor_completed() -> None:
+    records = FakeRecords()
+    mw = Idempotency(
+        dynamodb=None, stage="supervisor", deduplicated=frozenset({EventType.ALERT_ALARM})
+    )
+    mw.records = records  # type: ignore[assignment]
+    alerts = [_delivery(_event(None, EventType.ALERT_ALARM), message_id=f"a{i}") for i in range(3)]
+    opened = [_delivery(_event("inc-1"), message_id=f"o{i}") for i in range(2)]
+    mw.before_batch([*alerts, *opened])
+    assert records.claims == [d.event.event_id for d in opened]  # type: ignore[union-attr]
+    for d in [*alerts, *opened]:
+        assert mw.before_process(d) is None  # every handler runs
+        mw.after_process(d, Ack())
+    mw.on_heartbeat([*alerts, *opened])
+    assert records.extended == [d.event.event_id for d in opened]  # type: ignore[union-attr]
+    assert mw.before_delete([*alerts, *opened]) == [*alerts, *opened]
+    assert [c[0] for c in records.completed] == [d.event.event_id for d in opened]  # type: ignore[union-attr]
+    # The supervisor's handler is one: its intake counts each alert once by a marker.
+    assert deduplicated_by(supervisor.handle) == {
+        EventType.ALERT_ALARM,
+        EventType.ALERT_FAILURE_REPORT,
+    }
+    assert deduplicated_by(intake.handle_alert) == frozenset()  # unmarked: claimed
 
 
 # ---------------------------------------------------------------- outbox
