@@ -250,7 +250,9 @@ class IncidentStore(IncidentContext):
             if self._open(incident_id, item, first.alert_id, actor, first.detail, announce):
                 log.info("incident opened", incident_id=incident_id, fingerprint=fp)
                 opened, rest, seen = True, alerts[1:], {first.signature}
-            # else a concurrent alert opened it first: count them all on it
+            else:  # a concurrent alert opened it first: count them all on it
+                winner = self.get(incident_id)
+                seen = set(winner.symptoms or [winner.signature]) if winner else set()
         if rest:
             self._count(incident_id, rest, seen, actor)
             log.info("alerts counted", incident_id=incident_id, alerts=len(rest))

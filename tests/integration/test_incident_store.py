@@ -235,3 +235,30 @@ def test_an_alert_that_counts_nothing_is_noted_once(
     assert actions == ["incident.opened", "alarm OK", "alarm OK"]
     found = store.get(incident)
     assert found is not None and found.alert_count == 1  # noted, not counted
+
+
+def test_alerts_racing_to_open_one_incident_open_it_once_and_join_no_symptom_twice(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    resource, now = f"fn-{uuid.uuid4().hex[:6]}", datetime.now(UTC)
+    window = world.settings.incident_window_s
+    racers = 4
+    start = threading.Barrier(racers)
+    results: list[Opened] = []
+
+    def take(i: int) -> None:
+        start.wait(10)  # each looks the incident up before any has opened it
+        mark = AlertMark(f"race-{i}", "errors", {"alert": i})
+        results.append(store.take_alerts(resource, now, window, "test", [mark], lambda _i: []))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len({r.incident_id for r in results}) == 1
+    assert sum(r.opened for r in results) == 1
+    incident = store.get(results[0].incident_id)
+    assert incident is not None and incident.alert_count == racers
+    # The losers counted on the winner's incident, whose symptom they share: no join.
+    assert [a["action"] for a in store.audit(incident.incident_id)] == ["incident.opened"]
