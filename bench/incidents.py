@@ -9,6 +9,7 @@ the workload and watches; the fleet finds out from its alarms, as it would on AW
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
+from core.aws import Clients
+from core.principals import Principal
 from core.settings import Settings
 from emulation.alarm_evaluator import PUBLISH_DELAY_S
 from emulation.world import wait_for
@@ -95,7 +98,26 @@ def failing_run_s(kind: str, settings: Settings) -> float:
     return 0.0
 
 
-def floor_phases(kind: str, settings: Settings) -> dict[str, float]:
+# The runs that start a new execution environment (cold), before detection and before
+# the first clean run: a changed configuration or version starts one, on AWS as here, and
+# so does a run after one that was killed at its timeout. Env drift changes the
+# environment variables and its fix puts them back; a bad deploy moves the alias to
+# another version and back; the timeout fault changes the timeout (its first failed run is
+# cut at the new timeout, start included) and the fix puts it back; a blocked network's
+# runs are killed, so the first run after the fix starts cold.
+COLD_STARTS: dict[str, tuple[int, int]] = {
+    "revoke": (0, 0),
+    "deny": (0, 0),
+    "throttle": (0, 0),
+    "env-drift": (1, 1),
+    "bad-deploy": (1, 1),
+    "timeout": (0, 1),
+    "network-block": (0, 1),
+}
+INIT_DURATION = re.compile(r"\tInit Duration: (?P<ms>[0-9.]+) ms")
+
+
+def floor_phases(kind: str, settings: Settings, cold_start_s: float = 0.0) -> dict[str, float]:
     """The least a responder on this world needs at the median, by phase, with none of
     its own processing counted: the physical chain.
 
@@ -105,21 +127,41 @@ def floor_phases(kind: str, settings: Settings) -> dict[str, float]:
       evaluator's next look (half its poll).
     - verify: after the fix, the next run starts (half an interval), works, and the
       following `verify_successful_runs - 1` runs end an interval apart.
+    - each, a new execution environment's start (`cold_start_s`, measured on the world)
+      where the kind's fault or fix makes one (`COLD_STARTS`).
     """
     half_interval = settings.target_interval_s / 2
-    detect = half_interval + failing_run_s(kind, settings)
+    cold_detect, cold_verify = COLD_STARTS[kind]
+    detect = half_interval + failing_run_s(kind, settings) + cold_detect * cold_start_s
     if DETECTED_BY[kind] == Detection.ALARM:
         detect += settings.alarm_period_s / 2 + PUBLISH_DELAY_S + settings.alarm_poll_s / 2
     verify = (
         half_interval
+        + cold_verify * cold_start_s
         + settings.workload_work_s
         + (settings.verify_successful_runs - 1) * settings.target_interval_s
     )
     return {"detect": round(detect, 2), "verify": round(verify, 2)}
 
 
-def floor_s(kind: str, settings: Settings) -> float:
-    return round(sum(floor_phases(kind, settings).values()), 1)
+def floor_s(kind: str, settings: Settings, cold_start_s: float = 0.0) -> float:
+    return round(sum(floor_phases(kind, settings, cold_start_s).values()), 1)
+
+
+def cold_start_s(settings: Settings, since_ms: int) -> float:
+    """The median start of a new execution environment on this world since `since_ms`, as
+    the workload's REPORT lines tell it (`Init Duration`); 0 if none started."""
+    logs = Clients(Principal.ADMIN, settings)("logs")
+    starts: list[float] = []
+    for page in logs.get_paginator("filter_log_events").paginate(
+        logGroupName=f"/aws/lambda/{function_name(0)}",
+        startTime=since_ms,
+        filterPattern="REPORT",
+    ):
+        for event in page["events"]:
+            if found := INIT_DURATION.search(event["message"]):
+                starts.append(float(found["ms"]) / 1000)
+    return round(statistics.median(starts), 2) if starts else 0.0
 
 
 def phase_split(report: IncidentReport, fault_at: datetime) -> dict[str, float]:
@@ -169,7 +211,9 @@ def mttr(
     overrides = dict(MTTR_OVERRIDES)
     if alarm_period_s is not None:
         overrides["alarm_period_s"] = alarm_period_s
+    measured: dict[str, tuple[list[float], list[dict[str, float]]]] = {}
     with fresh_world(overrides, quiet) as settings:
+        since_ms = int(time.time() * 1000)
         for kind in kinds:
             step = FAULT_KINDS[kind]
             totals, splits = [], []
@@ -190,28 +234,32 @@ def mttr(
                 splits.append(phase_split(report, fault_at))
                 costs.append(diagnosis_cost(game, result.incident_id))
                 progress(f"{kind} #{i + 1}: recovered in {result.mttr_s}s")
-            phases = {
-                phase: round(statistics.median(s[phase] for s in splits), 2)
-                for phase in ("detect", *(p for p, _ in PHASES))
-            }
-            floor = floor_s(kind, settings)
-            by_kind[kind] = {
-                "runs": runs,
-                "detected_by": DETECTED_BY[kind].value,
-                "p50_s": round(statistics.median(totals), 1),
-                "p95_s": round(percentile(totals, 95), 1),
-                "floor_s": floor,
-                "floor_phases_s": floor_phases(kind, settings),
-                "p50_over_floor": round(statistics.median(totals) / floor, 2),
-                "phases_p50_s": phases,
-                "dominant_phase": dominant_phase(phases),
-            }
+            measured[kind] = (totals, splits)
+        cold_s = cold_start_s(settings, since_ms)
         period = settings.alarm_period_s
+    for kind, (totals, splits) in measured.items():
+        phases = {
+            phase: round(statistics.median(s[phase] for s in splits), 2)
+            for phase in ("detect", *(p for p, _ in PHASES))
+        }
+        floor = floor_s(kind, settings, cold_s)
+        by_kind[kind] = {
+            "runs": runs,
+            "detected_by": DETECTED_BY[kind].value,
+            "p50_s": round(statistics.median(totals), 1),
+            "p95_s": round(percentile(totals, 95), 1),
+            "floor_s": floor,
+            "floor_phases_s": floor_phases(kind, settings, cold_s),
+            "p50_over_floor": round(statistics.median(totals) / floor, 2),
+            "phases_p50_s": phases,
+            "dominant_phase": dominant_phase(phases),
+        }
     calls = [c["tool_calls"] for c in costs]
     prompt = [c["prompt_tokens"] for c in costs]
     completion = [c["completion_tokens"] for c in costs]
     return {
         "alarm_period_s": period,
+        "cold_start_s": cold_s,
         "mttr": by_kind,
         "tool_calls": {
             "median": statistics.median(calls),

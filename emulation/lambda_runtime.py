@@ -7,9 +7,11 @@ the handler its configuration names, and honouring what the emulator stores for 
 reserved concurrency (0: throttled, not run), timeout (a run past it is killed and
 counted as an error), environment variables, execution role (the handler runs under
 credentials from assuming it), and its security group's egress (none: every AWS call
-hangs in its connect until the run times out). Like Lambda, it writes START/END/REPORT and
-the handler's lines to the function's log group with the role's credentials (START names
-the executed version), and publishes the AWS/Lambda metrics Invocations, Errors, Throttles
+hangs in its connect until the run times out). Like Lambda, it writes START/END/REPORT
+(`Init Duration` on the first run of a new execution environment: a changed configuration
+or version, or one whose last run was killed, starts cold) and the handler's lines to the
+function's log group with the role's credentials (START names the executed version), and
+publishes the AWS/Lambda metrics Invocations, Errors, Throttles
 and Duration per period (emulation/lambda_metrics.py), per function and per alias and
 ExecutedVersion, as Lambda does.
 """
@@ -75,6 +77,11 @@ class ExecutionEnvironment:
         self.version = str(config.get("Version", "$LATEST"))
         self.id = uuid.uuid4().hex
         self.max_memory_mb = 0
+        # A cold start: from the process's start to its first handler's start, which
+        # Lambda reports once per environment as REPORT's `Init Duration`.
+        self.spawned_at = time.monotonic()
+        self.invocations = 0
+        self.init_ms: float | None = None
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             # The package (as /var/task), then the libraries Lambda's runtime provides.
@@ -119,6 +126,10 @@ class ExecutionEnvironment:
             raise RuntimeError(f"execution environment exited with {self.process.wait()}")
         reply: dict[str, Any] = json.loads(line)
         self.max_memory_mb = max(self.max_memory_mb, int(reply.get("max_memory_mb", 0)))
+        self.invocations += 1
+        if self.invocations == 1:
+            took_ms = (time.monotonic() - self.spawned_at) * 1000
+            self.init_ms = max(0.0, took_ms - float(reply.get("duration_ms", 0.0)))
         return reply
 
     def _peak_memory_mb(self) -> int:
@@ -257,11 +268,15 @@ class FunctionRunner:
                     )
                 )
         memory = config.get("MemorySize", 128)
+        # The first run of a new environment says how long its start took (a timed-out
+        # one is cut before it can tell).
+        first_run = reply is not None and self.env.invocations == 1
+        init = f"\tInit Duration: {self.env.init_ms:.2f} ms" if first_run else ""
         closing.append(f"END RequestId: {request_id}")
         closing.append(
             f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
             f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory} MB\t"
-            f"Max Memory Used: {self.env.max_memory_mb} MB{status}"
+            f"Max Memory Used: {self.env.max_memory_mb} MB{init}{status}"
         )
         self._write_logs(keys, lines, started, closing, ended)
         self._metrics(

@@ -236,6 +236,8 @@ class Consumer:
             Delivery.received(m, self.stage, self.queue.name, self.queue.max_receive_count)
             for m in messages
         ]
+        for d in batch:
+            d.received_with = len(batch)
         if self.stopping.is_set():  # received while stopping: give it all straight back
             for d in batch:
                 self._change_visibility(d, 0)

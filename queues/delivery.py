@@ -36,6 +36,8 @@ class Delivery:
     dlq_message_id: str | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+    # How many messages were received together with this one (itself included).
+    received_with: int = 1
 
     @classmethod
     def received(

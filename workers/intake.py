@@ -95,8 +95,8 @@ def _take(key: tuple[str, datetime, int], alerts: list[_Alert]) -> list[Opened]:
 # Alerts of one function at one moment (a storm of one alarm's notifications) that this
 # process handles at the same time are counted in one write: a marker each, one count. The
 # handlers of one received batch start within a millisecond or so of each other: the first
-# waits while they keep coming, so the batch is one write, not the first alone and then
-# the rest.
+# waits while they keep coming (until all of its batch have, if they are all this alarm's),
+# so the batch is one write, not the first alone and then the rest.
 INTAKE_LINGER_S = 0.002
 INTAKE: GroupCommit[tuple[str, datetime, int], _Alert, Opened] = GroupCommit(
     _take, MAX_ALERTS_PER_WRITE, INTAKE_LINGER_S
@@ -129,6 +129,7 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
         ]
 
     alert = _Alert(ctx.store, AlertMark(event.event_id, signature, detail), announce)
-    opened = INTAKE.submit((resource, when, window_s), alert)
+    # A storm's batch is all one alarm's: its handlers are all this write's callers.
+    opened = INTAKE.submit((resource, when, window_s), alert, ctx.delivery.received_with)
     # Counted, perhaps by another alert's thread: this message concerns that incident too.
     ctx.store.on_touch(opened.incident_id)

@@ -160,3 +160,36 @@ def test_a_blocked_network_hangs_until_the_function_times_out(
     # The call hung: no error record of an immediate connect failure in that run.
     assert not any("ConnectTimeoutError" in m for m in run)
     world.wait_healthy(FUNCTION)
+
+
+def test_a_new_execution_environment_reports_its_start_once(
+    world: RunningWorld, admin: Any
+) -> None:
+    # As Lambda's REPORT line does: `Init Duration` on the first run of an environment a
+    # changed configuration started, and not on the warm runs after it.
+    world.wait_healthy(FUNCTION)
+    logs = admin("logs")
+    since = int(datetime.now(UTC).timestamp() * 1000)
+    drift = ["env-drift", "--var", "PROBE", "--value", "1", "--function", FUNCTION]
+    assert world.fleet("chaos", *drift).returncode == 0
+    starts: list[re.Match[str] | None] = []
+
+    def warm_runs_after_a_cold_one() -> bool:
+        events = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{FUNCTION}", startTime=since, filterPattern="REPORT"
+        )["events"]
+        reports = [e["message"] for e in sorted(events, key=lambda e: e["timestamp"])]
+        starts[:] = [re.search(r"\tInit Duration: ([0-9.]+) ms$", r) for r in reports]
+        # (A run that was under way at the change ends warm, before the first cold one.)
+        cold = next((i for i, m in enumerate(starts) if m), None)
+        return cold is not None and len(starts) >= cold + 3
+
+    try:
+        wait_for(warm_runs_after_a_cold_one, 60, "two runs after the first cold one", 0.5)
+    finally:
+        assert world.fleet("chaos", "restore", "--function", FUNCTION).returncode == 0
+    cold = next(i for i, m in enumerate(starts) if m)
+    first = starts[cold]
+    assert first is not None and float(first[1]) > 0
+    assert starts[cold + 1 : cold + 3] == [None, None]
+    world.wait_healthy(FUNCTION)

@@ -45,6 +45,25 @@ def test_an_alarm_seen_fault_s_floor_waits_for_its_period_and_moves_with_it() ->
     assert floor_s("revoke", longer) == floor_s("revoke", settings)
 
 
+def test_a_floor_counts_the_new_execution_environments_its_fault_and_fix_start() -> None:
+    settings = Settings(target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0)
+    cold = 0.6
+    # An IAM change leaves the warm environment; a changed environment starts a new one
+    # before the failed run and another before the first clean run.
+    assert floor_phases("revoke", settings, cold) == floor_phases("revoke", settings)
+    drift, drift_warm = (
+        floor_phases("env-drift", settings, cold),
+        floor_phases("env-drift", settings),
+    )
+    assert drift["detect"] == drift_warm["detect"] + cold
+    assert drift["verify"] == round(drift_warm["verify"] + cold, 2)
+    # A lowered timeout cuts the first failed run at the new timeout, start included; its
+    # fix starts one more.
+    timeout = floor_phases("timeout", settings, cold)
+    assert timeout["detect"] == floor_phases("timeout", settings)["detect"]
+    assert floor_s("timeout", settings, cold) == round(floor_s("timeout", settings) + cold, 1)
+
+
 def test_the_dominant_phase_is_the_longest_before_recovery() -> None:
     phases = {"detect": 6.0, "diagnose": 0.3, "verify": 3.1, "watch": 15.0}
     assert dominant_phase(phases) == "detect"

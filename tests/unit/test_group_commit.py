@@ -100,3 +100,20 @@ def test_a_lingering_writer_writes_once_nobody_else_comes() -> None:
         lambda _k, items: [len(items)] * len(items), max_batch=10, linger_s=0.01
     )
     assert group.submit("k", "x") == 1
+
+
+def test_a_writer_lingers_no_longer_once_every_expected_caller_has_come() -> None:
+    writes = Writes()
+    writes.release_first.set()
+    group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=10, linger_s=30)
+    start = threading.Barrier(3)
+
+    def caller(item: str) -> str:
+        start.wait(10)
+        return group.submit("k", item, expected=3)  # three received together
+
+    with ThreadPoolExecutor(3) as pool:
+        results = [f.result(20) for f in [pool.submit(caller, x) for x in "abc"]]
+    # One write of the three, well before the half minute a lone linger could take.
+    assert results == [f"k:{x}" for x in "abc"]
+    assert [sorted(b) for b in writes.batches] == [["a", "b", "c"]]
