@@ -148,15 +148,12 @@ def floor_s(kind: str, settings: Settings, cold_start_s: float = 0.0) -> float:
     return round(sum(floor_phases(kind, settings, cold_start_s).values()), 1)
 
 
-def cold_start_s(settings: Settings, since_ms: int) -> float:
-    """The median start of a new execution environment on this world since `since_ms`, as
-    the workload's REPORT lines tell it (`Init Duration`); 0 if none started."""
-    logs = Clients(Principal.ADMIN, settings)("logs")
+def cold_start_s(logs: Any, function: str, since_ms: int) -> float:
+    """The median start of a new execution environment of `function` since `since_ms`, as
+    its REPORT lines tell it (`Init Duration`); 0 if none started."""
     starts: list[float] = []
     for page in logs.get_paginator("filter_log_events").paginate(
-        logGroupName=f"/aws/lambda/{function_name(0)}",
-        startTime=since_ms,
-        filterPattern="REPORT",
+        logGroupName=f"/aws/lambda/{function}", startTime=since_ms, filterPattern="REPORT"
     ):
         for event in page["events"]:
             if found := INIT_DURATION.search(event["message"]):
@@ -235,7 +232,8 @@ def mttr(
                 costs.append(diagnosis_cost(game, result.incident_id))
                 progress(f"{kind} #{i + 1}: recovered in {result.mttr_s}s")
             measured[kind] = (totals, splits)
-        cold_s = cold_start_s(settings, since_ms)
+        logs = Clients(Principal.ADMIN, settings)("logs")
+        cold_s = cold_start_s(logs, function_name(1), since_ms)
         period = settings.alarm_period_s
     for kind, (totals, splits) in measured.items():
         phases = {
