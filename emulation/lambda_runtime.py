@@ -11,9 +11,9 @@ hangs in its connect until the run times out). Like Lambda, it writes START/END/
 (`Init Duration` on the first run of a new execution environment: a changed configuration
 or version, or one whose last run was killed, starts cold) and the handler's lines to the
 function's log group with the role's credentials (START names the executed version), and
-publishes the AWS/Lambda metrics Invocations, Errors, Throttles
-and Duration per period (emulation/lambda_metrics.py), per function and per alias and
-ExecutedVersion, as Lambda does.
+publishes the AWS/Lambda metrics Invocations, Errors, Throttles and Duration per period
+(emulation/lambda_metrics.py), per function and per alias and ExecutedVersion, as Lambda
+does.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ when the record is an in-progress claim whose expiry has passed - a crashed work
 expiry is short (a few heartbeats) and the live owner's heartbeat keeps pushing it out, so
 a crash never blocks a redelivery for long. A received batch is claimed in one transaction
 of those puts, and completed in one batch write: per message, one claim and one record
-still, at a fraction of the requests.
+still, at a fraction of the requests. Event types whose handler makes its writes once by
+itself (workers/stage.py `deduplicates`) are neither claimed nor recorded.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ class Idempotency(Middleware):
 
     def before_process(self, delivery: Delivery) -> Outcome | None:
         if delivery.event is None or not self._claims(delivery):
-            return None
+            return None  # nothing to claim: the handler runs
         with self.lock:
             if delivery.message_id in self.claimed_early:
                 self.claimed_early.discard(delivery.message_id)
