@@ -77,21 +77,25 @@ def test_a_write_that_answers_for_the_wrong_number_of_items_is_an_error() -> Non
         group.submit("k", "x")
 
 
+def _together(group: GroupCommit[str, str, str], items: str, expected: int | None) -> list[str]:
+    """Every item submitted at once (a barrier), as the handlers of one received batch."""
+    start = threading.Barrier(len(items))
+
+    def caller(item: str) -> str:
+        start.wait(10)
+        return group.submit("k", item, expected)
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return [f.result(20) for f in [pool.submit(caller, x) for x in items]]
+
+
 def test_callers_that_start_together_share_the_first_write_when_it_lingers() -> None:
     writes = Writes()
     writes.release_first.set()
     group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=4, linger_s=30)
-    start = threading.Barrier(4)
-
-    def caller(item: str) -> str:
-        start.wait(10)
-        return group.submit("k", item)
-
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(caller, "abcd"))
     # One write of all four: the writer waited for the others, and stopped once its batch
     # was full rather than after its (half a minute's) linger.
-    assert results == [f"k:{x}" for x in "abcd"]
+    assert _together(group, "abcd", None) == [f"k:{x}" for x in "abcd"]
     assert [sorted(b) for b in writes.batches] == [["a", "b", "c", "d"]]
 
 
@@ -106,14 +110,7 @@ def test_a_writer_lingers_no_longer_once_every_expected_caller_has_come() -> Non
     writes = Writes()
     writes.release_first.set()
     group: GroupCommit[str, str, str] = GroupCommit(writes, max_batch=10, linger_s=30)
-    start = threading.Barrier(3)
-
-    def caller(item: str) -> str:
-        start.wait(10)
-        return group.submit("k", item, expected=3)  # three received together
-
-    with ThreadPoolExecutor(3) as pool:
-        results = [f.result(20) for f in [pool.submit(caller, x) for x in "abc"]]
-    # One write of the three, well before the half minute a lone linger could take.
-    assert results == [f"k:{x}" for x in "abc"]
+    # Three received together: one write of the three, well before the half minute a
+    # lone linger could take.
+    assert _together(group, "abc", 3) == [f"k:{x}" for x in "abc"]
     assert [sorted(b) for b in writes.batches] == [["a", "b", "c"]]
