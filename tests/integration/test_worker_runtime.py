@@ -76,10 +76,17 @@ def _runs(store: IncidentStore, probe: str, kind: str = "run#") -> list[dict[str
 
 @pytest.fixture
 def clean(admin: Any) -> Any:
-    """Every stage queue and DLQ empty before the test: earlier tests leave alerts behind."""
-    for stage in ("supervisor", "resolver", "critic", "watchdog"):
-        _drain(admin("sqs"), stage)
-        _drain(admin("sqs"), f"{stage}-dlq")
+    """Every stage queue and DLQ empty before the test: earlier tests leave alerts behind,
+    and a message a killed worker held comes back once its visibility timeout ends."""
+    sqs = admin("sqs")
+    queues = [q for s in ("supervisor", "resolver", "critic", "watchdog") for q in (s, f"{s}-dlq")]
+
+    def drained() -> bool:
+        for queue in queues:
+            _drain(sqs, queue)
+        return all(_depth(sqs, queue)[:2] == (0, 0) for queue in queues)
+
+    wait_for(drained, 30, "the stage queues empty, messages in flight included", 0.2)
     return admin
 
 
