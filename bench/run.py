@@ -274,6 +274,11 @@ def _table(r: dict[str, Any]) -> Table:
             "AWS requests per message: runtime / bare",
             f"{o.get('runtime_requests_per_msg', '?')} / {o.get('bare_requests_per_msg', '?')}",
         )
+        if "unclaimed_ratio" in o:
+            table.add_row(
+                "runtime without idempotency records / bare (requests per message)",
+                f"{o['unclaimed_ratio']} ({o['unclaimed_requests_per_msg']})",
+            )
     if "storm" in r:
         for b in r.get("storms", [r["storm"]]):
             n = b["alerts"]

@@ -28,6 +28,7 @@ from emulation.world import (
 from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
 from queues.events import EventEnvelope, new_event
+from queues.idempotency import Idempotency
 from queues.runtime_metrics import NAMESPACE
 from queues.topology import EventType, Stage, Topic, build_topology, topic_arn
 from workers.stage import StageContext, build_consumer
@@ -85,10 +86,13 @@ def _queue_empty(sqs: Any, url: str) -> bool:
     )
 
 
-def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> tuple[float, float]:
+def _runtime_rate(
+    settings: Settings, clients: Clients, url: str, n: int, claims: bool = True
+) -> tuple[float, float]:
     """The same messages through the runtime with a no-op handler (claim, handle, complete,
     batched delete), until the queue is empty: messages per second, AWS requests per
-    message (the runtime's own, the metrics it reports left out)."""
+    message (the runtime's own, the metrics it reports left out). Without `claims`, the
+    idempotency middleware is taken out, to show what the per-message records cost."""
     _fill(clients("sqs"), url, n)
     handled = threading.Semaphore(0)
 
@@ -98,6 +102,8 @@ def _runtime_rate(settings: Settings, clients: Clients, url: str, n: int) -> tup
     consumer = build_consumer(
         build_topology(settings).queue(Stage.WATCHDOG), noop, settings, clients
     )
+    if not claims:
+        consumer.middleware = [m for m in consumer.middleware if not isinstance(m, Idempotency)]
     # The bench's own look at the queue is not the runtime's work: its client is made
     # before the clock starts, and its requests are counted apart.
     watcher = Clients(Principal.WATCHDOG, settings)("sqs")
@@ -124,13 +130,17 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         "QueueUrl"
     ]
     bare, runtime, bare_requests, runtime_requests = [], [], [], []
-    for _ in range(rounds):  # alternate, so drift on the machine touches both alike
+    unclaimed, unclaimed_requests = [], []
+    for _ in range(rounds):  # alternate, so drift on the machine touches all alike
         rate, requests = _bare_rate(sqs, url, messages)
         bare.append(rate)
         bare_requests.append(requests)
         rate, requests = _runtime_rate(settings, clients, url, messages)
         runtime.append(rate)
         runtime_requests.append(requests)
+        rate, requests = _runtime_rate(settings, clients, url, messages, claims=False)
+        unclaimed.append(rate)
+        unclaimed_requests.append(requests)
     return {
         "messages": messages,
         "rounds": rounds,
@@ -141,6 +151,10 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         "ratio": round(statistics.median(runtime) / statistics.median(bare), 3),
         "bare_requests_per_msg": round(statistics.median(bare_requests), 2),
         "runtime_requests_per_msg": round(statistics.median(runtime_requests), 2),
+        # The same runtime without its idempotency records: where the difference lies.
+        "unclaimed_msgs_per_s": round(statistics.median(unclaimed), 1),
+        "unclaimed_ratio": round(statistics.median(unclaimed) / statistics.median(bare), 3),
+        "unclaimed_requests_per_msg": round(statistics.median(unclaimed_requests), 2),
     }
 
 
