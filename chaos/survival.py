@@ -35,7 +35,6 @@ from chaos.gameday import (
     started_world,
 )
 from core.aws import Clients
-from core.dynamodb import to_item
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import (
@@ -48,8 +47,7 @@ from emulation.world import (
 from incidents.incident_report import IncidentReport, list_incidents, load_report
 from incidents.lifecycle import IncidentStatus
 from incidents.state_machine import TERMINAL
-from incidents.store import ALERT_PREFIX, IncidentStore
-from incidents.tables import INCIDENT_CONTEXT
+from incidents.store import IncidentStore
 from queues.dlq import DeadLetters
 from queues.events import BadMessage, new_event, parse_body
 from queues.idempotency import COMPLETED, event_key
@@ -216,13 +214,14 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
     dynamodb = fleet.admin("dynamodb")
     topology = build_topology(fleet.settings)
     dead_letters = DeadLetters(fleet.admin("sqs"), dynamodb, topology)
+    store = IncidentStore(dynamodb)
     result = Accounting(set(), set(), set(), 0, 0)
 
     def settled() -> bool:
         nonlocal result
         ledger.collect()
         owed = ledger.expected() | fleet.direct
-        incidents = [i["incident_id"] for i in list_incidents(IncidentStore(dynamodb))]
+        incidents = [i["incident_id"] for i in list_incidents(store)]
         handled = set()
         for stage, event_id in owed:
             item = dynamodb.get_item(
@@ -232,7 +231,9 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
             ).get("Item")
             if item and item["status"]["S"] == COMPLETED:
                 handled.add((stage, event_id))
-            elif stage == Stage.SUPERVISOR.value and _alert_marked(dynamodb, incidents, event_id):
+            elif stage == Stage.SUPERVISOR.value and any(
+                store.alert_marked(incident_id, event_id) for incident_id in incidents
+            ):
                 # The intake makes each alert count once by its own marker, unclaimed.
                 handled.add((stage, event_id))
         dead, poison = set(), 0
@@ -249,18 +250,6 @@ def account(fleet: FleetUnderTest, ledger: Ledger, settle_s: float = 60.0) -> Ac
     with contextlib.suppress(WorldError):  # timed out: the result says what is missing
         wait_for(settled, settle_s, "every owed delivery handled or dead-lettered", 1.0)
     return result
-
-
-def _alert_marked(dynamodb: Any, incidents: list[str], alert_id: str) -> bool:
-    """Whether an alert was counted (or noted) on any of the incidents: its marker."""
-    return any(
-        dynamodb.get_item(
-            TableName=INCIDENT_CONTEXT.name,
-            Key=to_item({"incident_id": incident_id, "item": ALERT_PREFIX + alert_id}),
-            ConsistentRead=True,
-        ).get("Item")
-        for incident_id in incidents
-    )
 
 
 def _depth(fleet: FleetUnderTest, queue: str) -> int:

@@ -429,17 +429,27 @@ class IncidentStore(IncidentContext):
             return False
         return True
 
+    @staticmethod
+    def _alert_key(incident_id: str, alert_id: str) -> dict[str, Any]:
+        return {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id}
+
     def _alert_marker(self, incident_id: str, alert_id: str) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": INCIDENT_CONTEXT.name,
-                "Item": to_item(
-                    {"incident_id": incident_id, "item": ALERT_PREFIX + alert_id, "at": now_iso()}
-                ),
+                "Item": to_item({**self._alert_key(incident_id, alert_id), "at": now_iso()}),
                 "ConditionExpression": "attribute_not_exists(#item)",
                 "ExpressionAttributeNames": {"#item": "item"},
             }
         }
+
+    def alert_marked(self, incident_id: str, alert_id: str) -> bool:
+        """Whether the alert was counted or noted on the incident: its marker exists."""
+        return "Item" in self.ddb.get_item(
+            TableName=INCIDENT_CONTEXT.name,
+            Key=to_item(self._alert_key(incident_id, alert_id)),
+            ConsistentRead=True,
+        )
 
     def transition(
         self,
@@ -545,17 +555,13 @@ class IncidentStore(IncidentContext):
         """An audit entry for an alert that counts nothing (an alarm back to OK), once per
         alert however often it is handled: the alert's marker is written with the entry.
         False if it was noted before."""
-        marker = self._alert_marker(incident_id, alert_id)["Put"]
-        key = {k: marker["Item"][k] for k in ("incident_id", "item")}
-        if self.ddb.get_item(TableName=INCIDENT_CONTEXT.name, Key=key, ConsistentRead=True).get(
-            "Item"
-        ):
+        if self.alert_marked(incident_id, alert_id):
             return False
         seq = self._next_audit_seq(incident_id)
         try:
             self.ddb.transact_write_items(
                 TransactItems=[
-                    {"Put": marker},
+                    self._alert_marker(incident_id, alert_id),
                     self._audit_put(incident_id, seq, actor, action, detail),
                 ]
             )

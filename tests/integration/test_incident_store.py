@@ -235,6 +235,9 @@ def test_an_alert_that_counts_nothing_is_noted_once(
     assert actions == ["incident.opened", "alarm OK", "alarm OK"]
     found = store.get(incident)
     assert found is not None and found.alert_count == 1  # noted, not counted
+    # The markers say which alerts the incident has seen, as the survival judge reads them.
+    assert all(store.alert_marked(incident, a) for a in ("alert-1", "ok-1", "ok-2"))
+    assert not store.alert_marked(incident, "ok-3")
 
 
 def test_alerts_racing_to_open_one_incident_open_it_once_and_join_no_symptom_twice(
