@@ -9,6 +9,7 @@ the workload and watches; the fleet finds out from its alarms, as it would on AW
 from __future__ import annotations
 
 import math
+import random
 import re
 import statistics
 import time
@@ -209,6 +210,7 @@ def mttr(
     if alarm_period_s is not None:
         overrides["alarm_period_s"] = alarm_period_s
     measured: dict[str, tuple[list[float], list[dict[str, float]]]] = {}
+    fault_phase = random.Random(0)  # the same fault phases in every bench run
     with fresh_world(overrides, quiet) as settings:
         since_ms = int(time.time() * 1000)
         for kind in kinds:
@@ -219,6 +221,12 @@ def mttr(
                     name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
                 )
                 game = GameDay(scenario, settings, quiet)
+                # The floor assumes a fault lands anywhere in an alarm period. A run that
+                # starts as soon as the last one is quiet would land at much the same point
+                # of a period each time (the last failure, and so the end of the quiet
+                # window, follows the last alarm): start each at a random point instead.
+                game.wait_healthy()
+                time.sleep(fault_phase.uniform(0, settings.alarm_period_s))
                 result = game.run()
                 if not result.passed or result.incident_id is None or result.mttr_s is None:
                     failed = [c.detail for c in result.checks if not c.ok]
