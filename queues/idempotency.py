@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -23,10 +24,10 @@ import structlog
 
 from core.dynamodb import from_item, to_item
 from queues.delivery import Delivery
+from queues.events import EventEnvelope
 from queues.middleware import Middleware
 from queues.outcomes import Ack, Outcome, Retry
 from queues.tables import PROCESSED_EVENTS
-from queues.topology import EventType
 
 log = structlog.get_logger()
 
@@ -185,10 +186,15 @@ class Idempotency(Middleware):
     delivered; completes the claims of acknowledged messages, in batches, before they are
     deleted (a crash in between redelivers a message that is then a known duplicate)."""
 
-    def __init__(self, dynamodb: Any, stage: str, deduplicated: frozenset[EventType] = frozenset()):
+    def __init__(
+        self,
+        dynamodb: Any,
+        stage: str,
+        deduplicated: Callable[[EventEnvelope], bool] = lambda _event: False,
+    ):
         self.dynamodb = dynamodb
         self.stage = stage
-        # Event types the handler makes once by itself: no claim, no record.
+        # Events the handler makes once by itself: no claim, no record.
         self.deduplicated = deduplicated
         self.owner = f"{stage}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.records: IdempotencyRecords | None = None
@@ -231,8 +237,8 @@ class Idempotency(Middleware):
 
     def _claims(self, delivery: Delivery) -> bool:
         """Whether this delivery is claimed: unreadable ones are dead-lettered, and the
-        handler makes the deduplicated types once by itself."""
-        return delivery.event is not None and delivery.event.event_type not in self.deduplicated
+        handler makes the deduplicated events once by itself."""
+        return delivery.event is not None and not self.deduplicated(delivery.event)
 
     def before_process(self, delivery: Delivery) -> Outcome | None:
         if delivery.event is None or not self._claims(delivery):

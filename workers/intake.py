@@ -7,7 +7,7 @@ incident per function, so one resolver acts on it). An OK notification is record
 open incident; it opens nothing. Alerts of one function at one moment handled together are
 counted in one write (`INTAKE`, a group commit). Each alert counts (or is noted) exactly
 once by its own marker, written with the count: the intake needs no claim from the runtime
-(`deduplicates` in workers/supervisor.py).
+for the alerts it marks (`deduplicates` in workers/supervisor.py, `marks_itself`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,18 @@ from queues.topology import EventType
 from workers.stage import StageContext
 
 PRODUCER = "supervisor"
+
+
+def marks_itself(event: EventEnvelope) -> bool:
+    """Whether the intake leaves this alert's own marker: a failure report and an alarm in
+    ALARM always do (counted), and an alarm back to OK does only if an incident is open to
+    note it on; so an OK alarm is left to the runtime's claim, which records it either way."""
+    if event.event_type == EventType.ALERT_FAILURE_REPORT:
+        return True
+    # The raw field, unvalidated: a malformed alarm is dead-lettered by the handler anyway.
+    return event.event_type == EventType.ALERT_ALARM and event.payload.get("NewStateValue") == (
+        "ALARM"
+    )
 
 
 def symptom(event: EventEnvelope) -> tuple[str, str, datetime, str]:

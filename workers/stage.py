@@ -8,7 +8,7 @@ published by the Outbox middleware before the message is deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -59,22 +59,30 @@ H = TypeVar("H", bound=StageHandler)
 _DEDUPLICATES = "deduplicates"
 
 
-def deduplicates(*event_types: EventType) -> Callable[[H], H]:
+def deduplicates(
+    *event_types: EventType, when: Callable[[EventEnvelope], bool] | None = None
+) -> Callable[[H], H]:
     """Mark a handler that makes each of its writes for these event types once by itself
     (the intake writes a marker per alert with each count): the runtime claims no record
-    for them, a request less on the way in and a write less on the way out of each batch."""
+    for them, a request less on the way in and a write less on the way out of each batch.
+    `when` narrows that to the events the handler does leave its own record of; the rest
+    are claimed and recorded as usual, so every handled event leaves a trace."""
 
     def mark(handler: H) -> H:
-        setattr(handler, _DEDUPLICATES, frozenset(event_types))
+        setattr(handler, _DEDUPLICATES, (frozenset(event_types), when))
         return handler
 
     return mark
 
 
-def deduplicated_by(handler: StageHandler) -> frozenset[EventType]:
-    """The event types `handler` makes once by itself (none unless marked)."""
-    found: Iterable[EventType] = getattr(handler, _DEDUPLICATES, ())
-    return frozenset(found)
+def deduplicated_by(handler: StageHandler) -> Callable[[EventEnvelope], bool]:
+    """Whether `handler` makes an event's writes once by itself (none unless marked)."""
+    types, when = getattr(handler, _DEDUPLICATES, (frozenset(), None))
+
+    def deduplicated(event: EventEnvelope) -> bool:
+        return event.event_type in types and (when is None or when(event))
+
+    return deduplicated
 
 
 def build_consumer(

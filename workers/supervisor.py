@@ -36,7 +36,7 @@ PRODUCER = "supervisor"
 
 
 # An alert counts once by its own marker (workers/intake.py): the runtime need not claim it.
-@deduplicates(EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT)
+@deduplicates(EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT, when=intake.marks_itself)
 def handle(event: EventEnvelope, ctx: StageContext) -> None:
     if event.event_type in (EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT):
         intake.handle_alert(event, ctx)

@@ -15,6 +15,7 @@ from incidents.lifecycle import IncidentStatus
 from queues.events import EventEnvelope, new_event
 from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
+from workers.intake import marks_itself
 from workers.stage import StageContext, deduplicates
 
 
@@ -66,7 +67,8 @@ def commit_then_sleep(event: EventEnvelope, ctx: StageContext) -> None:
         time.sleep(float(event.payload.get("sleep_s", 0)))
 
 
-@deduplicates(EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT)  # as the supervisor's
+# As the supervisor's.
+@deduplicates(EventType.ALERT_ALARM, EventType.ALERT_FAILURE_REPORT, when=marks_itself)
 def intake(event: EventEnvelope, ctx: StageContext) -> None:
     """The supervisor's intake alone: incidents open and count, nobody investigates them
     (their `incident.opened`, which comes back to this queue, is acknowledged)."""

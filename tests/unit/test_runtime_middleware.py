@@ -156,10 +156,12 @@ def test_an_unreadable_message_is_not_claimed() -> None:
     assert records.completed == [] and records.released == []
 
 
-def test_event_types_the_handler_makes_once_itself_are_neither_claimed_nor_completed() -> None:
+def test_events_the_handler_makes_once_itself_are_neither_claimed_nor_completed() -> None:
     records = FakeRecords()
     mw = Idempotency(
-        dynamodb=None, stage="supervisor", deduplicated=frozenset({EventType.ALERT_ALARM})
+        dynamodb=None,
+        stage="supervisor",
+        deduplicated=lambda event: event.event_type == EventType.ALERT_ALARM,
     )
     mw.records = records  # type: ignore[assignment]
     alerts = [_delivery(_event(None, EventType.ALERT_ALARM), message_id=f"a{i}") for i in range(3)]
@@ -173,12 +175,22 @@ def test_event_types_the_handler_makes_once_itself_are_neither_claimed_nor_compl
     assert records.extended == [d.event.event_id for d in opened]  # type: ignore[union-attr]
     assert mw.before_delete([*alerts, *opened]) == [*alerts, *opened]
     assert [c[0] for c in records.completed] == [d.event.event_id for d in opened]  # type: ignore[union-attr]
-    # The supervisor's handler is one: its intake counts each alert once by a marker.
-    assert deduplicated_by(supervisor.handle) == {
-        EventType.ALERT_ALARM,
-        EventType.ALERT_FAILURE_REPORT,
-    }
-    assert deduplicated_by(intake.handle_alert) == frozenset()  # unmarked: claimed
+
+
+def _alarm_event(state: str) -> EventEnvelope:
+    return new_event(EventType.ALERT_ALARM, "test", {"AlarmName": "a", "NewStateValue": state})
+
+
+def test_the_supervisor_leaves_claims_only_for_alerts_its_intake_marks_itself() -> None:
+    marked = deduplicated_by(supervisor.handle)
+    assert marked(_alarm_event("ALARM"))
+    assert marked(new_event(EventType.ALERT_FAILURE_REPORT, "test", {}))
+    # An alarm back to OK leaves a marker only if an incident is open to note it on: it is
+    # claimed, so it leaves a record either way.
+    assert not marked(_alarm_event("OK"))
+    assert not marked(_event("inc-1"))  # an incident's own events are claimed
+    unmarked = deduplicated_by(intake.handle_alert)
+    assert not unmarked(_alarm_event("ALARM"))  # unmarked: claimed
 
 
 # ---------------------------------------------------------------- outbox
