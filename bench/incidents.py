@@ -9,7 +9,6 @@ the workload and watches; the fleet finds out from its alarms, as it would on AW
 from __future__ import annotations
 
 import math
-import random
 import re
 import statistics
 import time
@@ -115,6 +114,9 @@ COLD_STARTS: dict[str, tuple[int, int]] = {
     "timeout": (0, 1),
     "network-block": (0, 1),
 }
+# The kinds whose failing runs hang until the function's timeout (a blocked network: the
+# connection never answers), so the fix waits for the hung run in progress.
+HANGS = frozenset({"network-block"})
 INIT_DURATION = re.compile(r"\tInit Duration: (?P<ms>[0-9.]+) ms")
 
 
@@ -130,19 +132,38 @@ def floor_phases(kind: str, settings: Settings, cold_start_s: float = 0.0) -> di
       following `verify_successful_runs - 1` runs end an interval apart.
     - each, a new execution environment's start (`cold_start_s`, measured on the world)
       where the kind's fault or fix makes one (`COLD_STARTS`).
+    - a kind whose runs hang (`HANGS`) first waits, after detection, for the hung run in
+      progress to end (`hung_run_wait_s`): the next run is the first the fix can reach.
     """
     half_interval = settings.target_interval_s / 2
     cold_detect, cold_verify = COLD_STARTS[kind]
     detect = half_interval + failing_run_s(kind, settings) + cold_detect * cold_start_s
     if DETECTED_BY[kind] == Detection.ALARM:
         detect += settings.alarm_period_s / 2 + PUBLISH_DELAY_S + settings.alarm_poll_s / 2
+    to_next_run = (
+        hung_run_wait_s(detect - half_interval, settings) if kind in HANGS else half_interval
+    )
     verify = (
-        half_interval
+        to_next_run
         + cold_verify * cold_start_s
         + settings.workload_work_s
         + (settings.verify_successful_runs - 1) * settings.target_interval_s
     )
     return {"detect": round(detect, 2), "verify": round(verify, 2)}
+
+
+def hung_run_wait_s(since_first_run_s: float, settings: Settings) -> float:
+    """From a moment `since_first_run_s` after the first hung run started, to the end of the
+    hung run then in progress. The world runs a function's executions one at a time and
+    each hung run holds it for the whole timeout, so the runs after the fault come in a
+    train one timeout apart, and a fix takes effect only at the train's next boundary.
+
+    At the median alarm phase this is the median wait too: the boundary a detection lands
+    before only moves up with the detection."""
+    train = settings.workload_timeout_s
+    # Rounded first, so a moment on a boundary is not pushed a whole run on by float noise.
+    boundary = math.ceil(round(since_first_run_s / train, 6)) * train
+    return boundary - since_first_run_s
 
 
 def floor_s(kind: str, settings: Settings, cold_start_s: float = 0.0) -> float:
@@ -196,6 +217,20 @@ def quiet(_line: str) -> None:
 PERIOD_KINDS = ("revoke", "throttle", "timeout", "network-block", "bad-deploy")
 
 
+def fault_phases(runs: int) -> list[float]:
+    """Where in an alarm period each of `runs` faults lands, as a fraction of the period:
+    spread evenly over it (the middle of each of `runs` equal slices), so that the runs'
+    median lands mid-period, where the floor's does."""
+    return [(i + 0.5) / runs for i in range(runs)]
+
+
+def until_phase(phase: float, period_s: float, now: float) -> float:
+    """Seconds from `now` (epoch seconds) to the next moment at `phase` of an alarm period;
+    CloudWatch aligns its periods to the epoch."""
+    target = (now // period_s + phase) * period_s
+    return target - now if target > now else target + period_s - now
+
+
 def mttr(
     runs: int,
     progress: Log,
@@ -210,12 +245,12 @@ def mttr(
     if alarm_period_s is not None:
         overrides["alarm_period_s"] = alarm_period_s
     measured: dict[str, tuple[list[float], list[dict[str, float]]]] = {}
-    fault_phase = random.Random(0)  # the same fault phases in every bench run
     with fresh_world(overrides, quiet) as settings:
         since_ms = int(time.time() * 1000)
         for kind in kinds:
             step = FAULT_KINDS[kind]
             totals, splits = [], []
+            phases = fault_phases(runs)
             for i in range(runs):
                 scenario = Scenario(
                     name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
@@ -224,9 +259,11 @@ def mttr(
                 # The floor assumes a fault lands anywhere in an alarm period. A run that
                 # starts as soon as the last one is quiet would land at much the same point
                 # of a period each time (the last failure, and so the end of the quiet
-                # window, follows the last alarm): start each at a random point instead.
+                # window, follows the last alarm); random points leave a median of five
+                # runs some 2 s astray for an alarm-seen kind. So the runs are spread
+                # evenly over a period instead (`fault_phases`).
                 game.wait_healthy()
-                time.sleep(fault_phase.uniform(0, settings.alarm_period_s))
+                time.sleep(until_phase(phases[i], settings.alarm_period_s, time.time()))
                 result = game.run()
                 if not result.passed or result.incident_id is None or result.mttr_s is None:
                     failed = [c.detail for c in result.checks if not c.ok]

@@ -6,11 +6,13 @@ import pytest
 
 from bench.incidents import (
     dominant_phase,
+    fault_phases,
     floor_phases,
     floor_s,
     last_recovered_s,
     percentile,
     phase_split,
+    until_phase,
 )
 from core.settings import Settings
 from incidents.incident_report import IncidentReport, TimelineEntry
@@ -62,6 +64,36 @@ def test_a_floor_counts_the_new_execution_environments_its_fault_and_fix_start()
     timeout = floor_phases("timeout", settings, cold)
     assert timeout["detect"] == floor_phases("timeout", settings)["detect"]
     assert floor_s("timeout", settings, cold) == round(floor_s("timeout", settings) + cold, 1)
+
+
+def test_a_hung_run_holds_the_fix_back_until_the_timeout_it_hangs_for_ends() -> None:
+    settings = Settings(
+        target_interval_s=1,
+        alarm_period_s=10,
+        alarm_poll_s=1.0,
+        workload_timeout_s=10,
+        workload_work_s=0.2,
+        verify_successful_runs=3,
+    )
+    # Detected 18.5 s after the first hung run started, during the second hung run: the
+    # next run, the first the fix reaches, starts when that one ends at 20 s.
+    blocked = floor_phases("network-block", settings)
+    assert blocked["detect"] == 0.5 + 10 + 5 + 3 + 0.5
+    assert blocked["verify"] == pytest.approx(1.5 + 0.2 + 2 * 1)
+    # A longer timeout: detected at 23.5 s, during the second run, which ends at 30 s.
+    longer = Settings(**{**settings.model_dump(), "workload_timeout_s": 15})
+    assert floor_phases("network-block", longer)["verify"] == pytest.approx(6.5 + 0.2 + 2)
+    # A kind whose runs fail at once waits only for the next run.
+    assert floor_phases("revoke", settings)["verify"] == pytest.approx(0.5 + 0.2 + 2)
+
+
+def test_the_mttr_runs_land_their_faults_evenly_over_an_alarm_period() -> None:
+    assert fault_phases(5) == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9])
+    assert sorted(fault_phases(3))[1] == 0.5  # the median run lands mid-period
+    # Periods are aligned to the epoch: from 1003 s into 10 s periods, 0.5 of a period is
+    # at 1005 s; 0.1 of one has passed in this period, so it is at 1011 s.
+    assert until_phase(0.5, 10, 1003.0) == pytest.approx(2.0)
+    assert until_phase(0.1, 10, 1003.0) == pytest.approx(8.0)
 
 
 def test_the_dominant_phase_is_the_longest_before_recovery() -> None:
