@@ -124,32 +124,42 @@ def floor_phases(kind: str, settings: Settings, cold_start_s: float = 0.0) -> di
     """The least a responder on this world needs at the median, by phase, with none of
     its own processing counted: the physical chain.
 
-    - detect: the next run starts (half an interval, on average) and fails; a report is
-      then on its way. An alarm also waits for the end of the period the failed run ended
-      in (half a period on average), the datapoint's publication after it, and the
-      evaluator's next look (half its poll).
-    - verify: after the fix, the next run starts (half an interval), works, and the
-      following `verify_successful_runs - 1` runs end an interval apart.
+    - detect: the next run starts (half the spacing of healthy runs, on average) and
+      fails; a report is then on its way. An alarm also waits for the end of the period
+      the failed run ended in (half a period on average), the datapoint's publication
+      after it, and the evaluator's next look (half its poll).
+    - verify: after the fix, the next run starts (half an interval: failed runs end at
+      once), works, and the following `verify_successful_runs - 1` runs end a healthy
+      run's spacing apart.
     - each, a new execution environment's start (`cold_start_s`, measured on the world)
       where the kind's fault or fix makes one (`COLD_STARTS`).
     - a kind whose runs hang (`HANGS`) first waits, after detection, for the hung run in
       progress to end (`hung_run_wait_s`): the next run is the first the fix can reach.
     """
     half_interval = settings.target_interval_s / 2
+    spacing = healthy_run_spacing_s(settings)
     cold_detect, cold_verify = COLD_STARTS[kind]
-    detect = half_interval + failing_run_s(kind, settings) + cold_detect * cold_start_s
+    first_run_at = spacing / 2
+    detect = first_run_at + failing_run_s(kind, settings) + cold_detect * cold_start_s
     if DETECTED_BY[kind] == Detection.ALARM:
         detect += settings.alarm_period_s / 2 + PUBLISH_DELAY_S + settings.alarm_poll_s / 2
     to_next_run = (
-        hung_run_wait_s(detect - half_interval, settings) if kind in HANGS else half_interval
+        hung_run_wait_s(detect - first_run_at, settings) if kind in HANGS else half_interval
     )
     verify = (
         to_next_run
         + cold_verify * cold_start_s
         + settings.workload_work_s
-        + (settings.verify_successful_runs - 1) * settings.target_interval_s
+        + (settings.verify_successful_runs - 1) * spacing
     )
     return {"detect": round(detect, 2), "verify": round(verify, 2)}
+
+
+def healthy_run_spacing_s(settings: Settings) -> float:
+    """How far apart healthy runs start: an interval, or the run itself where its work
+    takes longer (the world starts the next run when the last has ended, as a schedule
+    with one execution at a time would)."""
+    return max(float(settings.target_interval_s), settings.workload_work_s)
 
 
 def hung_run_wait_s(since_first_run_s: float, settings: Settings) -> float:

@@ -29,20 +29,27 @@ def test_a_reported_fault_s_floor_is_a_failed_run_and_the_clean_runs_after_the_f
     settings = Settings(
         target_interval_s=1, alarm_period_s=10, workload_work_s=1.2, verify_successful_runs=2
     )
-    # Half an interval to the next run, which fails at once; after the fix half an
-    # interval to the next run, its 1.2 s of work, and the second clean run an interval on.
-    assert floor_phases("revoke", settings) == {"detect": 0.5, "verify": 2.7}
-    assert floor_s("revoke", settings) == floor_s("env-drift", settings) == 3.2
+    # Healthy runs of 1.2 s start back to back: 0.6 s to the next, which fails at once.
+    # After the fix, half an interval to the next run (failed runs end at once), its 1.2 s
+    # of work, and the second clean run ends 1.2 s later.
+    assert floor_phases("revoke", settings) == {"detect": 0.6, "verify": 2.9}
+    assert floor_s("revoke", settings) == floor_s("env-drift", settings) == 3.5
+    # Runs shorter than the interval start an interval apart.
+    short = Settings(**{**settings.model_dump(), "workload_work_s": 0.2})
+    assert floor_phases("revoke", short) == {"detect": 0.5, "verify": 1.7}
 
 
 def test_an_alarm_seen_fault_s_floor_waits_for_its_period_and_moves_with_it() -> None:
-    settings = Settings(target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0)
-    # Half a period to its end, 3 s until its datapoint is published, half a poll.
+    settings = Settings(
+        target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0, workload_work_s=0.2
+    )
+    # Half an interval to the next run; half a period to its end, 3 s until its datapoint
+    # is published, half a poll.
     assert floor_phases("throttle", settings)["detect"] == 0.5 + 5 + 3 + 0.5
     # A blocked network hangs the run for the function's whole timeout first.
     blocked = floor_phases("network-block", settings)["detect"]
     assert blocked == floor_phases("throttle", settings)["detect"] + settings.workload_timeout_s
-    longer = Settings(target_interval_s=1, alarm_period_s=30, alarm_poll_s=1.0)
+    longer = Settings(**{**settings.model_dump(), "alarm_period_s": 30})
     assert floor_s("throttle", longer) - floor_s("throttle", settings) == 10.0
     assert floor_s("revoke", longer) == floor_s("revoke", settings)
 
