@@ -3,15 +3,18 @@ agent run (langchain-mcp-adapters)."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import cache
 from typing import Literal
 
 import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
@@ -61,6 +64,25 @@ async def mcp_tools(settings: Settings, server: Server) -> AsyncIterator[list[Ba
         ) from None
 
 
+@cache
+def _trust() -> ssl.SSLContext:
+    """httpx's default trust (certifi's roots, or SSL_CERT_FILE / SSL_CERT_DIR), built once
+    per process: each client would otherwise load the CA bundle again, some 20 ms of every
+    agent run, even for a plain-http server."""
+    return httpx.create_ssl_context()
+
+
+def _http_client(
+    headers: dict[str, str] | None = None,
+    timeout: httpx.Timeout | None = None,
+    auth: httpx.Auth | None = None,
+) -> httpx.AsyncClient:
+    """The MCP SDK's own client (`create_mcp_http_client`), with the process's trust."""
+    if timeout is None:
+        timeout = httpx.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+    return httpx.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=_trust())
+
+
 @asynccontextmanager
 async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[list[BaseTool]]:
     client = MultiServerMCPClient(
@@ -70,6 +92,7 @@ async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[li
                 "url": settings.mcp_url(server),
                 "headers": {"Authorization": f"Bearer {settings.resolved_mcp_api_key()}"},
                 "timeout": 10,
+                "httpx_client_factory": _http_client,
                 "sse_read_timeout": settings.agent_deadline_s + 30,
                 "session_kwargs": {
                     "read_timeout_seconds": timedelta(seconds=settings.mcp_call_timeout_s)
