@@ -109,7 +109,7 @@ def _runtime_and_storm(
 
 
 def run(
-    messages: int = 300,
+    messages: int = 1000,
     rounds: int = 3,
     alerts: tuple[int, ...] = (500, 5000),
     mttr_runs: int = 5,
