@@ -260,7 +260,7 @@ def mttr(
         for kind in kinds:
             step = FAULT_KINDS[kind]
             totals, splits = [], []
-            phases = fault_phases(runs)
+            landing = fault_phases(runs)
             for i in range(runs):
                 scenario = Scenario(
                     name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
@@ -273,7 +273,7 @@ def mttr(
                 # runs some 2 s astray for an alarm-seen kind. So the runs are spread
                 # evenly over a period instead (`fault_phases`).
                 game.wait_healthy()
-                time.sleep(until_phase(phases[i], settings.alarm_period_s, time.time()))
+                time.sleep(until_phase(landing[i], settings.alarm_period_s, time.time()))
                 result = game.run()
                 if not result.passed or result.incident_id is None or result.mttr_s is None:
                     failed = [c.detail for c in result.checks if not c.ok]
