@@ -74,6 +74,22 @@ class IncidentContext:
         ).get("Item")
         return context_data(from_item(found)) if found else None
 
+    @staticmethod
+    def context_item(
+        incident_id: str, item: ContextItem | ContextKey, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A context item as the table holds it."""
+        if item.startswith(OUTBOX_PREFIX):
+            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
+        return to_item(
+            {
+                "incident_id": incident_id,
+                "item": item,
+                "at": now_iso(),
+                "data": json.dumps(data, default=str),
+            }
+        )
+
     def put_context(
         self,
         incident_id: str,
@@ -82,8 +98,6 @@ class IncidentContext:
         only_new: bool = False,
     ) -> bool:
         """Write a context item; with `only_new`, only if there is none yet (False then)."""
-        if item.startswith(OUTBOX_PREFIX):
-            raise ValueError(f"{OUTBOX_PREFIX!r} is reserved for the outbox")
         condition = (
             {
                 "ConditionExpression": "attribute_not_exists(#item)",
@@ -95,14 +109,7 @@ class IncidentContext:
         try:
             self.ddb.put_item(
                 TableName=INCIDENT_CONTEXT.name,
-                Item=to_item(
-                    {
-                        "incident_id": incident_id,
-                        "item": item,
-                        "at": now_iso(),
-                        "data": json.dumps(data, default=str),
-                    }
-                ),
+                Item=self.context_item(incident_id, item, data),
                 **condition,
             )
         except self.ddb.exceptions.ConditionalCheckFailedException:

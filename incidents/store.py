@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from core.dynamodb import from_item, to_item
+from incidents.context_items import ContextKey
 from incidents.incident import Incident
 from incidents.incident_context import IncidentContext, now_iso
 from incidents.lifecycle import IncidentStatus
@@ -68,8 +69,10 @@ class StoreContention(Exception):
     """Too many concurrent writers on one incident: retryable (the message comes back)."""
 
 
-# A transaction holds at most 100 items: an alert's marker each, and the count.
-MAX_ALERTS_PER_WRITE = 99
+# A transaction holds at most 100 items (DynamoDB's limit).
+MAX_TRANSACTION_ITEMS = 100
+# An alert's marker each, and the count.
+MAX_ALERTS_PER_WRITE = MAX_TRANSACTION_ITEMS - 1
 
 
 @dataclass(frozen=True)
@@ -573,22 +576,52 @@ class IncidentStore(IncidentContext):
         return True
 
     def _next_audit_seq(self, incident_id: str) -> int:
+        return self._reserve_audit_seqs(incident_id, 1)[0]
+
+    def _reserve_audit_seqs(self, incident_id: str, count: int) -> range:
+        """`count` sequence numbers of the incident's audit trail, taken in one request."""
         answer = self.ddb.update_item(
             TableName=INCIDENT_STATE.name,
             Key=to_item({"incident_id": incident_id}),
-            UpdateExpression="ADD audit_seq :one",
+            UpdateExpression="ADD audit_seq :count",
             ConditionExpression="attribute_exists(incident_id)",
-            ExpressionAttributeValues=to_item({":one": 1}),
+            ExpressionAttributeValues=to_item({":count": count}),
             ReturnValues="UPDATED_NEW",
         )
-        return int(from_item(answer["Attributes"])["audit_seq"])
+        last = int(from_item(answer["Attributes"])["audit_seq"])
+        return range(last - count + 1, last + 1)
 
     def append_audit(
         self, incident_id: str, actor: str, action: str, detail: dict[str, Any]
     ) -> int:
         """An audit entry outside a transition (a tool call, a note). Returns its sequence."""
-        seq = self._next_audit_seq(incident_id)
-        self.ddb.transact_write_items(
-            TransactItems=[self._audit_put(incident_id, seq, actor, action, detail)]
-        )
-        return seq
+        return self.append_audits(incident_id, actor, [(action, detail)])[0]
+
+    def append_audits(
+        self,
+        incident_id: str,
+        actor: str,
+        entries: Sequence[tuple[str, dict[str, Any]]],
+        context: tuple[ContextKey, dict[str, Any]] | None = None,
+    ) -> list[int]:
+        """Audit entries outside a transition, (action, detail) each, in one transaction
+        with `context` (a context item to write with them, if given): all or none, two
+        requests however many (one at a time took two each). Returns their sequences."""
+        if len(entries) + (context is not None) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(
+                f"{len(entries)} audit entries do not fit one transaction "
+                f"({MAX_TRANSACTION_ITEMS} items)"
+            )
+        if not entries and context is None:
+            return []
+        seqs = list(self._reserve_audit_seqs(incident_id, len(entries))) if entries else []
+        items = [
+            self._audit_put(incident_id, seq, actor, action, detail)
+            for seq, (action, detail) in zip(seqs, entries, strict=True)
+        ]
+        if context is not None:
+            item, data = context
+            row = self.context_item(incident_id, item, data)
+            items.append({"Put": {"TableName": INCIDENT_CONTEXT.name, "Item": row}})
+        self.ddb.transact_write_items(TransactItems=items)
+        return seqs

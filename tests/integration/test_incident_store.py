@@ -11,8 +11,9 @@ import pytest
 
 from core.aws_requests import REQUESTS
 from core.principals import Principal
+from incidents.context_items import transcript
 from incidents.lifecycle import IncidentStatus as S
-from incidents.store import AlertMark, IncidentStore, Opened
+from incidents.store import AlertMark, IncidentStore, Opened, audit_detail
 from queues.events import EventEnvelope, new_event
 from queues.topology import EventType
 from tests.integration.conftest import RunningWorld
@@ -211,6 +212,40 @@ def test_concurrent_audit_appends_do_not_lose_a_transition(
     assert moved
     seqs = [int(a["seq"]) for a in store.audit(incident)]
     assert sorted(seqs) == list(range(1, 11))  # opened + 8 notes + the move, none overwritten
+
+
+def test_an_agent_run_s_entries_and_transcript_are_written_together_in_two_requests(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    incident = _open(store, world).incident_id
+    calls = [("tool_call", {"tool": f"tool-{i}"}) for i in range(3)]
+    racers = [
+        threading.Thread(target=store.append_audit, args=(incident, "test", f"note {i}", {}))
+        for i in range(4)
+    ]
+    for t in racers:
+        t.start()
+    seqs = store.append_audits(incident, "agent", calls, context=(transcript("test"), {"n": 3}))
+    for t in racers:
+        t.join()
+    # The calls' entries are consecutive, whoever else appends meanwhile, and nothing is
+    # overwritten: opened, 4 notes, 3 calls.
+    assert seqs == list(range(seqs[0], seqs[0] + 3))
+    trail = store.audit(incident)
+    assert sorted(int(a["seq"]) for a in trail) == list(range(1, 9))
+    by_seq = {int(a["seq"]): a for a in trail}
+    assert [audit_detail(by_seq[s])["tool"] for s in seqs] == ["tool-0", "tool-1", "tool-2"]
+    assert store.get_context(incident, transcript("test")) == {"n": 3}
+    # However many entries: one request for their sequence numbers, one write.
+    before = REQUESTS.snapshot()
+    store.append_audits(incident, "agent", calls * 4, context=(transcript("test"), {"n": 12}))
+    sent = REQUESTS.snapshot()
+    sent.subtract(before)
+    assert +sent == Counter({("dynamodb", "UpdateItem"): 1, ("dynamodb", "TransactWriteItems"): 1})
+    with pytest.raises(ValueError, match="do not fit one transaction"):
+        store.append_audits(
+            incident, "agent", [("tool_call", {})] * 100, context=(transcript("test"), {})
+        )
 
 
 def test_the_audit_trail_cannot_be_rewritten(store: IncidentStore, world: RunningWorld) -> None:

@@ -12,21 +12,22 @@ from workers.agents.runner import AgentRun
 def record_transcript(
     store: IncidentStore, incident_id: str, actor: str, stage: str, run: AgentRun[Any]
 ) -> None:
-    """The agent's tool calls: the whole transcript in the context, one audit entry each."""
-    store.put_context(
+    """The agent's tool calls: the whole transcript in the context and one audit entry
+    each, in one write."""
+    store.append_audits(
         incident_id,
-        transcript(stage),
-        {
-            "calls": [c.summary() for c in run.calls],
-            "prompt_tokens": run.prompt_tokens,
-            "completion_tokens": run.completion_tokens,
-            "stopped": run.stopped,
-        },
+        actor,
+        [
+            ("tool_call", {"call_id": c.call_id, "tool": c.name, "args": c.args, "ok": c.ok})
+            for c in run.calls
+        ],
+        context=(
+            transcript(stage),
+            {
+                "calls": [c.summary() for c in run.calls],
+                "prompt_tokens": run.prompt_tokens,
+                "completion_tokens": run.completion_tokens,
+                "stopped": run.stopped,
+            },
+        ),
     )
-    for c in run.calls:
-        store.append_audit(
-            incident_id,
-            actor,
-            "tool_call",
-            {"call_id": c.call_id, "tool": c.name, "args": c.args, "ok": c.ok},
-        )
