@@ -15,6 +15,7 @@ more failures than before it, or left a concern it restored away from its baseli
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -165,6 +166,17 @@ def watch_look(
     if ok or relapsed or elapsed >= timeout_s:
         return Verification(ok=ok, checks=checks, elapsed_s=round(elapsed, 1), relapsed=relapsed)
     return None
+
+
+def watch_window_s(window_s: float, alarm_period_s: float, recovered_at: datetime) -> float:
+    """How long the watch of an incident recovered at `recovered_at` lasts: `window_s`, and
+    at least until the alarm period it recovered in has ended and one more has passed. An
+    alarm for the failures before the fix fires only after their period ends (its datapoint
+    is published, then evaluated): within the watch it joins this incident; after it, it
+    would open another for a fault already fixed, and page a person for nothing."""
+    at = recovered_at.timestamp()
+    period_end = math.ceil(at / alarm_period_s) * alarm_period_s
+    return max(window_s, period_end + alarm_period_s - at)
 
 
 def next_look_s(since: datetime, window_s: float, look_s: float, now: datetime) -> float:

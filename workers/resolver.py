@@ -35,7 +35,14 @@ from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Concern, Proposal
 from incidents.restore_plan import restore_calls
 from incidents.store import in_round
-from incidents.verification import Verification, made_worse, next_look_s, verify, watch_look
+from incidents.verification import (
+    Verification,
+    made_worse,
+    next_look_s,
+    verify,
+    watch_look,
+    watch_window_s,
+)
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
@@ -398,7 +405,8 @@ def _look(
 ) -> EventEnvelope:
     """The watch's `look`th look at the incident, due when `next_look_s` says. Its id names
     the round and the look, so a look announced twice is handled once."""
-    due = next_look_s(recovered_at, ctx.settings.watch_window_s, ctx.settings.watch_every_s, now)
+    window = watch_window_s(ctx.settings.watch_window_s, ctx.settings.alarm_period_s, recovered_at)
+    due = next_look_s(recovered_at, window, ctx.settings.watch_every_s, now)
     event = _event(
         EventType.WATCH, incident_id, {"round": round_number, "look": look}, correlation_id
     ).model_copy(
@@ -431,7 +439,7 @@ def on_watch(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     want = _baseline(ctx, proposal.function_name, proposal.baseline_version)
     recovered_at = _reached(ctx, incident_id, S.RECOVERED)
     now = datetime.now(UTC)
-    window = ctx.settings.watch_window_s
+    window = watch_window_s(ctx.settings.watch_window_s, ctx.settings.alarm_period_s, recovered_at)
     result = watch_look(
         ctx.clients,
         want,

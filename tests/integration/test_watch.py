@@ -66,3 +66,52 @@ def test_a_second_function_is_fixed_while_the_first_fix_is_watched(
         assert set(watched_and_held) == set(names)
         # And each function is free again once its watch is over.
         assert all(leases.current(n) is None for n in names)
+
+
+# Alarms a period long enough that the alarm for a fault's first failures fires after
+# the function has recovered, and a watch shorter than that wait.
+LATE_ALARM = {"alarm_period_s": 30, "watch_window_s": 5}
+
+
+@pytest.mark.timeout(600)
+def test_the_alarm_for_failures_before_a_fix_joins_its_incident_not_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chaos.gameday, "free_port", reserve_port)
+    name = function_name(1)
+    with fresh_world(LATE_ALARM, lambda _line: None) as settings:
+        scenario = Scenario(
+            name="a late alarm",
+            faults=[FaultStep(kind="revoke", target="s3", function=name)],
+            expect=Expectation(within_s=120),
+        )
+        game = GameDay(scenario, settings, lambda _line: None)
+        game.wait_healthy()
+        since = datetime.now(UTC)
+        game.apply_faults()
+        cloudwatch = game.operator("cloudwatch")
+
+        def fired_since_the_fault() -> bool:
+            """The function's errors alarm has changed state since the fault: it fired."""
+            for page in cloudwatch.get_paginator("describe_alarms").paginate():
+                for alarm in page["MetricAlarms"]:
+                    dims = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+                    if dims.get("FunctionName") == name and alarm["MetricName"] == "Errors":
+                        return bool(alarm["StateUpdatedTimestamp"] > since)
+            return False
+
+        def settled() -> bool:
+            found = game.incidents_since(since.isoformat(timespec="milliseconds"))
+            return (
+                fired_since_the_fault()
+                and bool(found)
+                and all(S(i["status"]) in TERMINAL for i in found)
+            )
+
+        wait_for(settled, 240, "the late alarm and every incident to end", 1.0)
+        found = game.incidents_since(since.isoformat(timespec="milliseconds"))
+        # One fault, one incident: the function's own report opened it, and the alarm that
+        # fired after its recovery was counted on it during the watch.
+        assert [i["status"] for i in found] == [S.RESOLVED.value], found
+        incident = game.store.get(found[0]["incident_id"])
+        assert incident is not None and incident.alert_count >= 2

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.settings import Settings
-from incidents.verification import next_look_s
+from incidents.verification import next_look_s, watch_window_s
 from queues.events import new_event
 from queues.publisher import MAX_DELAY_S, Publisher, delay_s
 from queues.topology import EventType, Topic
@@ -20,6 +20,16 @@ def test_looks_come_every_look_s_and_on_the_window_s_end() -> None:
     assert next_look_s(recovered, 30, 5, NOW) == 5
     assert next_look_s(recovered, 30, 5, NOW + timedelta(seconds=27)) == 3  # the window's end
     assert next_look_s(recovered, 30, 5, NOW + timedelta(seconds=31)) == 5  # alarms pending
+
+
+def test_the_watch_outlasts_the_alarm_period_the_incident_recovered_in_and_one_more() -> None:
+    # NOW is on a 30 s boundary. Recovered 5 s into a period: it ends in 25 s, and the
+    # alarm due for the failures before the fix is evaluated within the period after.
+    recovered = NOW + timedelta(seconds=5)
+    assert watch_window_s(10, 30, recovered) == 25 + 30
+    # With 10 s periods, a 30 s watch already covers it.
+    assert watch_window_s(30, 10, recovered) == 30
+    assert watch_window_s(10, 10, recovered) == 5 + 10
 
 
 def test_a_delay_is_rounded_up_never_early_and_capped_at_sqs_limit() -> None:
