@@ -48,7 +48,7 @@ def register(sub: Subparsers) -> None:
         type=int,
         default=1000,
         help="messages per round of the runtime part; with fewer, the runtime's own start "
-        "weighs in (its ratio to the bare loop: 0.31 at 300, 0.41 at 1,000)",
+        "weighs in (its ratio to the bare loop: 0.31 at 300, about 0.4 at 1,000)",
     )
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument(
