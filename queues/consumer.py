@@ -86,6 +86,10 @@ class Consumer:
         self.inflight: dict[str, Delivery] = {}
         self.batch_of: dict[str, _Batch] = {}
         self.pending_deletes: list[Delivery] = []
+        # Messages handed to the pool whose processing has not returned. A message's outcome
+        # is set before its delete is queued and its hooks run, so shutdown waits on this,
+        # not on `settled`: else the last delete flush can run before the delete is queued.
+        self.processing = 0
         self.slots = threading.Semaphore(settings.worker_concurrency)
         self.url = ""
         self.dlq_url = ""
@@ -177,9 +181,8 @@ class Consumer:
     def _drain(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             with self.lock:
-                busy = [d for d in self.inflight.values() if not d.settled]
-            if not busy:
-                return
+                if not self.processing:
+                    return
             time.sleep(0.05)
         with self.lock:
             unfinished = [d for d in self.inflight.values() if not d.settled]
@@ -248,6 +251,7 @@ class Consumer:
             for d in batch:
                 self.inflight[d.message_id] = d
                 self.batch_of[d.message_id] = group
+            self.processing += len(batch)
         for mw in self.middleware:
             self._hook(mw.before_batch, batch)
         for d in batch:
@@ -276,6 +280,8 @@ class Consumer:
         try:
             self.settle(d, outcome)
         finally:
+            with self.lock:
+                self.processing -= 1
             self.slots.release()
 
     def _run_handler(self, d: Delivery) -> Outcome:

@@ -3,8 +3,10 @@ the same pieces against the emulator in real worker processes)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -516,3 +518,32 @@ def test_a_message_is_settled_once_however_late_its_handler_finishes() -> None:
     assert sqs.named("change_message_visibility")[0]["VisibilityTimeout"] == 0
     consumer._flush_deletes()
     assert sqs.named("delete_message_batch") == []
+
+
+class SlowAfterSettle(Middleware):
+    """A hook that is still at work after its message's outcome was set."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.finished: list[str] = []
+
+    def after_settle(self, delivery: Delivery) -> None:
+        self.entered.set()
+        time.sleep(0.3)  # slow work in the hook, e.g. a metrics or failure-record write
+        self.finished.append(delivery.message_id)
+
+
+def test_shutdown_waits_for_a_finished_message_to_be_queued_for_delete_and_its_hooks() -> None:
+    slow = SlowAfterSettle()
+    consumer, sqs = _consumer(lambda e, d: None, [slow])
+    consumer.slots.acquire()
+    with ThreadPoolExecutor(1) as pool:
+        consumer._start_batch([_message(_event())], pool)
+        assert slow.entered.wait(5)  # the outcome is set; the message is not done with yet
+        consumer._drain(time.monotonic() + 10)
+        # What run() does next: the last delete flush, then the shutdown hooks.
+        assert slow.finished == ["m1"]
+        consumer._flush_deletes()
+    assert [e["ReceiptHandle"] for e in sqs.named("delete_message_batch")[0]["Entries"]] == [
+        "rh-m1"
+    ]
