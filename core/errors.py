@@ -7,3 +7,12 @@ class FleetError(Exception):
 
 class UsageError(FleetError):
     """Bad command-line input; the CLI exits 2."""
+
+
+def described(exc: BaseException) -> str:
+    """`Type: message` of an exception; for a group (a task group's failure), of the
+    exceptions inside it too, so a log says what failed, not "1 sub-exception"."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BaseExceptionGroup):
+        text += " [" + "; ".join(described(inner) for inner in exc.exceptions) + "]"
+    return text

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from core.aws_retry import call, is_connection_lost
+from core.errors import described
 from core.settings import Settings
 from queues.delivery import Delivery
 from queues.events import EventEnvelope
@@ -269,13 +270,13 @@ class Consumer:
             if outcome is None:
                 outcome = self._run_handler(d)
         except Exception as exc:  # the runtime itself failed (e.g. AWS away): retry later
-            log.error("message processing failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            log.error("message processing failed", error=described(exc)[:500])
             outcome = outcome_of(exc)
         try:
             for mw in reversed(self.middleware):
                 outcome = mw.after_process(d, outcome)
         except Exception as exc:
-            log.error("after-process failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            log.error("after-process failed", error=described(exc)[:500])
             outcome = outcome_of(exc)
         try:
             self.settle(d, outcome)
@@ -290,7 +291,7 @@ class Consumer:
         try:
             self.handler(d.event, d)
         except Exception as exc:
-            log.warning("handler failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            log.warning("handler failed", error=described(exc)[:500])
             return outcome_of(exc)
         return Ack()
 
@@ -403,7 +404,7 @@ class Consumer:
             log.error(
                 "middleware hook failed",
                 hook=getattr(hook, "__qualname__", str(hook)),
-                error=f"{type(exc).__name__}: {exc}"[:300],
+                error=described(exc)[:300],
             )
 
     # ------------------------------------------------------------------ background

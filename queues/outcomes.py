@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from core.errors import described
+
 
 class NonRetryableError(Exception):
     """Raise from a handler for input that can never succeed: straight to the DLQ."""
@@ -57,12 +59,12 @@ Outcome = Ack | Retry | DeadLetter
 
 def outcome_of(exc: BaseException) -> Outcome:
     """The outcome a handler's (or the runtime's own) exception stands for."""
-    described = f"{type(exc).__name__}: {exc}"
+    text = described(exc)
     if isinstance(exc, NonRetryableError):
         return DeadLetter(str(exc), type(exc).__name__)
     if isinstance(exc, RetryLater):
-        return Retry(described, type(exc).__name__, after_s=exc.after_s)
-    return Retry(described, type(exc).__name__)
+        return Retry(text, type(exc).__name__, after_s=exc.after_s)
+    return Retry(text, type(exc).__name__)
 
 
 MAX_VISIBILITY_S = 43200  # SQS's limit on ChangeMessageVisibility

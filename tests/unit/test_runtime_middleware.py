@@ -27,6 +27,7 @@ from queues.outcomes import (
     Outcome,
     Retry,
     RetryLater,
+    outcome_of,
 )
 from queues.runtime_metrics import RuntimeMetrics
 from queues.topology import EventType, Stage, Topic, build_topology
@@ -547,3 +548,12 @@ def test_shutdown_waits_for_a_finished_message_to_be_queued_for_delete_and_its_h
     assert [e["ReceiptHandle"] for e in sqs.named("delete_message_batch")[0]["Entries"]] == [
         "rh-m1"
     ]
+
+
+def test_a_task_group_failure_is_retried_with_what_failed_inside_it() -> None:
+    inner = ExceptionGroup("tasks", [ConnectionResetError("peer gone")])
+    failure = ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("bad"), inner])
+    retry = outcome_of(failure)
+    assert isinstance(retry, Retry)
+    assert "ValueError: bad" in retry.reason
+    assert "ConnectionResetError: peer gone" in retry.reason
