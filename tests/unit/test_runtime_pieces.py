@@ -94,6 +94,7 @@ def test_settings_point_boto3_at_the_emulator_unless_told_otherwise() -> None:
 def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
     import asyncio
 
+    import anyio
     import httpx
     from mcp.shared.exceptions import McpError
     from mcp.types import CONNECTION_CLOSED, ErrorData
@@ -116,6 +117,9 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
     nested = ExceptionGroup("task group", [ValueError("x"), httpx.ConnectError("refused")])
     assert isinstance(_unreachable(nested), httpx.ConnectError)
     assert _unreachable(ExceptionGroup("g", [ValueError("not a transport")])) is None
+    # A call written to the session after its stream broke (the server was killed under it).
+    written_late = anyio.ClosedResourceError()
+    assert _unreachable(ExceptionGroup("g", [ExceptionGroup("g", [written_late])])) is written_late
     # The session lost its server under a pending call, or a later call was never answered.
     closed = McpError(ErrorData(code=CONNECTION_CLOSED, message="Connection closed"))
     assert _unreachable(ExceptionGroup("task group", [closed])) is closed

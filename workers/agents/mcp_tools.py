@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Literal
 
+import anyio
 import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
@@ -29,9 +30,10 @@ class ToolsUnavailable(FleetError):
 
 
 # What a server that is down or restarting looks like from the client: the transport
-# fails, or the session says it lost its server (a call pending when the stream broke) or
-# never heard back (a call sent after it broke).
-UNREACHABLE = (httpx.TransportError, OSError)
+# fails, the session's streams were closed under it (a call sent once the stream broke:
+# anyio's ClosedResourceError), or the session says it lost its server (a call pending
+# when the stream broke) or never heard back (a call sent after it broke).
+UNREACHABLE = (httpx.TransportError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 LOST_SERVER = frozenset({CONNECTION_CLOSED, int(httpx.codes.REQUEST_TIMEOUT)})
 
 
