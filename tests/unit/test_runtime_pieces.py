@@ -142,3 +142,39 @@ def test_an_mcp_server_that_is_away_is_retried_later_then_escalated() -> None:
     last = context(5)
     tools_away(last, away, escalated.append)
     assert escalated and "gave up after 5 attempts" in escalated[0]
+
+
+def test_a_server_that_dies_while_the_session_opens_is_away_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed after its SSE response headers, before the endpoint event: the SDK's client
+    alone would wait for ever (its reader blocks handing over the error)."""
+    import asyncio
+
+    from workers.agents import mcp_tools as module
+
+    async def dies_after_headers(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        await writer.drain()
+        writer.transport.abort()
+
+    monkeypatch.setattr(module, "OPEN_TIMEOUT_S", 0.5)
+
+    async def open_session() -> None:
+        server = await asyncio.start_server(dies_after_headers, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = Settings(mcp_supervisor_url=f"http://127.0.0.1:{port}", mcp_api_key="k" * 32)
+        async with server:
+            # The outer bound only keeps a regression from hanging the suite.
+            async with asyncio.timeout(30):
+                async with module.mcp_tools(settings, "supervisor"):
+                    pass
+
+    with pytest.raises(module.ToolsUnavailable, match=r"no session opened within 0.5 s"):
+        asyncio.run(open_session())

@@ -3,6 +3,7 @@ agent run (langchain-mcp-adapters)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,6 +86,11 @@ def _http_client(
     return httpx.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=_trust())
 
 
+# How long opening a session may take (connect, the SSE endpoint event, initialize, list
+# tools; 9 ms on a quiet machine), and each HTTP request's connect and first-byte timeout.
+OPEN_TIMEOUT_S = 10.0
+
+
 @asynccontextmanager
 async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[list[BaseTool]]:
     client = MultiServerMCPClient(
@@ -93,7 +99,7 @@ async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[li
                 "transport": "sse",
                 "url": settings.mcp_url(server),
                 "headers": {"Authorization": f"Bearer {settings.resolved_mcp_api_key()}"},
-                "timeout": 10,
+                "timeout": OPEN_TIMEOUT_S,
                 "httpx_client_factory": _http_client,
                 "sse_read_timeout": settings.agent_deadline_s + 30,
                 "session_kwargs": {
@@ -102,5 +108,17 @@ async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[li
             }
         }
     )
-    async with client.session(server) as session:
-        yield await load_mcp_tools(session, server_name=server)
+    # The SDK's SSE client waits for ever on a server that died after its response headers
+    # and before the endpoint event (a kill -9 while the session opens): its reader blocks
+    # handing the error to a session not started yet. So the open has a deadline of its
+    # own; once open, the agent's deadline and each call's timeout govern.
+    try:
+        async with asyncio.timeout(OPEN_TIMEOUT_S) as opening:
+            async with client.session(server) as session:
+                tools = await load_mcp_tools(session, server_name=server)
+                opening.reschedule(None)
+                yield tools
+    except TimeoutError:
+        if opening.expired():
+            raise TimeoutError(f"no session opened within {OPEN_TIMEOUT_S:g} s") from None
+        raise
