@@ -61,9 +61,9 @@ async def mcp_tools(settings: Settings, server: Server) -> AsyncIterator[list[Ba
         cause = _unreachable(exc)
         if cause is None:
             raise
+        why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         raise ToolsUnavailable(
-            f"the {server} MCP server ({settings.mcp_url(server)}) is unreachable: "
-            f"{type(cause).__name__}: {cause}"[:500]
+            f"the {server} MCP server ({settings.mcp_url(server)}) is unreachable: {why}"[:500]
         ) from None
 
 
