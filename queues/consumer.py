@@ -46,6 +46,9 @@ log = structlog.get_logger()
 
 # How long the poller waits for more free slots before receiving into fewer.
 BATCH_GATHER_S = 0.02
+# At shutdown, how long a delete request the deleter has in flight gets at least, even once
+# the grace period is over (a delete lost here is a redelivery, deduplicated, not a loss).
+DELETER_JOIN_S = 5.0
 # Attributes the runtime puts on a message it dead-letters itself.
 FAILURE_ATTRIBUTES = (
     "fleet.failure_reason",
@@ -161,8 +164,9 @@ class Consumer:
             visibility_s=self.visibility_s,
         )
         pool = ThreadPoolExecutor(self.settings.worker_concurrency, thread_name_prefix=self.stage)
-        for loop, name in ((self._heartbeat_loop, "heartbeat"), (self._delete_loop, "deleter")):
-            threading.Thread(target=loop, name=name, daemon=True).start()
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        deleter = threading.Thread(target=self._delete_loop, name="deleter", daemon=True)
+        deleter.start()
         poller = threading.Thread(target=self._poll_loop, args=(pool,), name="poller", daemon=True)
         poller.start()
         self.stopping.wait()
@@ -173,6 +177,9 @@ class Consumer:
         poller.join(timeout=max(0.0, deadline - time.monotonic()))
         pool.shutdown(wait=False, cancel_futures=True)
         self.stopped.set()
+        # The deleter may hold the last batch, taken before this flush could: a daemon
+        # thread dies with the process, and its deletes with it.
+        deleter.join(timeout=max(DELETER_JOIN_S, deadline - time.monotonic()))
         self._flush_deletes()
         for mw in reversed(self.middleware):
             self._hook(mw.on_shutdown)

@@ -557,3 +557,47 @@ def test_a_task_group_failure_is_retried_with_what_failed_inside_it() -> None:
     assert isinstance(retry, Retry)
     assert "ValueError: bad" in retry.reason
     assert "ConnectionResetError: peer gone" in retry.reason
+
+
+class SlowDeleteSQS(FakeSQS):
+    """A queue holding one batch, whose deletes take a while to answer."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.waiting = messages
+        self.deleting = threading.Event()
+        self.deleted: list[str] = []
+
+    def get_queue_url(self, QueueName: str) -> dict[str, Any]:
+        return {"QueueUrl": f"url-{QueueName}"}
+
+    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {"VisibilityTimeout": "30"}}
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        if self.waiting:
+            batch, self.waiting = self.waiting, []
+            return {"Messages": batch}
+        time.sleep(0.05)  # a short long poll
+        return {}
+
+    def delete_message_batch(self, Entries: list[dict[str, str]], **_: Any) -> dict[str, Any]:
+        self.deleting.set()
+        time.sleep(0.3)
+        self.deleted.extend(e["ReceiptHandle"] for e in Entries)
+        return {}
+
+
+def test_a_stopping_worker_waits_for_the_delete_its_deleter_has_in_flight() -> None:
+    settings = Settings(worker_concurrency=4)
+    sqs = SlowDeleteSQS([_message(_event())])
+    consumer = Consumer(
+        build_topology(settings).queue(Stage.SUPERVISOR), lambda e, d: None, settings, sqs, []
+    )
+    runner = threading.Thread(target=consumer.run)
+    runner.start()
+    assert sqs.deleting.wait(10)  # the deleter took the batch and is sending it
+    consumer.stopping.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert sqs.deleted == ["rh-m1"]  # done before run() returned, not cut off at exit
