@@ -10,9 +10,10 @@ class UsageError(FleetError):
 
 
 def described(exc: BaseException) -> str:
-    """`Type: message` of an exception; for a group (a task group's failure), of the
-    exceptions inside it too, so a log says what failed, not "1 sub-exception"."""
-    text = f"{type(exc).__name__}: {exc}"
+    """`Type: message` of an exception (`Type` alone if it has no message); for a group (a
+    task group's failure), of the exceptions inside it too, so a log says what failed, not
+    "1 sub-exception"."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, BaseExceptionGroup):
         text += " [" + "; ".join(described(inner) for inner in exc.exceptions) + "]"
     return text

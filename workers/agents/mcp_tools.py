@@ -20,7 +20,7 @@ from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TI
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED
 
-from core.errors import FleetError
+from core.errors import FleetError, described
 from core.settings import Settings
 
 Server = Literal["supervisor", "resolver"]
@@ -61,9 +61,9 @@ async def mcp_tools(settings: Settings, server: Server) -> AsyncIterator[list[Ba
         cause = _unreachable(exc)
         if cause is None:
             raise
-        why = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
         raise ToolsUnavailable(
-            f"the {server} MCP server ({settings.mcp_url(server)}) is unreachable: {why}"[:500]
+            f"the {server} MCP server ({settings.mcp_url(server)}) is unreachable: "
+            f"{described(cause)}"[:500]
         ) from None
 
 
