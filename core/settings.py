@@ -163,6 +163,17 @@ class Settings(BaseSettings):
     # Set by `fleet up` for its children: the process whose death means "stop too".
     launcher_pid: int | None = None
 
+    # Traces (core/tracing.py), by OpenTelemetry's own variables: an OTLP endpoint sends
+    # them there (the SDK reads the rest of OTEL_EXPORTER_OTLP_*), none writes them under
+    # `trace_dir`; OTEL_SDK_DISABLED=true turns tracing off.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+
     @property
     def watch_every_s(self) -> float:
         """How often the watch looks: `watch_look_s`, at most half the lease each look
@@ -253,6 +264,15 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def trace_dir(self) -> Path:
+        """Where each process writes its spans when no OTLP endpoint is set."""
+        return self.state_dir / "traces"
+
+    @property
+    def otlp_configured(self) -> bool:
+        return bool(self.otel_exporter_otlp_endpoint or self.otel_exporter_otlp_traces_endpoint)
 
 
 def environment_variable(field: str) -> str:

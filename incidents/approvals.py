@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core.errors import FleetError
+from core.tracing import continuing
 from incidents.context_items import ContextItem
 from incidents.escalation import escalate
 from incidents.executor import shown
@@ -191,7 +192,15 @@ def decide_and_announce(
     store: IncidentStore, publisher: Publisher, incident_id: str, decision: Decision
 ) -> ApprovalRequest:
     """A person's decision, as the console, the CLI and game days take it: decide, then
-    publish what the decision put in the outbox (the approval the resolver waits for)."""
-    decided = decide(store, incident_id, decision)
-    flush_outbox(store, publisher, incident_id)
+    publish what the decision put in the outbox (the approval the resolver waits for). A
+    span in the incident's own trace, so the fix it lets run stays in that trace."""
+    incident = store.get(incident_id)
+    with continuing(
+        "incident.decision",
+        incident.trace_parent if incident else None,
+        incident_id,
+        **{"fleet.approved": decision.approve, "enduser.id": decision.decided_by},
+    ):
+        decided = decide(store, incident_id, decision)
+        flush_outbox(store, publisher, incident_id)
     return decided

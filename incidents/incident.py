@@ -30,6 +30,9 @@ class Incident(BaseModel):
     # Which round of investigate-fix-verify the incident is in (another starts when a fix
     # did its part and the function still fails, or it relapsed while watched).
     round: int = 1
+    # The W3C traceparent of the span that opened it (the first alert's): the incident's
+    # trace, which later alerts link to and a person's decision continues.
+    trace_parent: str | None = None
 
     @field_validator("symptoms", mode="before")
     @classmethod

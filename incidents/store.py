@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from core.dynamodb import from_item, to_item
+from core.tracing import status_event
 from incidents.context_items import ContextKey
 from incidents.incident import Incident
 from incidents.incident_context import IncidentContext, now_iso
@@ -92,6 +93,8 @@ class Opened:
     # The incident's symptoms as the write left them: what a later write of the same
     # symptoms may take for known (`take_alerts`' `known`).
     symptoms: frozenset[str]
+    # The incident's trace (its first alert's span), when the write knew it.
+    trace_parent: str | None = None
 
 
 class _IncidentClosed(Exception):
@@ -207,6 +210,7 @@ class IncidentStore(IncidentContext):
         alerts: list[AlertMark],
         announce: Callable[[str], list[EventEnvelope]],
         known: Opened | None = None,
+        trace_parent: str | None = None,
     ) -> Opened:
         """Open the resource's incident with the first of `alerts` and count the rest on it,
         or count them all on the one open: in one write however many they are (up to
@@ -224,6 +228,8 @@ class IncidentStore(IncidentContext):
         are counted on it without reading anything first: the count is written on condition
         that the incident is still open, and if it has ended meanwhile, the incident is
         looked up as if nothing were known.
+
+        `trace_parent`: the first alert's span, kept as the trace of an incident it opens.
         """
         if not 0 < len(alerts) <= MAX_ALERTS_PER_WRITE:
             raise ValueError(f"{len(alerts)} alerts in one write (1 to {MAX_ALERTS_PER_WRITE})")
@@ -242,30 +248,37 @@ class IncidentStore(IncidentContext):
             else:
                 self.on_touch(known.incident_id)
                 log.info("alerts counted", incident_id=known.incident_id, alerts=len(alerts))
-                return Opened(known.incident_id, False, known.symptoms)
+                return Opened(known.incident_id, False, known.symptoms, known.trace_parent)
         fp, incident_id, current = self._incident_for(resource, at, window_s)
         self.on_touch(incident_id)
         rest, seen = alerts, set(current.symptoms or [current.signature]) if current else set()
-        opened = False
+        opened, trace = False, current.trace_parent if current else None
         if current is None:
             first = alerts[0]
-            item = self._new_incident(incident_id, fp, resource, first.signature)
+            item = self._new_incident(incident_id, fp, resource, first.signature, trace_parent)
             if self._open(incident_id, item, first.alert_id, actor, first.detail, announce):
                 log.info("incident opened", incident_id=incident_id, fingerprint=fp)
-                opened, rest, seen = True, alerts[1:], {first.signature}
+                opened, rest, seen, trace = True, alerts[1:], {first.signature}, trace_parent
             else:  # a concurrent alert opened it first: count them all on it
                 winner = self.get(incident_id)
                 seen = set(winner.symptoms or [winner.signature]) if winner else set()
+                trace = winner.trace_parent if winner else None
         if rest:
             self._count(incident_id, rest, seen, actor)
             log.info("alerts counted", incident_id=incident_id, alerts=len(rest))
-        return Opened(incident_id, opened, frozenset(seen | signatures))
+        return Opened(incident_id, opened, frozenset(seen | signatures), trace)
 
     def _new_incident(
-        self, incident_id: str, fp: str, resource: str, signature: str
+        self,
+        incident_id: str,
+        fp: str,
+        resource: str,
+        signature: str,
+        trace_parent: str | None = None,
     ) -> dict[str, Any]:
         now = now_iso()
         return {
+            **({"trace_parent": trace_parent} if trace_parent else {}),
             "incident_id": incident_id,
             "fingerprint": fp,
             "resource": resource,
@@ -550,6 +563,7 @@ class IncidentStore(IncidentContext):
                 "races in a row; the message will be retried"
             )
         log.info("incident moved", incident_id=incident_id, old=expected.value, new=new.value)
+        status_event(expected.value, new.value)
         return True
 
     def note_alert(

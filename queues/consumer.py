@@ -9,6 +9,10 @@ go back with a backoff keyed on their receive count (the queue's redrive policy 
 message to its DLQ after maxReceiveCount), and input that can never succeed is copied to
 the DLQ at once with its reason.
 
+The runtime's own requests (setup, polls, heartbeats, deletes, bookkeeping for a whole
+batch) make no trace spans: each of its threads starts untraced, and only a message's own
+span (queues/tracing.py) traces the work done for it.
+
 Shutdown (SIGTERM/SIGINT): stop receiving, let in-flight handlers finish within the grace
 period, return the rest to the queue (visibility 0), exit 0. A second signal exits at once.
 """
@@ -28,6 +32,7 @@ import structlog
 from core.aws_retry import call, is_connection_lost
 from core.errors import described
 from core.settings import Settings
+from core.tracing import untraced
 from queues.delivery import Delivery
 from queues.events import EventEnvelope
 from queues.middleware import Middleware
@@ -152,6 +157,7 @@ class Consumer:
 
     def run(self) -> int:
         """Consume until stopped; returns the exit code."""
+        untraced()
         if not self._setup_until_ready():
             return 0
         for mw in self.middleware:
@@ -163,7 +169,9 @@ class Consumer:
             concurrency=self.settings.worker_concurrency,
             visibility_s=self.visibility_s,
         )
-        pool = ThreadPoolExecutor(self.settings.worker_concurrency, thread_name_prefix=self.stage)
+        pool = ThreadPoolExecutor(
+            self.settings.worker_concurrency, thread_name_prefix=self.stage, initializer=untraced
+        )
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         deleter = threading.Thread(target=self._delete_loop, name="deleter", daemon=True)
         deleter.start()
@@ -202,6 +210,7 @@ class Consumer:
     # ------------------------------------------------------------------ receiving
 
     def _poll_loop(self, pool: ThreadPoolExecutor) -> None:
+        untraced()  # an idle long poll is no span
         failures = 0
         while not self.stopping.is_set():
             if not self.slots.acquire(timeout=0.5):
@@ -417,6 +426,7 @@ class Consumer:
     # ------------------------------------------------------------------ background
 
     def _heartbeat_loop(self) -> None:
+        untraced()  # a heartbeat is an event on each message's span (on_heartbeat)
         while not self.stopped.wait(self.heartbeat_s):
             with self.lock:
                 busy = [d for d in self.inflight.values() if not d.settled]
@@ -441,6 +451,7 @@ class Consumer:
                     self._hook(mw.on_heartbeat, busy)
 
     def _delete_loop(self) -> None:
+        untraced()
         while not self.stopped.wait(0.05):
             self._flush_deletes()
 

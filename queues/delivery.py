@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.tracing import TRACE_KEYS
 from queues.events import BadMessage, EventEnvelope, parse_body
 from queues.outcomes import Outcome
 
@@ -38,6 +40,8 @@ class Delivery:
     finished: float | None = None
     # How many messages were received together with this one (itself included).
     received_with: int = 1
+    # The trace context its producer sent along (W3C keys; see `trace_carrier`).
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def received(
@@ -54,6 +58,7 @@ class Delivery:
             max_receives=max_receives,
             message_attributes=message.get("MessageAttributes", {}),
         )
+        delivery.trace_context = trace_carrier(delivery.message_attributes, delivery.body)
         try:
             delivery.event = parse_body(delivery.body, delivery.message_id)
         except BadMessage as exc:
@@ -79,3 +84,17 @@ class Delivery:
     def duration_ms(self) -> float:
         end = self.finished if self.finished is not None else time.monotonic()
         return (end - self.started) * 1000
+
+
+def trace_carrier(attributes: dict[str, Any], body: str) -> dict[str, str]:
+    """The trace context a message carries: in its own attributes (sent to SQS directly: a
+    delayed event, a redriven dead letter), or in the attributes of the SNS notification
+    its body is (SNS delivers them inside the body unless raw delivery is on)."""
+    found = {k: attributes[k].get("StringValue", "") for k in TRACE_KEYS if k in attributes}
+    if found or '"traceparent"' not in body:
+        return found
+    try:
+        sns = json.loads(body).get("MessageAttributes") or {}
+        return {k: str(sns[k].get("Value", "")) for k in TRACE_KEYS if k in sns}
+    except (ValueError, AttributeError):
+        return {}  # not the SNS envelope it looked like: the message is untraced, not lost

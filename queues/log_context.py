@@ -8,6 +8,7 @@ every middleware in between.
 from __future__ import annotations
 
 import structlog
+from opentelemetry import trace
 
 from queues.delivery import Delivery
 from queues.middleware import Middleware
@@ -28,6 +29,9 @@ class LogContext(Middleware):
                 event_type=delivery.event.event_type.value,
                 incident_id=delivery.event.incident_id,
             )
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # a log line leads to its trace (the Tracing middleware's span)
+            structlog.contextvars.bind_contextvars(trace_id=f"{span.trace_id:032x}")
         return None
 
     def after_settle(self, delivery: Delivery) -> None:

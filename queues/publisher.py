@@ -2,8 +2,9 @@
 
 An event that is not to be handled yet (`not_before`) cannot go through SNS, which delivers
 at once: it is sent to the queues it routes to as a delayed message (SQS DelaySeconds, up
-to 15 minutes), with the same attributes a subscription would deliver. One whose moment has
-passed by the time it is published (an outbox flushed late) goes through SNS as any other.
+to 15 minutes), with the same attributes a subscription would deliver (the trace context
+among them). One whose moment has passed by the time it is published (an outbox flushed
+late) goes through SNS as any other.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from core.aws import Clients
 from core.aws_retry import call
 from core.settings import Settings
+from core.tracing import inject_message_attributes
 from queues.events import EventEnvelope
 from queues.topology import EVENT_TYPE_ATTRIBUTE, EventType, Topic, build_topology, topic_arn
 
@@ -73,15 +75,21 @@ class Publisher:
         return str(answer["MessageId"])
 
     def _attributes(self, event: EventEnvelope) -> dict[str, Any]:
-        return {
+        """What subscriptions filter on, and the trace context: put here even where the
+        botocore instrumentation adds it to a publish (with its own span, which wins),
+        since a process that traces nothing (the CLI) still passes an incident's on."""
+        attributes = {
             EVENT_TYPE_ATTRIBUTE: {"DataType": "String", "StringValue": event.event_type.value},
             "event_id": {"DataType": "String", "StringValue": event.event_id},
         }
+        inject_message_attributes(attributes)
+        return attributes
 
     def _send_delayed(self, event: EventEnvelope, delay: int) -> str:
         queues = self.routes.get(event.event_type, [])
         if self.sqs is None or not queues:
             raise ValueError(f"{event.event_type.value} routes to no queue to delay it in")
+        attributes = self._attributes(event)
         ids = []
         for name in queues:
             if name not in self._urls:
@@ -91,7 +99,7 @@ class Publisher:
                 QueueUrl=self._urls[name],
                 MessageBody=event.model_dump_json(),
                 DelaySeconds=delay,
-                MessageAttributes=self._attributes(event),
+                MessageAttributes=attributes,
             )
             ids.append(str(answer["MessageId"]))
         return ",".join(ids)

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from core.aws_requests import REQUESTS, sent_between
+from core.tracing import untraced
 from queues.delivery import Delivery
 from queues.middleware import Middleware
 from queues.outcomes import Ack, DeadLetter, Retry
@@ -118,6 +119,7 @@ class RuntimeMetrics(Middleware):
             self.counters.handled(delivery.duration_ms)
 
     def _flush_loop(self) -> None:
+        untraced()  # the runtime's own metrics are no incident's work
         while not self.stopped.wait(self.flush_s):
             self.flush()
 

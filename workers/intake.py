@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.group_commit import GroupCommit
+from core.tracing import tag_incident, traceparent
 from incidents.store import MAX_ALERTS_PER_WRITE, AlertMark, IncidentStore, Opened, fingerprint
 from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError
@@ -60,6 +61,7 @@ class _Alert:
     store: IncidentStore  # the store bound to this alert's own message
     mark: AlertMark
     announce: Callable[[str], list[EventEnvelope]]
+    trace_parent: str | None  # this alert's span: the incident's trace if it opens one
 
 
 class KnownIncidents:
@@ -99,6 +101,9 @@ def _take(key: tuple[str, datetime, int], alerts: list[_Alert]) -> list[Opened]:
         [a.mark for a in alerts],
         first.announce,
         KNOWN.get(resource, when, window_s),
+        # The first alert publishes the incident's announcement (its store is bound to
+        # it): its span is the incident's trace, whichever thread makes the write.
+        first.trace_parent,
     )
     KNOWN.put(resource, when, window_s, opened)
     return [opened] * len(alerts)
@@ -126,6 +131,7 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
     if state != "ALARM":
         incident_id = ctx.store.current_incident(resource, when, window_s)
         if incident_id is not None:
+            tag_incident(incident_id)
             ctx.store.note_alert(incident_id, event.event_id, PRODUCER, f"alarm {state}", detail)
         return
 
@@ -140,8 +146,12 @@ def handle_alert(event: EventEnvelope, ctx: StageContext) -> None:
             )
         ]
 
-    alert = _Alert(ctx.store, AlertMark(event.event_id, signature, detail), announce)
+    own_trace = traceparent()
+    alert = _Alert(ctx.store, AlertMark(event.event_id, signature, detail), announce, own_trace)
     # A storm's batch is all one alarm's: its handlers are all this write's callers.
     opened = INTAKE.submit((resource, when, window_s), alert, ctx.delivery.received_with)
+    # An alert that opened nothing is in a trace of its own, linked to the incident's.
+    joined = opened.trace_parent if opened.trace_parent != own_trace else None
+    tag_incident(opened.incident_id, joined)
     # Counted, perhaps by another alert's thread: this message concerns that incident too.
     ctx.store.on_touch(opened.incident_id)

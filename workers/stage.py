@@ -25,6 +25,7 @@ from queues.outbox import Outbox
 from queues.publisher import Publisher
 from queues.runtime_metrics import RuntimeMetrics
 from queues.topology import EventType, StageQueue
+from queues.tracing import Tracing
 
 
 @dataclass
@@ -88,9 +89,9 @@ def deduplicated_by(handler: StageHandler) -> Callable[[EventEnvelope], bool]:
 def build_consumer(
     queue: StageQueue, handler: StageHandler, settings: Settings, clients: Clients
 ) -> Consumer:
-    """The stage's consumer with the standard middleware, in order: log context outermost,
-    then metrics, failure records, the idempotency claim, and the outbox innermost (published
-    before the claim is completed)."""
+    """The stage's consumer with the standard middleware, in order: the message's trace
+    span outermost, then log context, metrics, failure records, the idempotency claim, and
+    the outbox innermost (published before the claim is completed)."""
     dynamodb = clients("dynamodb")
     store = IncidentStore(dynamodb)
     publisher = Publisher.for_principal(clients, settings)
@@ -100,6 +101,7 @@ def build_consumer(
         handler(event, StageContext(delivery, bound, settings, clients, publisher))
 
     middleware = [
+        Tracing(),
         LogContext(),
         RuntimeMetrics(queue.stage.value, clients("cloudwatch"), settings.runtime_metrics_flush_s),
         FailureRecords(FailureLog(dynamodb)),

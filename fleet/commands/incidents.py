@@ -17,8 +17,10 @@ from core.principals import Principal
 from core.settings import Settings
 from fleet.commands import Subparsers
 from fleet.json_output import emit_json
+from fleet.trace_view import render_waterfall
 from incidents.approvals import Decision, decide_and_announce, pending_request
 from incidents.incident_report import IncidentReport, list_incidents, load_report
+from incidents.incident_trace import load_incident_trace
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
 from incidents.report_text import plain, render_text
@@ -41,6 +43,23 @@ def _report(settings: Settings, incident_id: str) -> IncidentReport:
     if report is None:
         raise UsageError(f"no incident {incident_id!r}: `fleet incidents list` shows them")
     return report
+
+
+def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
+    found = load_incident_trace(settings.trace_dir, args.incident_id)
+    if found.trace_id is None:
+        where = (
+            "they went to the OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): look there"
+            if settings.otlp_configured
+            else "is this the world's state directory (FLEET_STATE_DIR)? Traces are written "
+            "there while the world runs, unless OTEL_SDK_DISABLED=true"
+        )
+        raise UsageError(f"no spans of {args.incident_id} in {settings.trace_dir}: {where}")
+    if args.json:
+        emit_json(found.as_json())
+    else:
+        print(render_waterfall(found, args.depth))
+    return 0
 
 
 def cmd_incidents(args: argparse.Namespace, settings: Settings) -> int:
@@ -150,6 +169,16 @@ def register(sub: Subparsers) -> None:
     incidents.add_argument("--output", "-o", help="postmortem: write the Markdown here")
     incidents.add_argument("--json", action="store_true", help="print JSON (list, show)")
     incidents.set_defaults(func=cmd_incidents)
+
+    traced = sub.add_parser(
+        "trace",
+        help="an incident's trace as a waterfall: every stage, tool call, model call and AWS "
+        "call, with durations and failures (from the local trace files)",
+    )
+    traced.add_argument("incident_id")
+    traced.add_argument("--depth", type=int, help="show spans this deep at most (0: stages)")
+    traced.add_argument("--json", action="store_true", help="print the spans as JSON")
+    traced.set_defaults(func=cmd_trace)
 
     approve = sub.add_parser("approve", help="approve the pending fix of an incident")
     approve.add_argument("incident_id")

@@ -13,7 +13,7 @@ import sys
 import uvicorn
 
 from console.app import build_app as build_console_app
-from core import structured_logging
+from core import structured_logging, tracing
 from core.aws import Clients
 from core.errors import UsageError
 from core.principals import Principal
@@ -75,9 +75,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.concurrency:
         settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
     structured_logging.configure(f"worker-{stage.value}")
+    tracing.configure(f"worker-{stage.value}", settings)
     if settings.launcher_pid:  # a child of `fleet up`: leave with it
         stop_when_orphaned(settings.launcher_pid)
     code = run_consumer(stage, handler, settings)
+    tracing.flush()  # os._exit skips what the SDK does at exit
     sys.stderr.flush()
     # Handler threads still running past the grace period had their messages returned:
     # leave without waiting for them.
@@ -99,6 +101,8 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
         ),
     }[name]
     structured_logging.configure(f"mcp-{name}")
+    tracing.configure(f"mcp-{name}", settings)
+    tracing.untraced()  # health checks and sessions are no spans; each tool call is (its own)
     if settings.launcher_pid:  # a child of `fleet up`: stop with it (uvicorn handles SIGTERM)
         stop_when_orphaned(settings.launcher_pid)
     server = build_server(settings, Clients(principal, holding_own_keys(settings, principal)))
@@ -116,6 +120,8 @@ def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     structured_logging.configure("console")
+    tracing.configure("console", settings)
+    tracing.untraced()  # page loads are no spans; a person's decision is, in its incident's
     if args.port:
         settings = settings.model_copy(update={"console_port": args.port})
     token, source = settings.console_token, "CONSOLE_TOKEN"

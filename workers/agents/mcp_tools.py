@@ -9,19 +9,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import cache
-from typing import Literal
+from typing import Any, Literal, cast
 
 import anyio
 import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from langchain_mcp_adapters.tools import load_mcp_tools
+from mcp import ClientSession
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 from mcp.shared.exceptions import McpError
-from mcp.types import CONNECTION_CLOSED
+from mcp.types import CONNECTION_CLOSED, CallToolResult
+from opentelemetry.trace import SpanKind
 
 from core.errors import FleetError, described
 from core.settings import Settings
+from core.tracing import carrier, failed, span_in
 
 Server = Literal["supervisor", "resolver"]
 
@@ -115,10 +118,51 @@ async def _session_tools(settings: Settings, server: Server) -> AsyncIterator[li
     try:
         async with asyncio.timeout(OPEN_TIMEOUT_S) as opening:
             async with client.session(server) as session:
-                tools = await load_mcp_tools(session, server_name=server)
+                traced = cast(ClientSession, TracedSession(session, server))
+                tools = await load_mcp_tools(traced, server_name=server)
                 opening.reschedule(None)
                 yield tools
     except TimeoutError:
         if opening.expired():
             raise TimeoutError(f"no session opened within {OPEN_TIMEOUT_S:g} s") from None
         raise
+
+
+class TracedSession:
+    """An MCP client session whose tool calls are spans, their context sent in the request's
+    `_meta` (the MCP and OpenTelemetry conventions) so the server's span is their child.
+    langchain-mcp-adapters calls `call_tool` with no `_meta` of its own."""
+
+    def __init__(self, session: ClientSession, server: Server):
+        self._session = session
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+        read_timeout_seconds: timedelta | None = None,
+        progress_callback: Any = None,
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> CallToolResult:
+        attributes = {
+            "mcp.method.name": "tools/call",
+            "gen_ai.tool.name": name,
+            "gen_ai.operation.name": "execute_tool",
+            "fleet.mcp_server": self._server,
+        }
+        with span_in(f"tools/call {name}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            result = await self._session.call_tool(
+                name,
+                arguments,
+                read_timeout_seconds,
+                progress_callback,
+                meta={**(meta or {}), **carrier()},  # this span's context: the server's parent
+            )
+            if result.isError:
+                failed(span, "ToolError")
+            return result

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from core.settings import Settings
 from workers.agents.budget import ANSWER_RETRIES, NOT_RUN, Budget, BudgetMiddleware, tokens_used
+from workers.agents.model_spans import ModelSpans
 from workers.agents.models import uses_fallback
 from workers.agents.offline_model import OfflineRunbookModel, Transcript
 
@@ -90,6 +91,7 @@ async def run_agent(
     middleware: list[Any] = [budget]
     if uses_fallback(settings):
         middleware.append(ModelFallbackMiddleware(OfflineRunbookModel()))
+    middleware.append(ModelSpans())  # innermost: each model actually called is a span
     agent = create_agent(
         model,
         list(tools),
