@@ -18,6 +18,7 @@ from core.settings import Settings
 from incidents.approvals import ApprovalError, Decision, decide_and_announce
 from incidents.context_items import ContextItem
 from incidents.incident_report import IncidentReport, list_incidents, load_report
+from incidents.incident_trace import load_incident_trace
 from incidents.lifecycle import IncidentStatus
 from incidents.postmortem import postmortem_markdown
 from incidents.proposal_drift import ProposalDrift, proposal_drift
@@ -63,7 +64,18 @@ class IncidentPages(Pages):
         return report
 
     def incident(self, request: Request) -> Response:
-        return self.page(request, "incident.html", r=self._report(request), dumps=dumps)
+        report = self._report(request)
+        # The waterfall is drawn from the local trace files; with an OTLP endpoint the spans
+        # are in the user's own backend, and the page says so.
+        found = load_incident_trace(self.settings.trace_dir, report.incident_id)
+        return self.page(
+            request,
+            "incident.html",
+            r=report,
+            dumps=dumps,
+            trace=found,
+            otlp=self.settings.otlp_configured,
+        )
 
     def postmortem(self, request: Request) -> Response:
         report = self._report(request)

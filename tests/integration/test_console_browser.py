@@ -210,6 +210,12 @@ def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
     expect(page.locator("#status")).to_have_text("RESOLVED")
     expect(page.locator("#approval")).to_contain_text("approved by dana (console)")
     expect(page.locator("#actions")).to_contain_text("PutRolePolicy")
+    # Its trace: every stage, the person's decision at the console among them, and the fix.
+    waterfall = page.locator("#trace table.waterfall")
+    for stage in ("supervisor", "resolver", "critic"):
+        expect(waterfall.locator(f'tr[data-name="process {stage}"]').first).to_be_visible()
+    expect(waterfall.locator('tr[data-name="incident.decision"]')).to_contain_text("console")
+    expect(waterfall.locator('tr[data-name="IAM.PutRolePolicy"]')).to_have_count(1)
     page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
     page.click('a[href="/incidents"]')
     expect(page.locator(f'tr[data-incident="{incident_id}"] .status')).to_have_text("RESOLVED")
