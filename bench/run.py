@@ -279,6 +279,11 @@ def _table(r: dict[str, Any]) -> Table:
                 "runtime without idempotency records / bare (requests per message)",
                 f"{o['unclaimed_ratio']} ({o['unclaimed_requests_per_msg']})",
             )
+        if "tracing_cost" in o:
+            table.add_row(
+                "runtime traced / bare; traced / untraced (tracing's cost)",
+                f"{o['traced_ratio']}; {o['tracing_cost']}",
+            )
     if "storm" in r:
         for b in r.get("storms", [r["storm"]]):
             n = b["alerts"]

@@ -14,6 +14,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, NamedTuple
 
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+
+from core import tracing
 from core.aws import Clients
 from core.aws_requests import REQUESTS, sent_between
 from core.principals import Principal
@@ -123,21 +133,66 @@ def _runtime_rate(
     return n / elapsed, runtime_requests / n
 
 
+class TracingSwitch(Sampler):
+    """Tracing on (every trace, as the fleet runs) or off (nothing recorded), switched
+    between rounds in one process: a process's tracer provider is set once. Off also
+    takes the botocore instrumentation out, so an off round is the runtime untraced."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.every = ParentBased(ALWAYS_ON)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return (self.every if self.on else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return f"TracingSwitch({'on' if self.on else 'off'})"
+
+    def turn(self, on: bool) -> None:
+        self.on = on
+        instrumentor = BotocoreInstrumentor()
+        if on and not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+        elif not on and instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
 def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str, Any]:
+    """The runtime against the bare loop, round after round: with its idempotency records
+    and untraced, traced as the fleet runs (spans to the local file), and without records.
+    """
+    switch = TracingSwitch()
+    tracing.configure("bench-runtime", settings, sampler=switch)
+    switch.turn(False)
     clients = Clients(Principal.WATCHDOG, settings)
     sqs = clients("sqs")
     url = sqs.get_queue_url(QueueName=build_topology(settings).queue(Stage.WATCHDOG).name)[
         "QueueUrl"
     ]
-    bare, runtime, bare_requests, runtime_requests = [], [], [], []
-    unclaimed, unclaimed_requests = [], []
+    bare: list[float] = []
+    runtime: list[float] = []
+    traced: list[float] = []
+    unclaimed: list[float] = []
+    bare_requests: list[float] = []
+    runtime_requests: list[float] = []
+    unclaimed_requests: list[float] = []
     for _ in range(rounds):  # alternate, so drift on the machine touches all alike
         rate, requests = _bare_rate(sqs, url, messages)
         bare.append(rate)
         bare_requests.append(requests)
-        rate, requests = _runtime_rate(settings, clients, url, messages)
-        runtime.append(rate)
-        runtime_requests.append(requests)
+        # Traced and untraced take turns going first: the second of two runs in a row
+        # finds the emulator warmer.
+        for on in (False, True) if len(runtime) % 2 == 0 else (True, False):
+            switch.turn(on)
+            try:
+                rate, requests = _runtime_rate(settings, clients, url, messages)
+            finally:
+                switch.turn(False)
+            if on:
+                traced.append(rate)
+            else:
+                runtime.append(rate)
+                runtime_requests.append(requests)
         rate, requests = _runtime_rate(settings, clients, url, messages, claims=False)
         unclaimed.append(rate)
         unclaimed_requests.append(requests)
@@ -155,6 +210,13 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         "unclaimed_msgs_per_s": round(statistics.median(unclaimed), 1),
         "unclaimed_ratio": round(statistics.median(unclaimed) / statistics.median(bare), 3),
         "unclaimed_requests_per_msg": round(statistics.median(unclaimed_requests), 2),
+        # The same runtime traced (a span per message and per AWS call, to the local file).
+        "traced_msgs_per_s": round(statistics.median(traced), 1),
+        "traced_ratio": round(statistics.median(traced) / statistics.median(bare), 3),
+        # Traced against untraced, round by round: what tracing costs the runtime.
+        "tracing_cost": round(
+            statistics.median(t / r for t, r in zip(traced, runtime, strict=True)), 3
+        ),
     }
 
 

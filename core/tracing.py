@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import Status, StatusCode
 
 from core.settings import Settings
@@ -56,15 +57,21 @@ def tracer(name: str) -> trace.Tracer:
     return trace.get_tracer(name)
 
 
-def configure(process: str, settings: Settings, exporter: SpanExporter | None = None) -> None:
+def configure(
+    process: str,
+    settings: Settings,
+    exporter: SpanExporter | None = None,
+    sampler: Sampler | None = None,
+) -> None:
     """Trace this process as `fleet-<process>`: every AWS call, and every span the fleet's
-    code makes. Once per process; `exporter` replaces the configured one (tests)."""
+    code makes. Once per process; `exporter` replaces the configured one (tests), `sampler`
+    the SDK's (OTEL_TRACES_SAMPLER, by default every trace)."""
     global _provider
     with _configured:
         if _provider is not None or settings.otel_sdk_disabled:
             return
         resource = Resource.create({"service.name": f"fleet-{process}"})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, sampler=sampler)
         delay: int | None = None
         if exporter is None and settings.otlp_configured:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
