@@ -97,10 +97,23 @@ def definitions_json(image_and_secret: list[str], **definition: Any) -> str:
 def task_environment(settings: Settings) -> dict[str, str]:
     return {
         **settings.explicit_environment(),
+        **trace_environment(settings),
         "AWS_REGION": settings.region,
         "FLEET_STATE_DIR": "/tmp/fleet",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def trace_environment(settings: Settings) -> dict[str, str]:
+    """Spans go to the OTLP endpoint the stack's settings name (a collector of the user's:
+    ADOT, Jaeger, Honeycomb...), by OpenTelemetry's own variables. With none, tracing is
+    off: a task's local trace file is on a disk nobody reads."""
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": settings.otel_exporter_otlp_traces_endpoint,
+    }
+    found = {k: v for k, v in env.items() if v}
+    return found if found and not settings.otel_sdk_disabled else {"OTEL_SDK_DISABLED": "true"}
 
 
 def backlog_per_task_metrics(

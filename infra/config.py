@@ -111,9 +111,14 @@ class StackConfig(BaseModel, frozen=True):
         return self
 
     def fleet_settings(self) -> Settings:
+        # A setting read from a variable of its own name (OTEL_EXPORTER_OTLP_ENDPOINT) is
+        # given by that name.
+        named = {
+            str(Settings.model_fields[k].validation_alias or k): v for k, v in self.settings.items()
+        }
         values = {
             **AWS_SETTINGS,
-            **self.settings,
+            **named,
             "AWS_REGION": self.region,
             "account_id": self.account_id,
         }

@@ -134,6 +134,19 @@ def test_one_image_runs_every_process_by_its_command(program: Program) -> None:
         assert env["FLEET_TARGET"] == "aws" and env["FLEET_MODEL"] == "bedrock", process
 
 
+def test_tasks_send_spans_to_the_stacks_otlp_endpoint_and_trace_nothing_without_one(
+    program: Program,
+) -> None:
+    for c in _containers(program).values():
+        env = {v["name"]: v["value"] for v in c["environment"]}
+        assert env["OTEL_SDK_DISABLED"] == "true" and "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
+    collector = "http://otel-collector:4318"
+    traced = deploy(stack(settings={"otel_exporter_otlp_endpoint": collector}))
+    for c in _containers(traced).values():
+        env = {v["name"]: v["value"] for v in c["environment"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == collector and "OTEL_SDK_DISABLED" not in env
+
+
 def test_the_mcp_servers_are_named_by_service_connect_and_the_workers_find_them(
     program: Program,
 ) -> None:
