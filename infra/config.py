@@ -9,6 +9,7 @@ emulator's (`AWS_SETTINGS`), then whatever the stack's `settings` map says.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -123,6 +124,15 @@ class StackConfig(BaseModel, frozen=True):
             "account_id": self.account_id,
         }
         return StackSettings(**values)
+
+    def otlp_port(self) -> int | None:
+        """The port spans leave by, when the stack names an OTLP endpoint."""
+        settings = self.fleet_settings()
+        url = settings.otel_exporter_otlp_traces_endpoint or settings.otel_exporter_otlp_endpoint
+        if not url or settings.otel_sdk_disabled:
+            return None
+        parsed = urlsplit(url)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
 
     def function_names(self) -> list[str]:
         """The functions the fleet guards (and alarms on)."""

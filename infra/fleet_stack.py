@@ -59,6 +59,7 @@ def build_fleet(config: StackConfig, opts: pulumi.ResourceOptions | None = None)
         mcp_ports=mcp_ports,
         region=config.region,
         nat_per_zone=config.production,
+        otlp_port=config.otlp_port(),
         opts=base,
     )
     log_group = log_group_name(config.stack)

@@ -33,6 +33,7 @@ class Network(pulumi.ComponentResource):
         mcp_ports: list[int],
         region: str,
         nat_per_zone: bool,
+        otlp_port: int | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("incident-fleet:network:Network", name, None, opts)
@@ -127,6 +128,19 @@ class Network(pulumi.ComponentResource):
                 description="AWS APIs over HTTPS",
                 opts=child,
             )
+        if otlp_port is not None and otlp_port != HTTPS:
+            # Spans to the stack's OTLP endpoint (4318 for OTLP/HTTP), from every task.
+            for group, label in ((self.workers_group, "workers"), (self.mcp_group, "mcp")):
+                aws.vpc.SecurityGroupEgressRule(
+                    f"{label}-otlp-out",
+                    security_group_id=group.id,
+                    ip_protocol="tcp",
+                    from_port=otlp_port,
+                    to_port=otlp_port,
+                    cidr_ipv4=ANYWHERE,
+                    description="spans to the OTLP endpoint",
+                    opts=child,
+                )
         for port in mcp_ports:
             aws.vpc.SecurityGroupIngressRule(
                 f"mcp-in-{port}",

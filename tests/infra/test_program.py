@@ -145,6 +145,13 @@ def test_tasks_send_spans_to_the_stacks_otlp_endpoint_and_trace_nothing_without_
     for c in _containers(traced).values():
         env = {v["name"]: v["value"] for v in c["environment"]}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == collector and "OTEL_SDK_DISABLED" not in env
+    # The tasks may reach it: OTLP/HTTP's port is open outward from every task.
+    out = [
+        r.inputs for r in traced.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    ]
+    assert sum(1 for r in out if r["fromPort"] == r["toPort"] == 4318) == 2
+    closed = program.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert not [r for r in closed if r.inputs["fromPort"] == 4318]
 
 
 def test_the_mcp_servers_are_named_by_service_connect_and_the_workers_find_them(
