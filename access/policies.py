@@ -19,6 +19,7 @@ from core.protection import PROTECTED_TAG
 from core.settings import Settings
 from incidents.tables import INCIDENT_AUDIT, TABLES
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
+from queues.tables import DLQ_AUDIT
 from queues.topology import Stage, Topic, TopologySpec, topic_arn
 
 PROTECTED_PREFIX = "data-processor"
@@ -150,6 +151,7 @@ CONSUME = (
 # as PutItem/UpdateItem/DeleteItem/ConditionCheckItem on that item's own table.
 STATE_RW = (
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
@@ -167,7 +169,13 @@ AUDIT_APPEND = (
     "dynamodb:ConditionCheckItem",
     "dynamodb:DescribeTable",
 )
-STATE_RO = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable")
+STATE_RO = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:DescribeTable",
+)
 QUEUE_READ = (
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
@@ -230,11 +238,17 @@ DEPLOY_WRITES = ("lambda:UpdateFunctionCode", "lambda:PublishVersion", "lambda:U
 
 
 def _incident_store(a: Arns) -> list[Statement]:
-    mutable = tuple(t for t in TABLES if t != INCIDENT_AUDIT)
+    mutable = tuple(t for t in TABLES if t not in (INCIDENT_AUDIT, DLQ_AUDIT))
     return [
         allow(STATE_RW, a.tables(mutable), "IncidentStore"),
         allow(AUDIT_APPEND, a.tables((INCIDENT_AUDIT,)), "AppendAudit"),
     ]
+
+
+def _dead_letter_audit(a: Arns) -> Statement:
+    """Who redrove, deleted or purged dead letters: the people's identities append to it,
+    and none may change or remove an entry."""
+    return allow(AUDIT_APPEND, a.tables((DLQ_AUDIT,)), "AppendDeadLetterAudit")
 
 
 def _diagnostic_reads(a: Arns) -> list[Statement]:
@@ -314,6 +328,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     "ReadCounters",
                 ),
                 *_incident_store(a),
+                _dead_letter_audit(a),
             ]
         case Principal.OPERATOR:
             return [
@@ -344,6 +359,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 # Capturing baselines; deciding approvals (a guarded transition, its audit
                 # entry and its events).
                 *_incident_store(a),
+                _dead_letter_audit(a),
                 allow(
                     ["sns:Publish"],
                     [a.topic(Topic.ALERTS), events, a.topic(Topic.APPROVALS)],

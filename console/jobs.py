@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,12 +12,13 @@ from queues.dlq import RedriveResult
 
 
 class JobView(BaseModel):
-    job_id: str
+    job_id: str  # the redrive's id, as in the audit trail
     queue: str
     destination: str
     moved: int
     total: int | None
     done: bool
+    cancelling: bool
     result: RedriveResult | None
     error: str | None
 
@@ -33,6 +33,8 @@ class Job:
     result: RedriveResult | None = None
     error: str | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    # Set by a person's cancel: the mover stops between two messages.
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def view(self) -> JobView:
         return JobView(
@@ -42,12 +44,14 @@ class Job:
             moved=self.moved,
             total=self.total,
             done=self.finished.is_set(),
+            cancelling=self.cancel.is_set() and not self.finished.is_set(),
             result=self.result,
             error=self.error,
         )
 
 
-Work = Callable[[Callable[[int, int | None], None]], RedriveResult]
+Progress = Callable[[int, int | None], None]
+Work = Callable[[Progress, threading.Event], RedriveResult]
 
 
 class Jobs:
@@ -55,15 +59,15 @@ class Jobs:
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
 
-    def start(self, queue: str, destination: str, work: Work) -> Job:
-        job = Job(uuid.uuid4().hex[:12], queue, destination)
+    def start(self, job_id: str, queue: str, destination: str, work: Work) -> Job:
+        job = Job(job_id, queue, destination)
 
         def progress(moved: int, total: int | None) -> None:
             job.moved, job.total = moved, total
 
         def run() -> None:
             try:
-                job.result = work(progress)
+                job.result = work(progress, job.cancel)
             except Exception as exc:  # shown on the job's page; nothing is half-deleted
                 job.error = f"{type(exc).__name__}: {str(exc)[:300]}"
             finally:

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     console_port: int = 8088
     console_token: str | None = Field(default=None, validation_alias="CONSOLE_TOKEN", repr=False)
     console_refresh_s: float = Field(default=2.0, gt=0)
+    # How far back the queues page charts each queue's and DLQ's depth (sampled by the
+    # console every console_refresh_s while it runs).
+    console_chart_minutes: int = Field(default=10, ge=1, le=120)
     # The console is reached over HTTPS (a TLS proxy in front): its session cookie is Secure.
     console_https: bool = False
 

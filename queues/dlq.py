@@ -4,15 +4,23 @@ Peeking receives a page at a time under a short visibility and hands every messa
 at once (visibility 0): a dead letter is not consumed, and its expiry, counted from its
 first enqueue, is untouched (its receive count goes up, as any look at SQS makes it).
 
+Dead letters are listed, filtered and paged from their failure records (queues/failures.py):
+SQS can do neither. A redrive of a filtered set moves exactly the ids its plan (a dry run)
+shows, at most `limit` of them.
+
 Redrive uses SQS's own message move task where the endpoint has it (all messages, at a
 rate), and otherwise, or for chosen messages, a careful mover: send a copy to the
 destination, then delete the dead letter. Killed half-way, a message is sent twice at
-worst, never lost; the workers dedupe by event_id.
+worst, never lost; the workers dedupe by event_id. Cancelled, the mover stops after the
+message in hand and hands the rest back. Each copy carries the dead letter's id
+(`REDRIVE_OF`), so what becomes of it is written on the dead letter's record; every
+redrive, delete and purge is in the audit trail (queues/dlq_audit.py).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +32,15 @@ from pydantic import BaseModel
 from core.aws_errors import error_code
 from core.errors import FleetError, UsageError
 from queues.consumer import FAILURE_ATTRIBUTES
-from queues.failures import FailureLog
+from queues.dlq_audit import Actor, AuditEntry, DlqAudit, new_redrive_id
+from queues.failures import (
+    REDRIVE_ENTRY,
+    REDRIVE_OF,
+    FailureLog,
+    FailureRecord,
+    LetterFilter,
+    Status,
+)
 from queues.topology import TopologySpec
 
 # Long enough to page through a DLQ; every message is handed back right after.
@@ -67,7 +83,42 @@ class RedriveResult(BaseModel):
     failed: int
     not_found: list[str] = []
     task_handle: str | None = None
-    status: str = "COMPLETED"
+    status: str = "COMPLETED"  # or CANCELLED, FAILED
+    redrive_id: str | None = None
+    # The dead letters the mover sent back (a move task's are not known one by one).
+    moved_ids: list[str] = []
+
+
+class MessageOutcome(BaseModel):
+    """What became of one dead letter a redrive sent back."""
+
+    message_id: str
+    status: str | None  # its record's: redriven (or, if it was not moved, still there)
+    redriven_as: str | None
+    outcome: str | None  # None: not handled yet (or no record to say)
+    outcome_detail: str | None
+    outcome_at: str | None
+    event_type: str | None
+    error_class: str | None  # why it was a dead letter
+
+
+class RedriveReport(BaseModel):
+    """A redrive as the audit trail has it, and each message's outcome since."""
+
+    queue: str
+    redrive_id: str
+    entries: list[AuditEntry]
+    messages: list[MessageOutcome]
+
+
+class RedrivePlan(BaseModel):
+    """What a redrive of a filtered set would move: exactly these dead letters."""
+
+    queue: str
+    destination: str
+    filters: dict[str, str]
+    limit: int | None
+    message_ids: list[str]
 
 
 Progress = Callable[[int, int | None], None]  # (moved so far, total if known)
@@ -99,6 +150,7 @@ class DeadLetters:
     ):
         self.sqs = sqs
         self.failures = FailureLog(dynamodb)
+        self.audit = DlqAudit(dynamodb)
         self.topology = topology
         # What the mover holds a message for while it copies it: if the mover dies, the
         # message is back in the DLQ after this.
@@ -168,15 +220,18 @@ class DeadLetters:
         return list(seen.values())
 
     def peek(self, name: str, limit: int = 100) -> list[DeadLetter]:
+        """The DLQ's messages as SQS holds them (those without a failure record too)."""
         dlq, source = self.resolve(name)
         url = self.url(dlq)
         messages = self._collect(url, limit, PEEK_VISIBILITY_S)
         self._hand_back(url, messages)
-        return [self._describe(m, dlq, source) for m in messages]
+        records = self.failures.many([m["MessageId"] for m in messages])
+        return [self._describe(m, dlq, source, records.get(m["MessageId"])) for m in messages]
 
-    def _describe(self, m: dict[str, Any], dlq: str, source: str) -> DeadLetter:
+    def _describe(
+        self, m: dict[str, Any], dlq: str, source: str, record: FailureRecord | None
+    ) -> DeadLetter:
         attrs = {k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()}
-        record = self.failures.get(m["MessageId"])
         fields = _envelope_fields(m["Body"])
         sent = m.get("Attributes", {}).get("SentTimestamp")
         return DeadLetter(
@@ -204,24 +259,107 @@ class DeadLetters:
 
     # ------------------------------------------------------------------ redrive
 
+    def plan(
+        self,
+        name: str,
+        where: LetterFilter | None = None,
+        limit: int | None = None,
+        to: str | None = None,
+    ) -> RedrivePlan:
+        """The dead letters a redrive of this filter would move, newest first, at most
+        `limit`: a dry run, read from the failure records (nothing is moved or received)."""
+        dlq, source = self.resolve(name)
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit must be at least 1, not {limit}")
+        ids: list[str] = []
+        cursor: str | None = None
+        while limit is None or len(ids) < limit:
+            size = 100 if limit is None else min(100, limit - len(ids))
+            page = self.failures.dead_letters(dlq, where, size, cursor)
+            ids += [r.message_id for r in page.letters]
+            cursor = page.cursor
+            if cursor is None:
+                break
+        return RedrivePlan(
+            queue=dlq,
+            destination=to or source,
+            filters=(where or LetterFilter()).given(),
+            limit=limit,
+            message_ids=ids,
+        )
+
     def redrive(
         self,
         name: str,
+        actor: Actor,
         to: str | None = None,
         ids: list[str] | None = None,
         rate: float | None = None,
         progress: Progress = lambda _moved, _total: None,
+        cancel: threading.Event | None = None,
+        plan: RedrivePlan | None = None,
+        redrive_id: str | None = None,
     ) -> RedriveResult:
+        """Send dead letters back: the chosen `ids`, exactly a plan's, or all of them. The
+        start and the end are audit entries under `actor`; `cancel` stops it between two
+        messages."""
         dlq, source = self.resolve(name)
-        destination = to or source
+        destination = to or (plan.destination if plan else source)
         self.url(destination)  # an unknown destination fails before anything moves
         if rate is not None and rate <= 0:
             raise UsageError(f"--rate must be above 0 messages per second, not {rate}")
-        if not ids:
-            started = self._start_move_task(dlq, destination, rate)
-            if started is not None:
-                return self._follow_move_task(dlq, destination, started, progress)
-        return self._move(dlq, destination, ids, rate, progress)
+        chosen = list(plan.message_ids if plan is not None else ids or [])
+        if plan is not None and not chosen:
+            raise UsageError("the plan moves nothing: no dead letter matches its filter")
+        redrive_id = redrive_id or new_redrive_id()
+        self.audit.append(
+            dlq,
+            "redrive started",
+            actor,
+            destination=destination,
+            message_ids=chosen,
+            redrive_id=redrive_id,
+            filters=plan.filters if plan else {},
+            limit=plan.limit if plan else None,
+            rate=rate,
+        )
+        stop = cancel or threading.Event()
+        result: RedriveResult | None = None
+        try:
+            if not chosen:
+                started = self._start_move_task(dlq, destination, rate)
+                if started is not None:
+                    result = self._follow_move_task(dlq, destination, started, progress, stop)
+            if result is None:
+                result = self._move(dlq, destination, chosen, rate, progress, stop, redrive_id)
+            result.redrive_id = redrive_id
+            return result
+        except Exception as exc:
+            self.audit.append(
+                dlq,
+                "redrive finished",
+                actor,
+                destination=destination,
+                redrive_id=redrive_id,
+                status="FAILED",
+                error=f"{type(exc).__name__}: {str(exc)[:300]}",
+            )
+            raise
+        finally:
+            if result is not None:
+                self.audit.append(
+                    dlq,
+                    "redrive finished",
+                    actor,
+                    destination=destination,
+                    redrive_id=redrive_id,
+                    message_ids=result.moved_ids,
+                    method=result.method,
+                    status=result.status,
+                    moved=result.moved,
+                    failed=result.failed,
+                    not_found=result.not_found,
+                )
 
     def _start_move_task(self, dlq: str, destination: str, rate: float | None) -> str | None:
         """The task handle, or None where the endpoint has no message move tasks."""
@@ -239,10 +377,19 @@ class DeadLetters:
             raise
 
     def _follow_move_task(
-        self, dlq: str, destination: str, handle: str, progress: Progress
+        self,
+        dlq: str,
+        destination: str,
+        handle: str,
+        progress: Progress,
+        cancel: threading.Event,
     ) -> RedriveResult:
         source_arn = self.arn(dlq)
+        cancelling = False
         while True:
+            if cancel.is_set() and not cancelling:
+                self.sqs.cancel_message_move_task(TaskHandle=handle)
+                cancelling = True
             tasks = self.sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10)["Results"]
             task = next(
                 (t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else None
@@ -252,6 +399,9 @@ class DeadLetters:
             moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
             progress(moved, task.get("ApproximateNumberOfMessagesToMove"))
             if task["Status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+                if task["Status"] == "COMPLETED":  # every letter went: none is listed now
+                    for message_id in self.plan(dlq).message_ids:
+                        self._left(message_id, "redriven")
                 return RedriveResult(
                     queue=dlq,
                     destination=destination,
@@ -267,22 +417,28 @@ class DeadLetters:
         self,
         dlq: str,
         destination: str,
-        ids: list[str] | None,
+        ids: list[str],
         rate: float | None,
         progress: Progress,
+        cancel: threading.Event,
+        redrive_id: str,
     ) -> RedriveResult:
         url, target = self.url(dlq), self.url(destination)
-        wanted = set(ids or [])
+        wanted = set(ids)
         total = len(wanted) if wanted else self.depth(dlq)
-        moved = failed = 0
+        failed = 0
+        moved: list[str] = []
         skipped: list[dict[str, Any]] = []
         seen: set[str] = set()
         interval = 1.0 / rate if rate else 0.0
         empty_rounds = 0
-        while empty_rounds < 2 and (not wanted or wanted - seen):
+        while empty_rounds < 2 and (not wanted or wanted - seen) and not cancel.is_set():
             batch = self._receive(url, self.move_visibility_s)
             empty_rounds = 0 if batch else empty_rounds + 1
             for m in batch:
+                if cancel.is_set():  # what this batch holds goes straight back
+                    skipped.append(m)
+                    continue
                 if m["MessageId"] in seen or (wanted and m["MessageId"] not in wanted):
                     if m["MessageId"] not in seen:
                         skipped.append(m)
@@ -290,7 +446,7 @@ class DeadLetters:
                 seen.add(m["MessageId"])
                 started = time.monotonic()
                 try:
-                    self._copy(target, m)
+                    copy_id = self._copy(target, m, redrive_id)
                 except ClientError:
                     failed += 1
                     skipped.append(m)
@@ -298,8 +454,15 @@ class DeadLetters:
                 # Only once the copy is safely sent: a crash before this leaves the dead
                 # letter where it was, to come back after move_visibility_s.
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-                moved += 1
-                progress(moved, total)
+                moved.append(m["MessageId"])
+                self._left(
+                    m["MessageId"],
+                    "redriven",
+                    redriven_as=copy_id,
+                    redriven_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    redrive_entry=redrive_id,
+                )
+                progress(len(moved), total)
                 if interval:
                     time.sleep(max(0.0, interval - (time.monotonic() - started)))
         self._hand_back(url, skipped)
@@ -307,23 +470,41 @@ class DeadLetters:
             queue=dlq,
             destination=destination,
             method="mover",
-            moved=moved,
+            moved=len(moved),
             failed=failed,
-            not_found=sorted(wanted - seen),
+            # Cancelled, the ones not reached are not "not found": they are still there.
+            not_found=[] if cancel.is_set() else sorted(wanted - seen),
+            status="CANCELLED" if cancel.is_set() else "COMPLETED",
+            moved_ids=moved,
         )
 
-    def _copy(self, target: str, m: dict[str, Any]) -> None:
-        # The failure's own attributes stay with the dead letter's record, not the retry.
+    def _copy(self, target: str, m: dict[str, Any], redrive_id: str) -> str:
+        """Send the dead letter back; the id of the copy. The failure's own attributes stay
+        with the dead letter's record; the copy says which dead letter it was."""
         attributes = {
             k: {f: v for f, v in a.items() if f in ("DataType", "StringValue", "BinaryValue")}
             for k, a in m.get("MessageAttributes", {}).items()
             if k not in FAILURE_ATTRIBUTES
         }
-        self.sqs.send_message(QueueUrl=target, MessageBody=m["Body"], MessageAttributes=attributes)
+        for key, value in ((REDRIVE_OF, m["MessageId"]), (REDRIVE_ENTRY, redrive_id)):
+            attributes[key] = {"DataType": "String", "StringValue": value}
+        sent = self.sqs.send_message(
+            QueueUrl=target, MessageBody=m["Body"], MessageAttributes=attributes
+        )
+        return str(sent["MessageId"])
+
+    def _left(self, message_id: str, status: Status, **more: str) -> None:
+        """The dead letter's record, if it has one, leaves the list. A record that cannot be
+        written leaves a letter listed that is gone: shown, never lost."""
+        try:
+            self.failures.left_dlq(message_id, status, **more)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     # ------------------------------------------------------------------ delete, purge
 
-    def delete(self, name: str, ids: list[str]) -> tuple[int, list[str]]:
+    def delete(self, name: str, ids: list[str], actor: Actor) -> tuple[int, list[str]]:
         """Delete the chosen dead letters for good: (deleted, ids not found)."""
         dlq, _ = self.resolve(name)
         url, wanted = self.url(dlq), set(ids)
@@ -340,10 +521,75 @@ class DeadLetters:
                 else:
                     others[m["MessageId"]] = m
         self._hand_back(url, list(others.values()))
-        return len(deleted), sorted(wanted - deleted)
+        for message_id in sorted(deleted):
+            self._left(message_id, "deleted")
+        missing = sorted(wanted - deleted)
+        self.audit.append(dlq, "delete", actor, message_ids=sorted(deleted), not_found=missing)
+        return len(deleted), missing
 
-    def purge(self, name: str) -> int:
+    def purge(self, name: str, actor: Actor) -> int:
         dlq, _ = self.resolve(name)
         depth = self.depth(dlq)
+        listed = self.plan(dlq).message_ids  # the letters with a record: by id in the trail
         self.sqs.purge_queue(QueueUrl=self.url(dlq))
+        for message_id in listed:
+            self._left(message_id, "purged")
+        self.audit.append(dlq, "purge", actor, message_ids=listed, moved=depth)
         return depth
+
+    # ------------------------------------------------------------------ what happened
+
+    def report(self, name: str, redrive_id: str) -> RedriveReport | None:
+        """A redrive's audit entries and what became of each message it sent back."""
+        dlq, _ = self.resolve(name)
+        entries = self.audit.redrive(dlq, redrive_id)
+        if not entries:
+            return None
+        finished = [e for e in entries if e.action == "redrive finished"]
+        ids = finished[-1].message_ids if finished else entries[0].message_ids
+        records = self.failures.many(ids)
+        messages = []
+        for message_id in ids:
+            r = records.get(message_id)
+            messages.append(
+                MessageOutcome(
+                    message_id=message_id,
+                    status=r.status if r else None,
+                    redriven_as=r.redriven_as if r else None,
+                    outcome=r.outcome if r else None,
+                    outcome_detail=r.outcome_detail if r else None,
+                    outcome_at=r.outcome_at if r else None,
+                    event_type=r.event_type if r else None,
+                    error_class=r.error_class if r else None,
+                )
+            )
+        return RedriveReport(queue=dlq, redrive_id=redrive_id, entries=entries, messages=messages)
+
+    def history(self, name: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        """The audit trail, newest first: one DLQ's, or every DLQ's."""
+        queues = [self.resolve(name)[0]] if name else self.dlq_names()
+        return self.audit.history(queues, limit)
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, name: str, limit: int = 100_000) -> list[dict[str, Any]]:
+        """Every message of the DLQ as it is in SQS (its body as sent, its attributes), with
+        what its failure record says; nothing is consumed."""
+        dlq, source = self.resolve(name)
+        url = self.url(dlq)
+        messages = self._collect(url, limit, PEEK_VISIBILITY_S)
+        self._hand_back(url, messages)
+        records = self.failures.many([m["MessageId"] for m in messages])
+        exported = []
+        for m in messages:
+            described = self._describe(m, dlq, source, records.get(m["MessageId"]))
+            exported.append(
+                {
+                    **described.model_dump(exclude={"body"}),
+                    "body": m["Body"],
+                    "message_attributes": {
+                        k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()
+                    },
+                }
+            )
+        return exported

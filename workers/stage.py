@@ -104,7 +104,7 @@ def build_consumer(
         Tracing(),
         LogContext(),
         RuntimeMetrics(queue.stage.value, clients("cloudwatch"), settings.runtime_metrics_flush_s),
-        FailureRecords(FailureLog(dynamodb)),
+        FailureRecords(FailureLog(dynamodb), queue.dlq_name),
         Idempotency(dynamodb, queue.stage.value, deduplicated_by(handler)),
         Outbox(store, publisher),
     ]

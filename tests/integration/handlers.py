@@ -112,3 +112,19 @@ def remediate_under_lease(event: EventEnvelope, ctx: StageContext) -> None:
             )
     except (ResourceBusy, LeaseLost) as exc:
         raise RetryLater(str(exc), after_s=ctx.settings.remediation_lease_s) from None
+
+
+FAILING_KINDS_FILE = "failing-kinds"
+
+
+def fails_as_told(event: EventEnvelope, ctx: StageContext) -> None:
+    """Fails for good (NonRetryableError: dead-lettered at once) while its payload's `kind`
+    is listed in the state directory's failing-kinds file: a DLQ of mixed failures, some
+    of which a test then "fixes" by taking their kind off the list. Records each run."""
+    kind = str(event.payload.get("kind", ""))
+    failing = (ctx.settings.state_dir / FAILING_KINDS_FILE).read_text().split()
+    if kind in failing:
+        raise NonRetryableError(f"{kind}: {event.payload.get('why', 'refused')}")
+    ctx.store.put_context(
+        str(event.payload["probe"]), f"run#{uuid.uuid4()}", {"event_id": event.event_id}
+    )

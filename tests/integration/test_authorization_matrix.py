@@ -104,6 +104,10 @@ def fx(world: RunningWorld, admin: Any) -> Fixtures:
 def _key(table: str) -> dict[str, Any]:
     if table == "incident-audit":
         return {"incident_id": {"S": "probe"}, "seq": {"N": "0"}}
+    if table == "dlq-audit":
+        return {"queue": {"S": "probe"}, "entry": {"S": "probe"}}
+    if table == "rate-limits":
+        return {"bucket": {"S": "probe"}}
     return {"incident_id": {"S": "probe"}}
 
 
@@ -316,6 +320,13 @@ def probes(fx: Fixtures) -> list[Probe]:
                 f"FilterLogEvents /aws/lambda/{FUNCTION}",
                 filter_logs(f"/aws/lambda/{FUNCTION}"),
             )
+    # The fleet's model quota: the three stages with an agent share it; nobody else.
+    for p in (P.SUPERVISOR, P.RESOLVER, P.CRITIC):
+        add(p, True, "GetItem rate-limits", get("rate-limits"))
+        add(p, True, "PutItem rate-limits", put("rate-limits"))
+        add(p, False, "DeleteItem rate-limits", delete("rate-limits"))
+    for p in (P.WATCHDOG, P.CONSOLE, P.OPERATOR, P.MCP_SUPERVISOR):
+        add(p, False, "PutItem rate-limits", put("rate-limits"))
     for p in (P.RESOLVER, P.OPERATOR):
         add(p, True, f"UpdateFunctionConfiguration {FUNCTION}", same_timeout(FUNCTION))
         add(p, True, f"Put/DeleteFunctionConcurrency {FUNCTION}", concurrency(FUNCTION))
@@ -364,6 +375,13 @@ def probes(fx: Fixtures) -> list[Probe]:
     add(P.OPERATOR, False, "DeleteMessage supervisor (a live queue)", delete_message(fx, dlq=False))
     add(P.OPERATOR, False, "UpdateItem incident-audit", update("incident-audit"))
     add(P.OPERATOR, False, "DeleteItem incident-audit", delete("incident-audit"))
+    # Who redrove, deleted or purged dead letters: the people's identities append, nobody
+    # changes or removes an entry, and the workers do not write there at all.
+    for p in (P.OPERATOR, P.CONSOLE):
+        add(p, True, "PutItem dlq-audit", put("dlq-audit"))
+        add(p, False, "UpdateItem dlq-audit", update("dlq-audit"))
+        add(p, False, "DeleteItem dlq-audit", delete("dlq-audit"))
+    add(P.SUPERVISOR, False, "PutItem dlq-audit", put("dlq-audit"))
     for p in (P.MCP_SUPERVISOR, P.MCP_RESOLVER):
         add(
             p,

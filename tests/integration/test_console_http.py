@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from core.principals import Principal
-from emulation.world import wait_for
+from emulation.world import terminate, wait_for
 from incidents.store import IncidentStore
 from tests.incident_records import ROUND_2_BECAUSE, record_two_rounds_then_escalated
-from tests.integration.conftest import RunningWorld
+from tests.integration.conftest import RunningWorld, Workers
 
 HTML = {"Accept": "text/html"}
 PAGES = [
@@ -23,6 +23,11 @@ PAGES = [
     "/api/queues",
     "/dlq/critic-dlq",
     "/api/dlq/critic-dlq",
+    "/dlq/critic-dlq/peek",
+    "/dlq/critic-dlq/plan",
+    "/dlq/critic-dlq/export.json",
+    "/dlq-audit",
+    "/dlq-audit/critic-dlq/x",
     "/jobs/x",
     "/api/jobs/x",
     "/incidents",
@@ -35,6 +40,7 @@ ACTIONS = [
     "/dlq/critic-dlq/redrive",
     "/dlq/critic-dlq/delete",
     "/dlq/critic-dlq/purge",
+    "/jobs/x/cancel",
     "/approvals/inc-x/approve",
     "/approvals/inc-x/reject",
 ]
@@ -123,10 +129,11 @@ def test_pages_escape_payloads_and_show_no_secret(
 ) -> None:
     _drain(world, "critic-dlq")
     _dead_letter(world, '<script>alert("owned")</script>')
-    page = browser.get("/dlq/critic-dlq").text
+    # Sent to the DLQ by hand, it has no failure record: Peek shows it, as SQS holds it.
+    page = browser.get("/dlq/critic-dlq/peek").text
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;owned&#34;)" in page
     mcp_key = world.settings.resolved_mcp_api_key()
-    for path in ("/queues", "/dlq/critic-dlq", "/incidents", "/approvals"):
+    for path in ("/queues", "/dlq/critic-dlq", "/dlq-audit", "/incidents", "/approvals"):
         text = browser.get(path).text
         assert token not in text and mcp_key not in text
     _drain(world, "critic-dlq")
@@ -280,3 +287,55 @@ def test_logout_ends_the_session(browser: httpx.Client) -> None:
     csrf = _csrf(browser)
     assert browser.post("/logout", data={"csrf_token": csrf}).status_code == 303
     assert browser.get("/queues").status_code == 401
+
+
+def test_a_thousand_dead_letters_are_paged_without_receiving_one(
+    world: RunningWorld, workers: Workers, browser: httpx.Client
+) -> None:
+    _drain(world, "watchdog")
+    _drain(world, "watchdog-dlq")
+    sqs = _sqs(world)
+    url = sqs.get_queue_url(QueueName="watchdog")["QueueUrl"]
+    worker = workers.start("watchdog", "noop")
+    for start in range(0, 1000, 10):  # unreadable: each dead-lettered at once, with its record
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "MessageBody": f"bad {start + i} {{"} for i in range(10)],
+        )
+    dlq_url = sqs.get_queue_url(QueueName="watchdog-dlq")["QueueUrl"]
+
+    def depth() -> int:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"])
+
+    wait_for(lambda: depth() == 1000, 180, "a thousand dead letters", 0.5)
+    terminate([worker], 30)
+
+    seen: list[str] = []
+    path = "/dlq/watchdog-dlq"
+    for _ in range(3):  # three pages, newest first, each its own fifty
+        page = browser.get(path).text
+        rows = re.findall(r'<tr class="letter" data-message-id="([^"]+)"', page)
+        assert len(rows) == 50
+        seen += rows
+        found = re.search(r'id="next-page" href="([^"]+)"', page)
+        assert found, "no next page"
+        path = found.group(1).replace("&amp;", "&")
+    assert len(set(seen)) == 150
+    data = browser.get("/api/dlq/watchdog-dlq").json()
+    assert len(data["letters"]) == 50 and data["cursor"]
+    # No page load received a dead letter: the first receive of each is this one.
+    counts = []
+    while got := sqs.receive_message(
+        QueueUrl=dlq_url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+    ).get("Messages", []):
+        counts += [m["Attributes"]["ApproximateReceiveCount"] for m in got]
+        sqs.delete_message_batch(
+            QueueUrl=dlq_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+            ],
+        )
+    assert len(counts) == 1000 and set(counts) == {"1"}

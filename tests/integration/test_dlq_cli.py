@@ -8,13 +8,17 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.principals import Principal
 from emulation.world import PROJECT_ROOT, terminate, wait_for
+from queues.events import new_event
+from queues.topology import EventType
 from tests.integration.conftest import RunningWorld, Workers
+from tests.integration.handlers import FAILING_KINDS_FILE
 
 
 def _sqs(world: RunningWorld) -> Any:
@@ -127,3 +131,112 @@ def test_a_mover_killed_half_way_loses_nothing(empty: RunningWorld) -> None:
     found = _drain(world, "watchdog-dlq") + _drain(world, "watchdog")
     assert set(found) == set(bodies)
     assert len(found) <= len(bodies) + 1  # at worst the one in hand is sent twice
+
+
+def _mixed_failures(world: RunningWorld, workers: Workers, probe: str) -> dict[str, list[str]]:
+    """A critic DLQ of mixed failures, dead-lettered by a real worker: 4 'quota' and 3
+    'schema' refusals (NonRetryableError), 2 unreadable bodies (BadMessage). Their event
+    ids by kind; the worker keeps running (what is redriven to it is handled)."""
+    (world.settings.state_dir / FAILING_KINDS_FILE).write_text("quota schema")
+    workers.start("critic", "fails_as_told")
+    sqs, url, sent = _sqs(world), _url(world, "critic"), {"quota": [], "schema": []}
+    for kind, n in (("quota", 4), ("schema", 3)):
+        for i in range(n):
+            event = new_event(
+                EventType.PROPOSED, "test", {"kind": kind, "probe": probe, "why": f"{kind} {i}"}
+            )
+            sqs.send_message(QueueUrl=url, MessageBody=event.model_dump_json())
+            sent[kind].append(event.event_id)
+    for body in ("{not json", "[1, 2"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    wait_for(lambda: _depth(world, "critic-dlq")[0] == 9, 60, "nine dead letters")
+    return sent
+
+
+def _letters(world: RunningWorld, *args: str) -> list[dict[str, Any]]:
+    shown = world.fleet("dlq", "letters", "critic", *args, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return list(json.loads(shown.stdout)["letters"])
+
+
+def test_a_filtered_redrive_moves_exactly_what_its_dry_run_showed_and_says_what_became_of_each(
+    empty: RunningWorld, workers: Workers, tmp_path: Path
+) -> None:
+    world = empty
+    probe = f"mixed-{tmp_path.name}"
+    sent = _mixed_failures(world, workers, probe)
+    listed = _letters(world)
+    assert len(listed) == 9
+    quota = _letters(world, "--reason", "quota")
+    assert sorted(r["event_id"] for r in quota) == sorted(sent["quota"])
+    assert {r["error_class"] for r in quota} == {"NonRetryableError"}
+    assert len(_letters(world, "--error-class", "BadMessage")) == 2
+    assert len(_letters(world, "--event-type", "incident.proposed", "--reason", "schema")) == 3
+    assert [r["message_id"] for r in _letters(world, "--page-size", "5")] == [
+        r["message_id"] for r in listed[:5]
+    ]
+
+    dry = world.fleet(
+        "dlq", "redrive", "critic", "--reason", "quota", "--limit", "3", "--dry-run", "--json"
+    )
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert len(plan["message_ids"]) == 3 and set(plan["message_ids"]) < {
+        r["message_id"] for r in quota
+    }
+    assert _depth(world, "critic-dlq")[0] == 9  # a dry run moves nothing
+
+    (world.settings.state_dir / FAILING_KINDS_FILE).write_text("schema")  # quota is fixed
+    (tmp_path / "plan.json").write_text(dry.stdout)
+    moved = world.fleet(
+        "dlq",
+        "redrive",
+        "critic",
+        "--ids-from",
+        str(tmp_path / "plan.json"),
+        "--as",
+        "dana",
+        "--json",
+    )
+    assert moved.returncode == 0, moved.stderr
+    result = json.loads(moved.stdout)
+    assert sorted(result["moved_ids"]) == sorted(plan["message_ids"])
+    still = world.fleet(
+        "dlq", "redrive", "critic", "--reason", "schema", "--limit", "1", "--as", "dana", "--json"
+    )
+    assert still.returncode == 0, still.stderr
+    poison = json.loads(still.stdout)
+
+    def outcomes(redrive: dict[str, Any]) -> list[str | None]:
+        shown = world.fleet(
+            "dlq", "history", "critic", "--redrive", redrive["redrive_id"], "--json"
+        )
+        assert shown.returncode == 0, shown.stderr
+        return [m["outcome"] for m in json.loads(shown.stdout)["messages"]]
+
+    wait_for(lambda: outcomes(result) == ["processed"] * 3, 60, "the fixed ones processed")
+    wait_for(lambda: outcomes(poison) == ["dead-lettered again"], 60, "the poison one back")
+    # The poison message is listed again, under its new id, saying where it came from.
+    back = [r for r in _letters(world, "--reason", "schema") if r.get("redrive_of")]
+    assert [r["redrive_of"] for r in back] == poison["moved_ids"]
+    assert len(_letters(world)) == 9 - 3 - 1 + 1
+
+    trail = json.loads(world.fleet("dlq", "history", "critic", "--json").stdout)
+    mine = [e for e in trail if e["redrive_id"] == result["redrive_id"]]
+    assert [e["action"] for e in mine] == ["redrive finished", "redrive started"]
+    assert {(e["person"], e["principal"]) for e in mine} == {("dana", "operator")}
+    assert sorted(mine[1]["message_ids"]) == sorted(plan["message_ids"])
+    assert mine[1]["filters"] == {"reason": "quota"} and mine[1]["limit"] == 3
+
+
+def test_export_writes_every_dead_letter_as_json_and_takes_none(
+    empty: RunningWorld, tmp_path: Path
+) -> None:
+    world, sqs = empty, _sqs(empty)
+    for i in range(12):
+        sqs.send_message(QueueUrl=_url(world, "watchdog-dlq"), MessageBody=f'{{"n": {i}}}')
+    out = tmp_path / "watchdog-dlq.json"
+    assert world.fleet("dlq", "export", "watchdog", "-o", str(out)).returncode == 0
+    exported = json.loads(out.read_text())
+    assert sorted(m["body"] for m in exported) == sorted(f'{{"n": {i}}}' for i in range(12))
+    assert _depth(world, "watchdog-dlq") == (12, 0)

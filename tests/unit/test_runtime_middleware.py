@@ -16,7 +16,7 @@ from core.settings import Settings
 from queues.consumer import FAILURE_ATTRIBUTES, Consumer
 from queues.delivery import Delivery
 from queues.events import EventEnvelope, new_event
-from queues.failures import FailureRecords
+from queues.failures import REDRIVE_OF, FailureRecords
 from queues.idempotency import Claim, Idempotency
 from queues.middleware import Middleware
 from queues.outbox import Outbox
@@ -284,6 +284,9 @@ class FakeFailureLog:
             raise RuntimeError("DynamoDB away")
         self.records.append({"message_id": message_id, "args": args, **kwargs})
 
+    def note_outcome(self, dead_letter_id: str, outcome: str, detail: str, as_message: str) -> None:
+        self.records.append({"noted": dead_letter_id, "outcome": outcome, "as": as_message})
+
 
 def test_failures_are_recorded_by_the_id_the_dlq_will_show() -> None:
     log = FakeFailureLog()
@@ -308,6 +311,39 @@ def test_failures_are_recorded_by_the_id_the_dlq_will_show() -> None:
     assert log.records[2]["original_message_id"] == "m9"
     # A log that cannot be written is logged, not raised: the message is settled anyway.
     FailureRecords(FakeFailureLog(fail=True)).after_settle(retried)  # type: ignore[arg-type]
+
+
+def test_a_redriven_message_notes_what_became_of_it_on_its_dead_letter() -> None:
+    log = FakeFailureLog()
+    mw = FailureRecords(log, "supervisor-dlq")  # type: ignore[arg-type]
+
+    def redriven(message_id: str, receives: int = 1) -> Delivery:
+        d = _delivery(_event(), receives=receives, message_id=message_id)
+        d.message_attributes[REDRIVE_OF] = {
+            "DataType": "String",
+            "StringValue": f"dead-{message_id}",
+        }
+        return d
+
+    fixed = redriven("a")
+    fixed.outcome = Ack()
+    mw.after_settle(fixed)
+    again = redriven("b", receives=2)
+    again.outcome = Retry("KeyError: 'records'", "KeyError")
+    mw.after_settle(again)
+    poison = redriven("c", receives=5)
+    poison.outcome = Retry("KeyError: 'records'", "KeyError")
+    mw.after_settle(poison)
+    noted = [(r["noted"], r["outcome"]) for r in log.records if "noted" in r]
+    assert noted == [
+        ("dead-a", "processed"),
+        ("dead-b", "failed again"),
+        ("dead-c", "dead-lettered again"),
+    ]
+    # The poison message's own record says where it came from, and lists it in its DLQ.
+    (last,) = [r for r in log.records if r.get("message_id") == "c"]
+    assert last["redrive_of"] == "dead-c" and last["dlq"] == "supervisor-dlq"
+    assert last["dead_lettered"] is True
 
 
 # ---------------------------------------------------------------- metrics
