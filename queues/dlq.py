@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
@@ -42,6 +43,8 @@ from queues.failures import (
     Status,
 )
 from queues.topology import TopologySpec
+
+log = structlog.get_logger()
 
 # Long enough to page through a DLQ; every message is handed back right after.
 PEEK_VISIBILITY_S = 30
@@ -327,9 +330,14 @@ class DeadLetters:
         result: RedriveResult | None = None
         try:
             if not chosen:
+                # The letters listed now are what a completed move task has moved (any that
+                # arrive while it runs may be left behind: they stay listed).
+                listed = self.plan(dlq).message_ids
                 started = self._start_move_task(dlq, destination, rate)
                 if started is not None:
-                    result = self._follow_move_task(dlq, destination, started, progress, stop)
+                    result = self._follow_move_task(
+                        dlq, destination, started, progress, stop, listed
+                    )
             if result is None:
                 result = self._move(dlq, destination, chosen, rate, progress, stop, redrive_id)
             result.redrive_id = redrive_id
@@ -383,6 +391,7 @@ class DeadLetters:
         handle: str,
         progress: Progress,
         cancel: threading.Event,
+        listed: list[str],
     ) -> RedriveResult:
         source_arn = self.arn(dlq)
         cancelling = False
@@ -399,8 +408,8 @@ class DeadLetters:
             moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
             progress(moved, task.get("ApproximateNumberOfMessagesToMove"))
             if task["Status"] in ("COMPLETED", "FAILED", "CANCELLED"):
-                if task["Status"] == "COMPLETED":  # every letter went: none is listed now
-                    for message_id in self.plan(dlq).message_ids:
+                if task["Status"] == "COMPLETED":  # those listed at the start all went
+                    for message_id in listed:
                         self._left(message_id, "redriven")
                 return RedriveResult(
                     queue=dlq,
@@ -494,13 +503,16 @@ class DeadLetters:
         return str(sent["MessageId"])
 
     def _left(self, message_id: str, status: Status, **more: str) -> None:
-        """The dead letter's record, if it has one, leaves the list. A record that cannot be
-        written leaves a letter listed that is gone: shown, never lost."""
+        """The dead letter's record, if it has one, leaves the list. The message has moved
+        already: a record that cannot be written leaves a letter listed that is gone (shown,
+        never lost), and the move goes on."""
         try:
             self.failures.left_dlq(message_id, status, **more)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                log.warning(
+                    "a moved dead letter is still listed", message_id=message_id, error=str(exc)
+                )
 
     # ------------------------------------------------------------------ delete, purge
 
