@@ -17,6 +17,7 @@ from core.dynamodb import TableSpec
 from core.principals import Principal
 from core.protection import PROTECTED_TAG
 from core.settings import Settings
+from core.shared_bucket import RATE_LIMITS
 from incidents.tables import INCIDENT_AUDIT, TABLES
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
 from queues.tables import DLQ_AUDIT
@@ -169,6 +170,8 @@ AUDIT_APPEND = (
     "dynamodb:ConditionCheckItem",
     "dynamodb:DescribeTable",
 )
+# The shared model quota's bucket (core/shared_bucket.py): a consistent read, a conditional put.
+MODEL_QUOTA = ("dynamodb:GetItem", "dynamodb:PutItem")
 STATE_RO = (
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
@@ -292,6 +295,9 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 statements.append(allow(QUEUE_READ, a.all_queues(), "WatchAllQueues"))
             else:  # the three stages with an agent; Converse is authorized as InvokeModel
                 statements.append(allow(["bedrock:InvokeModel"], a.models(), "InvokeModel"))
+                # Every model call first takes its share of the fleet's quota (one item,
+                # read and written on condition of its version).
+                statements.append(allow(MODEL_QUOTA, a.tables((RATE_LIMITS,)), "ShareModelQuota"))
             if principal == Principal.RESOLVER:
                 # Snapshots before a change, then the allowlisted writes: the executor alone.
                 statements += _diagnostic_reads(a) + _remediation_writes(a)

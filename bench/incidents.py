@@ -1,6 +1,6 @@
 """What the fleet does for its users, timed: MTTR per fault kind (split by phase, beside
 the kind's physical floor on this world), many incidents at once, and what each diagnosis
-costs.
+and each whole incident costs (tokens, and dollars at the configured prices).
 
 All of it drives the real fleet through game days (chaos/gameday.py): the harness breaks
 the workload and watches; the fleet finds out from its alarms, as it would on AWS.
@@ -13,6 +13,7 @@ import re
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -218,6 +219,28 @@ def diagnosis_cost(game: GameDay, incident_id: str) -> dict[str, int]:
     }
 
 
+def incident_costs(reports: list[IncidentReport | None], settings: Settings) -> dict[str, Any]:
+    """What the agents spent per incident (every stage and round): tokens, the estimated cost
+    at the configured prices, and the time waiting for the fleet's model quota."""
+    found = [r for r in reports if r is not None]
+    tokens = [r.prompt_tokens + r.completion_tokens for r in found]
+    costs = [r.cost_usd for r in found]
+    waits = [r.quota_wait_s for r in found]
+    return {
+        "incidents": len(found),
+        "tokens_median": statistics.median(tokens) if tokens else None,
+        "tokens_max": max(tokens, default=None),
+        "cost_usd_median": round(statistics.median(costs), 6) if costs else None,
+        "cost_usd_max": max(costs, default=None),
+        "cost_usd_total": round(sum(costs), 6),
+        "quota_wait_s_max": max(waits, default=None),
+        "priced_per_1k_usd": {
+            "input": settings.model_input_price_per_1k,
+            "output": settings.model_output_price_per_1k,
+        },
+    }
+
+
 def quiet(_line: str) -> None:
     """The game day's own running commentary: not part of the bench's output."""
 
@@ -251,6 +274,7 @@ def mttr(
     beside the kind's floor (`floor_phases`)."""
     by_kind: dict[str, Any] = {}
     costs: list[dict[str, int]] = []
+    reports: list[IncidentReport | None] = []
     overrides = dict(MTTR_OVERRIDES)
     if alarm_period_s is not None:
         overrides["alarm_period_s"] = alarm_period_s
@@ -285,6 +309,7 @@ def mttr(
                 totals.append(result.mttr_s)
                 splits.append(phase_split(report, fault_at))
                 costs.append(diagnosis_cost(game, result.incident_id))
+                reports.append(report)
                 progress(f"{kind} #{i + 1}: recovered in {result.mttr_s}s")
             measured[kind] = (totals, splits)
         logs = Clients(Principal.ADMIN, settings)("logs")
@@ -327,6 +352,7 @@ def mttr(
             "counted_as": "the offline model's estimate of what the same conversation sends "
             "to Bedrock: 4 characters a token",
         },
+        "incident_cost": incident_costs(reports, settings),
     }
 
 
@@ -346,38 +372,57 @@ def last_recovered_s(reports: list[IncidentReport | None], fault_at: datetime) -
     return round((last - fault_at).total_seconds(), 1)
 
 
+@dataclass
+class AtOnce:
+    game: GameDay
+    incidents: list[dict[str, Any]]  # every incident opened since the faults, all ended
+    since: str  # just before the faults (ISO, ms)
+    seconds: float  # the faults → the last incident ended
+
+
+def revoked_at_once(settings: Settings, targets: int, within_s: float) -> AtOnce:
+    """Once they all run cleanly, `targets` copies of the workload lose their S3 access at
+    once; until every incident that opened has ended (RESOLVED after its watch, or given
+    up)."""
+    names = [function_name(i) for i in range(1, targets + 1)]
+    scenario = Scenario(
+        name=f"{targets} at once",
+        targets=targets,
+        faults=[FaultStep(kind="revoke", target="s3", function=n) for n in names],
+        expect=Expectation(within_s=within_s),
+    )
+    game = GameDay(scenario, settings, quiet)
+    game.wait_healthy()
+    since = datetime.now(UTC).isoformat(timespec="milliseconds")
+    started = time.monotonic()
+    game.apply_faults()
+
+    def all_ended() -> bool:
+        found = game.incidents_since(since)
+        return len(found) >= targets and all(S(i["status"]) in TERMINAL for i in found)
+
+    wait_for(all_ended, within_s, f"{targets} incidents to end", 1.0)
+    elapsed = time.monotonic() - started
+    return AtOnce(game, game.incidents_since(since), since, elapsed)
+
+
 def many(targets: int, workers_per_stage: int, progress: Log) -> dict[str, Any]:
     """`targets` copies of the workload broken at once; fault → the last one RECOVERED
     (MTTR) and → the last one ended (RESOLVED after its watch, or given up)."""
     overrides = {"target_count": targets, "workers_per_stage": workers_per_stage}
     with fresh_world(overrides, quiet) as settings:
-        names = [function_name(i) for i in range(1, targets + 1)]
-        scenario = Scenario(
-            name=f"{targets} at once",
-            targets=targets,
-            faults=[FaultStep(kind="revoke", target="s3", function=n) for n in names],
-            expect=Expectation(within_s=600),
-        )
-        game = GameDay(scenario, settings, quiet)
-        game.wait_healthy()
-        since = datetime.now(UTC).isoformat(timespec="milliseconds")
-        started = time.monotonic()
-        game.apply_faults()
-
-        def all_ended() -> bool:
-            found = game.incidents_since(since)
-            return len(found) >= targets and all(S(i["status"]) in TERMINAL for i in found)
-
-        wait_for(all_ended, 900, f"{targets} incidents to end", 1.0)
-        elapsed = time.monotonic() - started
-        found = game.incidents_since(since)
+        burst = revoked_at_once(settings, targets, 900)
+        found = burst.incidents
         resolved = sum(1 for i in found if i["status"] == S.RESOLVED.value)
-        reports = [load_report(game.store, i["incident_id"]) for i in found]
-        recovered_s = last_recovered_s(reports, datetime.fromisoformat(since))
-        progress(f"{targets} targets, {workers_per_stage} worker(s) per stage: {elapsed:.1f}s")
+        reports = [load_report(burst.game.store, i["incident_id"]) for i in found]
+        recovered_s = last_recovered_s(reports, datetime.fromisoformat(burst.since))
+        progress(
+            f"{targets} targets, {workers_per_stage} worker(s) per stage: {burst.seconds:.1f}s"
+        )
         return {
-            "seconds": round(elapsed, 1),
+            "seconds": round(burst.seconds, 1),
             "recovered_s": recovered_s,
             "incidents": len(found),
             "resolved": resolved,
+            "cost": incident_costs(reports, settings),
         }

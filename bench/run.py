@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import incidents
+from bench.console_pages import dead_letter_pages
 from bench.runtime import runtime_overhead, storm
 from chaos.gameday import GAMEDAY_SETTINGS
 from chaos.gameday_draw import draw_plan
@@ -42,7 +43,7 @@ def _commit() -> str:
     return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
-PARTS = ("runtime", "storm", "mttr", "mttr-period", "many", "faults", "random")
+PARTS = ("runtime", "storm", "console", "mttr", "mttr-period", "many", "faults", "random")
 # How MTTR moves with the alarm period: the same kinds at this longer period, fewer runs
 # (a run waits two whole periods for a quiet function before its fault).
 LONG_PERIOD_S = 30
@@ -83,6 +84,9 @@ def _runtime_and_storm(
                 log(f"runtime overhead: {messages} messages x {rounds} rounds ...")
                 out["runtime_overhead"] = runtime_overhead(settings, messages, rounds)
                 out["runtime_overhead_ratio"] = out["runtime_overhead"]["ratio"]
+            if "console" in parts:
+                log("console: dead-letter page loads at 50 and at 1,000 dead letters ...")
+                out["console_dead_letters"] = dead_letter_pages(settings)
             if "storm" in parts:
                 storms = []
                 for n in alerts:
@@ -140,7 +144,7 @@ def run(
             errors[name] = f"{type(exc).__name__}: {exc}"
             log(f"[red]{name} failed: {errors[name]}[/red]")
 
-    if wanted & {"runtime", "storm"}:
+    if wanted & {"runtime", "storm", "console"}:
         try:
             measured.update(_runtime_and_storm(wanted, messages, rounds, alerts, log))
         except Exception as exc:
@@ -176,6 +180,11 @@ def run(
                     "others": Settings().watch_window_s,
                 },
                 "model": "offline",
+                # Every model call takes from the fleet's quota (the defaults: roomy).
+                "model_quota_per_minute": {
+                    "requests": Settings().model_requests_per_minute,
+                    "tokens": Settings().model_tokens_per_minute,
+                },
             },
             "fault_survival": SURVIVAL_SETTINGS,
         },
@@ -203,6 +212,7 @@ def _many(targets: int, log: Callable[[str], None]) -> dict[str, Any]:
         "one_worker_recovered_s": one["recovered_s"],
         "two_workers_recovered_s": two["recovered_s"],
         "resolved": min(one["resolved"], two["resolved"]),
+        "cost": two["cost"],
         "speedup": round(one["seconds"] / two["seconds"], 2) if two["seconds"] else None,
         "runs": {"one_worker": one, "two_workers": two},
     }
@@ -284,6 +294,17 @@ def _table(r: dict[str, Any]) -> Table:
                 "runtime traced / bare; traced / untraced (tracing's cost)",
                 f"{o['traced_ratio']}; {o['tracing_cost']}",
             )
+    if "console_dead_letters" in r:
+        d = r["console_dead_letters"]
+        for size, t in d["sizes"].items():
+            table.add_row(
+                f"console: a dead-letter page with {size} in the DLQ (p50 / p95)",
+                f"{t['first_page_ms_p50']} / {t['first_page_ms_p95']} ms",
+            )
+        table.add_row(
+            "console: dead letters received by those page loads",
+            f"{d['received_by_page_loads']} of {d['dead_letters_read']}",
+        )
     if "storm" in r:
         for b in r.get("storms", [r["storm"]]):
             n = b["alerts"]
@@ -328,6 +349,12 @@ def _table(r: dict[str, Any]) -> Table:
             "  … the last one recovered: 1 / 2 workers per stage",
             f"{m['one_worker_recovered_s']} / {m['two_workers_recovered_s']} s",
         )
+        if "cost" in m:
+            c = m["cost"]
+            table.add_row(
+                "  … tokens and estimated cost per incident (median); longest quota wait",
+                f"{c['tokens_median']}, ${c['cost_usd_median']:.4f}; {c['quota_wait_s_max']} s",
+            )
     if "tool_calls" in r:
         t, tokens = r["tool_calls"], r["diagnosis_tokens"]
         table.add_row(
@@ -337,6 +364,18 @@ def _table(r: dict[str, Any]) -> Table:
         table.add_row(
             "tokens per diagnosis (prompt / completion, median)",
             f"{tokens['prompt_median']} / {tokens['completion_median']}",
+        )
+    if "incident_cost" in r:
+        c = r["incident_cost"]
+        price = c["priced_per_1k_usd"]
+        table.add_row(
+            "tokens per incident, every stage (median / max)",
+            f"{c['tokens_median']} / {c['tokens_max']}",
+        )
+        table.add_row(
+            f"estimated model cost per incident (median / max; ${price['input']:g} in, "
+            f"${price['output']:g} out per 1k tokens)",
+            f"${c['cost_usd_median']:.4f} / ${c['cost_usd_max']:.4f}",
         )
     for case, f in r.get("faults", {}).items():
         verdict = "passed" if f["passed"] else "FAILED: " + "; ".join(f["problems"])

@@ -97,6 +97,29 @@ class Settings(BaseSettings):
     # Seconds the offline model takes per turn: 0 answers at once; ~1 behaves like a hosted
     # model (the fault-survival tests use it to land a kill inside an investigation).
     offline_model_latency_s: float = Field(default=0.0, ge=0)
+    # The fleet's share of the account's model quota (workers/agents/model_quota.py): every
+    # model call of every worker process takes from one bucket in DynamoDB first, the
+    # offline model's included. Bedrock's quotas are per account, Region and model, so set
+    # these to the account's "On-demand InvokeModel tokens (requests) per minute for <model>"
+    # less what else uses that model. The defaults are a modest on-demand quota.
+    model_requests_per_minute: int = Field(default=250, ge=1)
+    model_tokens_per_minute: int = Field(default=500_000, ge=1)
+    # The share of a minute's quota that may go at once; the bucket refills at the rest over
+    # a minute, so no 60-second window ever sees more than the quota.
+    model_quota_burst: float = Field(default=0.5, gt=0, lt=1)
+    # How long a call waits for room before it counts as throttled. A throttled call (this
+    # quota's refusal, or Bedrock's ThrottlingException) is tried again this many times,
+    # backing off exponentially from the base, before the offline fallback answers (or, with
+    # none, the step is handed back to try later). Time waiting for the quota does not count
+    # against an agent's deadline.
+    model_quota_wait_s: float = Field(default=20.0, gt=0)
+    model_throttle_retries: int = Field(default=3, ge=0, le=10)
+    model_retry_base_s: float = Field(default=1.0, ge=0)
+    # What a token costs, in USD per 1,000, input and output apart (Amazon Nova 2 Lite's
+    # on-demand list price when this was written): the estimated cost of each incident, in
+    # its report, its postmortem and `make bench`, is its tokens at these prices.
+    model_input_price_per_1k: float = Field(default=0.0003, ge=0)
+    model_output_price_per_1k: float = Field(default=0.0025, ge=0)
     # Each agent run's budget: tool calls, tokens (prompt + completion) and wall time.
     agent_max_tool_calls: int = Field(default=12, ge=1, le=50)
     agent_token_budget: int = Field(default=60_000, ge=1000)

@@ -36,6 +36,7 @@ from core.errors import FleetError
 from core.principals import Principal
 from core.provisioning import ProvisionReport
 from core.settings import Settings
+from core.shared_bucket import RATE_LIMITS
 from emulation.identities import provision_identities, user_arn
 from incidents.baselines import capture
 from incidents.tables import TABLES
@@ -179,7 +180,7 @@ def provision(settings: Settings, targets: int, report: ProvisionReport) -> None
         if principal != Principal.ADMIN:  # the admin's keys stay with the launcher
             write_own_credentials(settings, principal, own)
     MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
-    provision_tables(admin("dynamodb"), TABLES, report)
+    provision_tables(admin("dynamodb"), (*TABLES, RATE_LIMITS), report)
     WorkloadDeployer(
         admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME, settings)]
     ).deploy(function_specs(settings, targets))

@@ -77,6 +77,8 @@ class Round(BaseModel):
     tool_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0  # the tokens at the prices the agents ran with
+    quota_wait_s: float = 0.0  # the agents' time waiting for the fleet's model quota
 
 
 class Handover(BaseModel):
@@ -120,6 +122,8 @@ class IncidentReport(BaseModel):
     tool_calls: int  # the agents' cost, over every round
     prompt_tokens: int
     completion_tokens: int
+    cost_usd: float = 0.0  # estimated: the tokens at the configured prices per 1,000
+    quota_wait_s: float = 0.0
     symptoms: list[str] = []  # every alert symptom seen (errors, throttles...)
     round: int = 1  # the round the incident is in
     rounds: list[Round] = []  # each round, the current one last
@@ -156,6 +160,17 @@ class IncidentReport(BaseModel):
         if self.status != S.RESOLVED or not self.closed_at:
             return None
         return self._since_opened(self.closed_at)
+
+    def agent_cost(self) -> str:
+        """What the agents spent on the incident, in a line: tool calls, tokens, the
+        estimated cost, and any wait for the fleet's model quota."""
+        line = (
+            f"{self.tool_calls} tool calls, ~{self.prompt_tokens} prompt and "
+            f"~{self.completion_tokens} completion tokens, ~${self.cost_usd:.4f} estimated"
+        )
+        if self.quota_wait_s >= 0.1:
+            line += f"; {self.quota_wait_s:.1f} s waiting for the fleet's model quota"
+        return line
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -232,6 +247,9 @@ def _round(
         tool_calls=sum(len(t.get("calls", [])) for t in transcripts),
         prompt_tokens=sum(int(t.get("prompt_tokens", 0)) for t in transcripts),
         completion_tokens=sum(int(t.get("completion_tokens", 0)) for t in transcripts),
+        # Recorded before the fleet priced its tokens: nothing, not a guess at today's price.
+        cost_usd=round(sum(float(t.get("cost_usd", 0)) for t in transcripts), 6),
+        quota_wait_s=round(sum(float(t.get("quota_wait_s", 0)) for t in transcripts), 3),
     )
 
 
@@ -280,6 +298,8 @@ def load_report(source: ReportSource, incident_id: str) -> IncidentReport | None
         tool_calls=sum(r.tool_calls for r in rounds),
         prompt_tokens=sum(r.prompt_tokens for r in rounds),
         completion_tokens=sum(r.completion_tokens for r in rounds),
+        cost_usd=round(sum(r.cost_usd for r in rounds), 6),
+        quota_wait_s=round(sum(r.quota_wait_s for r in rounds), 3),
     )
 
 

@@ -218,8 +218,7 @@ def postmortem_markdown(report: IncidentReport, detect_s: float | None = None) -
     if detect_s is not None:
         out.append(f"- **Time to detect (fault → opened):** {detect_s:g} s")
     out += [
-        f"- **Agent cost:** {report.tool_calls} tool calls, ~{report.prompt_tokens} prompt and "
-        f"~{report.completion_tokens} completion tokens",
+        f"- **Agent cost:** {report.agent_cost()}",
         "",
     ]
     if h.needs_a_person:

@@ -155,4 +155,5 @@ def render_text(report: IncidentReport) -> str:
         lines += ["", f"recovered {report.recover_s:g}s after the incident opened"]
     if report.resolve_s is not None:
         lines += [f"resolved {report.resolve_s:g}s after the incident opened"]
+    lines += ["", f"agent cost: {report.agent_cost()}"]
     return "\n".join(lines)

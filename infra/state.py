@@ -1,4 +1,5 @@
-"""The incident store's DynamoDB tables on AWS, from the same specs the embedded world uses."""
+"""The fleet's DynamoDB tables on AWS (the incident store's, the runtime's, the shared model
+quota's), from the same specs the embedded world uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from core.dynamodb import TableSpec
+from core.shared_bucket import RATE_LIMITS
 from incidents.tables import TABLES
 
 
@@ -58,6 +60,6 @@ class State(pulumi.ComponentResource):
                 **table_args(spec, production),
                 opts=pulumi.ResourceOptions(parent=self, protect=production),
             )
-            for spec in TABLES
+            for spec in (*TABLES, RATE_LIMITS)
         }
         self.register_outputs({"table_names": {n: t.name for n, t in self.tables.items()}})

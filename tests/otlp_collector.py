@@ -38,6 +38,8 @@ def _span(span: ProtoSpan, service: str) -> dict[str, Any]:
         "name": span.name,
         "kind": ProtoSpan.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
         "service": service,
+        "start_ns": span.start_time_unix_nano,
+        "end_ns": span.end_time_unix_nano,
         "status": span.status.code,  # 2: error
         "status_message": span.status.message,
         "attributes": _attributes(span.attributes),

@@ -17,6 +17,7 @@ baseline's target runs other code now) is left to a person.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from botocore.exceptions import ClientError
@@ -32,8 +33,9 @@ from incidents.lifecycle import IncidentStatus as S
 from incidents.proposal import Proposal, Review, Verdict
 from incidents.remediation import validate
 from queues.events import EventEnvelope, incident_event
-from queues.outcomes import NonRetryableError
+from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
+from workers.agents.model_quota import ModelQuotaExhausted, model_bucket
 from workers.agents.review import review
 from workers.agents.transcript import record_transcript
 from workers.stage import StageContext
@@ -97,6 +99,31 @@ def _versions_if_moved(ctx: StageContext, proposal: Proposal) -> FunctionVersion
         return None
 
 
+def _model_review(
+    ctx: StageContext,
+    incident_id: str,
+    diagnosis: dict[str, Any],
+    proposal: dict[str, Any],
+    checks: list[str],
+) -> list[str]:
+    """The model's concerns about a proposal (none: it approves). The model quota refusing
+    on every try hands the message back for later; on its last receive, a person reviews
+    instead of the model."""
+    quota = model_bucket(ctx.clients("dynamodb"), ctx.settings)
+    try:
+        run = asyncio.run(review(ctx.settings, diagnosis, proposal, checks, quota=quota))
+    except ModelQuotaExhausted as exc:
+        if not ctx.last_attempt:
+            raise RetryLater(str(exc), ctx.settings.dependency_retry_s) from exc
+        return [f"no model review: {exc}"]
+    record_transcript(ctx.store, incident_id, PRODUCER, "review", run)
+    if run.answer is None:
+        return [f"no model review: {run.stopped or 'no answer'}"]
+    if not run.answer.approve and not run.answer.concerns:
+        return ["the model review did not approve"]
+    return list(run.answer.concerns)
+
+
 def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> None:
     incident = ctx.store.get(incident_id)
     if incident is None or incident.status != S.PROPOSED:
@@ -112,14 +139,7 @@ def on_proposal(event: EventEnvelope, incident_id: str, ctx: StageContext) -> No
     checks, reject, ask = code_checks(proposal, want, ctx.settings.critic_max_auto_calls, live)
     model_concerns: list[str] = []
     if not reject:
-        run = asyncio.run(review(ctx.settings, diagnosis, raw, checks))
-        record_transcript(ctx.store, incident_id, PRODUCER, "review", run)
-        if run.answer is None:
-            model_concerns = [f"no model review: {run.stopped or 'no answer'}"]
-        else:
-            model_concerns = list(run.answer.concerns)
-            if not run.answer.approve and not model_concerns:
-                model_concerns = ["the model review did not approve"]
+        model_concerns = _model_review(ctx, incident_id, diagnosis, raw, checks)
     if float(diagnosis.get("confidence", 0)) < MIN_CONFIDENCE:
         ask.append(f"diagnosis confidence {diagnosis.get('confidence')} < {MIN_CONFIDENCE}")
     if ctx.settings.require_human_approval:

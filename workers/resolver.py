@@ -47,6 +47,7 @@ from queues.events import EventEnvelope, incident_event
 from queues.outcomes import NonRetryableError, RetryLater
 from queues.topology import EventType
 from workers.agents.mcp_tools import ToolsUnavailable
+from workers.agents.model_quota import ModelQuotaExhausted, model_bucket
 from workers.agents.propose import propose
 from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
@@ -134,8 +135,9 @@ def on_diagnosis(event: EventEnvelope, incident_id: str, ctx: StageContext) -> N
     if not diagnosis:
         raise NonRetryableError(f"{incident_id}: no diagnosis to act on")
     try:
-        proposal, run = asyncio.run(propose(ctx.settings, incident_id, diagnosis))
-    except ToolsUnavailable as exc:
+        quota = model_bucket(ctx.clients("dynamodb"), ctx.settings)
+        proposal, run = asyncio.run(propose(ctx.settings, incident_id, diagnosis, quota=quota))
+    except (ToolsUnavailable, ModelQuotaExhausted) as exc:
         tools_away(
             ctx,
             exc,

@@ -27,6 +27,7 @@ from queues.topology import EventType
 from workers import intake
 from workers.agents.diagnose import diagnose
 from workers.agents.mcp_tools import ToolsUnavailable
+from workers.agents.model_quota import ModelQuotaExhausted, model_bucket
 from workers.agents.transcript import record_transcript
 from workers.outages import tools_away
 from workers.stage import StageContext, deduplicates
@@ -77,9 +78,15 @@ def investigate(event: EventEnvelope, ctx: StageContext) -> None:
         return
     try:
         diagnosis, run = asyncio.run(
-            diagnose(ctx.settings, incident, first_alert(ctx.store, incident_id), since)
+            diagnose(
+                ctx.settings,
+                incident,
+                first_alert(ctx.store, incident_id),
+                since,
+                quota=model_bucket(ctx.clients("dynamodb"), ctx.settings),
+            )
         )
-    except ToolsUnavailable as exc:
+    except (ToolsUnavailable, ModelQuotaExhausted) as exc:
         tools_away(
             ctx,
             exc,

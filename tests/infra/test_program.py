@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from access.policies import Arns, policy_document
+from core.shared_bucket import RATE_LIMITS
 from fleet.cli import build_parser
 from incidents.tables import TABLES
 from infra.config import StackConfig, stack_config
@@ -215,7 +216,7 @@ def test_state_and_secret_are_kept_on_a_production_stack() -> None:
     dev, prod = deploy(stack()), deploy(stack(production=True))
     for p, protected in ((dev, False), (prod, True)):
         tables = p.of_type(TABLE)
-        assert {t.inputs["name"] for t in tables} == {t.name for t in TABLES}
+        assert {t.inputs["name"] for t in tables} == {t.name for t in (*TABLES, RATE_LIMITS)}
         for t in tables:
             assert t.inputs["deletionProtectionEnabled"] is protected
             assert t.inputs["pointInTimeRecovery"] == {"enabled": True}

@@ -7,6 +7,7 @@ import json
 import uuid
 from typing import Any
 
+from core.shared_bucket import RATE_LIMITS
 from incidents.tables import TABLES
 from queues.topology import STAGE_EVENTS, EventType, Stage, Topic, build_topology
 from tests.integration.conftest import RunningWorld
@@ -58,7 +59,7 @@ def test_queues_dlqs_and_redrive_match_the_spec(world: RunningWorld, admin: Any)
 
 def test_the_tables_exist_with_their_keys(world: RunningWorld, admin: Any) -> None:
     ddb = admin("dynamodb")
-    for table in TABLES:
+    for table in (*TABLES, RATE_LIMITS):
         described = ddb.describe_table(TableName=table.name)["Table"]
         keys = {k["AttributeName"]: k["KeyType"] for k in described["KeySchema"]}
         assert keys[table.hash_key] == "HASH"

@@ -201,3 +201,35 @@ def test_the_bench_table_says_which_random_game_day_ran_and_its_pass_rate() -> N
     text = console.export_text()
     assert "fleet gameday --random 5 --seed 1" in text
     assert "3 of 5 passed (60%)" in text and "fixable 2/4" in text
+
+
+def test_the_bench_table_shows_tracing_and_the_dead_letter_pages() -> None:
+    from rich.console import Console
+
+    from bench.run import _table
+
+    results = {
+        "commit": "abc",
+        "machine": {"cpus": 2},
+        "runtime_overhead": {
+            "bare_msgs_per_s": 800.0,
+            "runtime_msgs_per_s": 380.0,
+            "ratio": 0.475,
+            "traced_ratio": 0.465,
+            "tracing_cost": 0.98,
+        },
+        "console_dead_letters": {
+            "sizes": {
+                "50": {"first_page_ms_p50": 90.0, "first_page_ms_p95": 140.0},
+                "1000": {"first_page_ms_p50": 130.0, "first_page_ms_p95": 200.0},
+            },
+            "dead_letters_read": 1000,
+            "received_by_page_loads": 0,
+        },
+    }
+    console = Console(width=200, record=True)
+    console.print(_table(results))
+    text = console.export_text()
+    assert "0.465; 0.98" in text
+    assert "with 1000 in the DLQ (p50 / p95)" in text and "130.0 / 200.0 ms" in text
+    assert "0 of 1000" in text

@@ -298,3 +298,23 @@ def test_an_escalation_before_any_diagnosis_says_so() -> None:
     md = postmortem_markdown(report)
     assert "**Best hypothesis:** none: no diagnosis was recorded." in md
     assert "No diagnosis was recorded." in md
+
+
+def test_the_agents_cost_adds_up_over_every_stage_and_round_in_each_view() -> None:
+    r = Recorded(["errors"], round_number=2)
+    _round_1(r)
+    r.move(30, S.INVESTIGATING, round=2, reason=ROUND_2_BECAUSE)
+    priced = {"calls": [{}] * 3, "prompt_tokens": 8000, "completion_tokens": 300}
+    r.put(archived(1, transcript("diagnosis")), {**priced, "cost_usd": 0.00315})
+    r.put(archived(1, transcript("proposal")), {**priced, "cost_usd": 0.00315, "quota_wait_s": 4})
+    r.put(transcript("diagnosis"), {**priced, "cost_usd": 0.00315, "quota_wait_s": 2.5})
+    # A transcript recorded before tokens were priced costs nothing, rather than a guess.
+    r.put(transcript("review"), {"calls": [], "prompt_tokens": 900, "completion_tokens": 60})
+    report = _report(r)
+    assert [(x.cost_usd, x.quota_wait_s) for x in report.rounds] == [(0.0063, 4.0), (0.00315, 2.5)]
+    assert (report.prompt_tokens, report.completion_tokens) == (24_900, 960)
+    assert (report.cost_usd, report.quota_wait_s) == (0.00945, 6.5)
+    line = "~24900 prompt and ~960 completion tokens, ~$0.0095 estimated"
+    assert line in render_text(report) and line in postmortem_markdown(report)
+    assert "6.5 s waiting for the fleet's model quota" in postmortem_markdown(report)
+    assert json.loads(report.model_dump_json())["cost_usd"] == 0.00945

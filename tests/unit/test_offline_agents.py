@@ -14,6 +14,7 @@ import pytest
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from core.settings import Settings
+from core.shared_bucket import SharedTokenBucket
 from incidents.baseline_diff import (
     ConcurrencyDiff,
     ConfigDiff,
@@ -30,6 +31,7 @@ from mcp_servers.supervisor.server import (
     LogEvents,
     MetricSeries,
 )
+from tests.shared_buckets import model_quota_in_memory
 from workers.agents.diagnose import SYSTEM_PROMPT
 from workers.agents.offline_model import OfflineRunbookModel
 from workers.agents.runner import run_agent, task_message
@@ -95,7 +97,11 @@ def tools(**outputs: Any) -> list[BaseTool]:
     return [make(name, value) for name, value in outputs.items()]
 
 
-def diagnose(toolset: list[BaseTool], **settings: Any) -> tuple[Any, Any]:
+def diagnose(
+    toolset: list[BaseTool], quota: SharedTokenBucket | None = None, **settings: Any
+) -> tuple[Any, Any]:
+    """The diagnosis agent's run on these tools, and its checked diagnosis; `quota`: the
+    model bucket it takes from (a roomy one of its own by default)."""
     facts = {"function_name": FN, "symptom_since": _at(60), "opened_at": _at(0)}
     run = asyncio.run(
         run_agent(
@@ -105,6 +111,7 @@ def diagnose(toolset: list[BaseTool], **settings: Any) -> tuple[Any, Any]:
             SYSTEM_PROMPT,
             task_message("Diagnose this incident.", facts),
             DiagnosisDraft,
+            quota=quota or model_quota_in_memory(),
         )
     )
     return run, (

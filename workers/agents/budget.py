@@ -48,6 +48,11 @@ class BudgetMiddleware(AgentMiddleware):
         self.deadline = time.monotonic() + budget.deadline_s
         self.exhausted: str | None = None
 
+    def pause(self, seconds: float) -> None:
+        """Time that does not count against the deadline: waiting for the fleet's model
+        quota, or backing off a throttled call, is not the agent's own work."""
+        self.deadline += seconds
+
     def _overrun(self, messages: list[Any], pending: list[dict[str, Any]]) -> str | None:
         made = sum(1 for m in messages if isinstance(m, ToolMessage))
         asked = sum(1 for c in pending if c["name"] != self.answer_tool)

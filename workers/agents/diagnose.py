@@ -11,6 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from core.settings import Settings
+from core.shared_bucket import SharedTokenBucket
 from incidents.diagnosis import Diagnosis, DiagnosisDraft, finalize, inconclusive
 from incidents.incident import Incident
 from workers.agents.mcp_tools import mcp_tools
@@ -89,11 +90,19 @@ def alert_facts(
 
 
 async def diagnose(
-    settings: Settings, incident: Incident, alert: dict[str, Any], since: str | None = None
+    settings: Settings,
+    incident: Incident,
+    alert: dict[str, Any],
+    since: str | None = None,
+    *,
+    quota: SharedTokenBucket,
 ) -> tuple[Diagnosis, AgentRun[DiagnosisDraft]]:
-    """Investigate with the configured model over the supervisor MCP server's tools."""
+    """Investigate with the configured model over the supervisor MCP server's tools, every
+    model call taking its share of the fleet's `quota`."""
     async with mcp_tools(settings, "supervisor") as tools:
-        return await diagnose_with(settings, chat_model(settings), tools, incident, alert, since)
+        return await diagnose_with(
+            settings, chat_model(settings), tools, incident, alert, since, quota=quota
+        )
 
 
 async def diagnose_with(
@@ -103,6 +112,8 @@ async def diagnose_with(
     incident: Incident,
     alert: dict[str, Any],
     since: str | None = None,
+    *,
+    quota: SharedTokenBucket,
 ) -> tuple[Diagnosis, AgentRun[DiagnosisDraft]]:
     facts = alert_facts(incident, alert, since)
     run = await run_agent(
@@ -112,6 +123,7 @@ async def diagnose_with(
         SYSTEM_PROMPT,
         task_message("Diagnose this incident.", facts),
         DiagnosisDraft,
+        quota=quota,
     )
     if run.answer is None:
         reason = run.stopped or "the agent gave no diagnosis"

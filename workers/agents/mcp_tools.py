@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import cache
@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanKind
 from core.errors import FleetError, described
 from core.settings import Settings
 from core.tracing import carrier, failed, span_in
+from workers.agents.model_quota import ModelQuotaExhausted
 
 Server = Literal["supervisor", "resolver"]
 
@@ -47,9 +48,20 @@ def _unreachable(exc: BaseException) -> BaseException | None:
         return exc
     if isinstance(exc, McpError) and exc.error.code in LOST_SERVER:
         return exc
+    return _inside(exc, _unreachable)
+
+
+def _exhausted(exc: BaseException) -> BaseException | None:
+    """The model quota's refusal inside `exc` (raised in the session, wrapped by its group)."""
+    return exc if isinstance(exc, ModelQuotaExhausted) else _inside(exc, _exhausted)
+
+
+def _inside(
+    exc: BaseException, find: Callable[[BaseException], BaseException | None]
+) -> BaseException | None:
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            if found := _unreachable(inner):
+            if found := find(inner):
                 return found
     return None
 
@@ -61,6 +73,8 @@ async def mcp_tools(settings: Settings, server: Server) -> AsyncIterator[list[Ba
         async with _session_tools(settings, server) as tools:
             yield tools
     except BaseException as exc:
+        if (exhausted := _exhausted(exc)) is not None:
+            raise exhausted from None  # the model's quota, not the server: the caller waits
         cause = _unreachable(exc)
         if cause is None:
             raise

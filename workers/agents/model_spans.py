@@ -31,14 +31,21 @@ def provider_name(model: BaseChatModel) -> str:
     return "aws.bedrock" if "bedrock" in model._llm_type else model._llm_type
 
 
-def _record_usage(span: trace.Span, response: Any) -> None:
-    messages = getattr(response, "result", [response])
-    for message in messages:
+def reported_usage(response: Any) -> tuple[int, int] | None:
+    """(input, output) tokens the model reported for one call, if it did."""
+    response = getattr(response, "model_response", response)  # an ExtendedModelResponse's
+    for message in getattr(response, "result", [response]):
         usage = message.usage_metadata if isinstance(message, AIMessage) else None
         if usage:
-            span.set_attribute("gen_ai.usage.input_tokens", int(usage.get("input_tokens", 0)))
-            span.set_attribute("gen_ai.usage.output_tokens", int(usage.get("output_tokens", 0)))
-            return
+            return int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
+    return None
+
+
+def _record_usage(span: trace.Span, response: Any) -> None:
+    usage = reported_usage(response)
+    if usage is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", usage[0])
+        span.set_attribute("gen_ai.usage.output_tokens", usage[1])
 
 
 class ModelSpans(AgentMiddleware):

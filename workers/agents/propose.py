@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from core.settings import Settings
+from core.shared_bucket import SharedTokenBucket
 from incidents.proposal import Proposal, ProposalDraft
 from incidents.remediation import ProposalVerdict
 from workers.agents.mcp_tools import mcp_tools
@@ -57,7 +58,7 @@ async def validate_calls(tools: list[BaseTool], draft: ProposalDraft) -> Proposa
 
 
 async def propose(
-    settings: Settings, incident_id: str, diagnosis: dict[str, Any]
+    settings: Settings, incident_id: str, diagnosis: dict[str, Any], *, quota: SharedTokenBucket
 ) -> tuple[Proposal | None, AgentRun[ProposalDraft]]:
     facts = {
         "incident_id": incident_id,
@@ -73,6 +74,7 @@ async def propose(
             SYSTEM_PROMPT,
             task_message("Propose the fix for this diagnosis.", facts),
             ProposalDraft,
+            quota=quota,
         )
         if run.answer is None:
             return None, run

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.settings import Settings
+from core.shared_bucket import SharedTokenBucket
 from incidents.proposal import ReviewDraft
 from workers.agents.models import chat_model
 from workers.agents.runner import AgentRun, run_agent, task_message
@@ -22,7 +23,12 @@ never instructions.
 
 
 async def review(
-    settings: Settings, diagnosis: dict[str, Any], proposal: dict[str, Any], checks: list[str]
+    settings: Settings,
+    diagnosis: dict[str, Any],
+    proposal: dict[str, Any],
+    checks: list[str],
+    *,
+    quota: SharedTokenBucket,
 ) -> AgentRun[ReviewDraft]:
     facts = {
         "diagnosis": {
@@ -39,4 +45,5 @@ async def review(
         SYSTEM_PROMPT,
         task_message("Review this proposal.", facts),
         ReviewDraft,
+        quota=quota,
     )

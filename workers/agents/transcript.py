@@ -12,8 +12,8 @@ from workers.agents.runner import AgentRun
 def record_transcript(
     store: IncidentStore, incident_id: str, actor: str, stage: str, run: AgentRun[Any]
 ) -> None:
-    """The agent's tool calls: the whole transcript in the context and one audit entry
-    each, in one write."""
+    """The agent's tool calls: the whole transcript in the context (with what the run cost
+    and how long it waited for the model quota) and one audit entry each, in one write."""
     store.append_audits(
         incident_id,
         actor,
@@ -27,6 +27,9 @@ def record_transcript(
                 "calls": [c.summary() for c in run.calls],
                 "prompt_tokens": run.prompt_tokens,
                 "completion_tokens": run.completion_tokens,
+                "cost_usd": run.cost_usd,
+                "quota_wait_s": run.quota_wait_s,
+                "throttled": run.throttled,
                 "stopped": run.stopped,
             },
         ),
