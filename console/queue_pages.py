@@ -24,7 +24,7 @@ from core.principals import Principal
 from core.settings import Settings
 from queues.dlq import DeadLetters, RedrivePlan
 from queues.dlq_audit import Actor, new_redrive_id
-from queues.failures import LetterFilter
+from queues.failures import LetterFilter, LetterPage
 from queues.topology import build_topology
 
 PAGE_SIZE = 50
@@ -84,7 +84,7 @@ class QueuePages(Pages):
     def _where(request: Request) -> LetterFilter:
         return LetterFilter(**{k: request.query_params.get(k) or None for k in FILTERS})
 
-    def _page_of(self, request: Request, dlq: str) -> tuple[LetterFilter, object]:
+    def _page_of(self, request: Request, dlq: str) -> tuple[LetterFilter, LetterPage]:
         where = self._where(request)
         try:
             page = self.letters.failures.dead_letters(
@@ -113,7 +113,7 @@ class QueuePages(Pages):
     def api_dead_letters(self, request: Request) -> Response:
         dlq, _ = self._dlq(request)
         _where, page = self._page_of(request, dlq)
-        return JSONResponse(page.model_dump())  # type: ignore[attr-defined]
+        return JSONResponse(page.model_dump())
 
     def peek(self, request: Request) -> Response:
         """The DLQ as SQS holds it (those without a failure record too): received and handed

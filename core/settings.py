@@ -199,6 +199,11 @@ class Settings(BaseSettings):
         default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     )
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    # How often spans are exported (ms); unset, every 1 s to the local file (the SDK's own
+    # 5 s to an OTLP endpoint).
+    otel_bsp_schedule_delay: int | None = Field(
+        default=None, validation_alias="OTEL_BSP_SCHEDULE_DELAY"
+    )
 
     @property
     def watch_every_s(self) -> float:

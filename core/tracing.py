@@ -74,12 +74,15 @@ def configure(
         provider = TracerProvider(resource=resource, sampler=sampler)
         delay: int | None = None
         if exporter is None and settings.otlp_configured:
+            # Loaded only where spans go out over OTLP: protobuf's import is no small part
+            # of a process's start, and the embedded world writes files.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()  # reads the standard OTEL_EXPORTER_OTLP_* variables
         elif exporter is None:
             exporter = _file_exporter(settings.trace_dir / f"{process}-{os.getpid()}.jsonl")
-            delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else FILE_EXPORT_DELAY_MS
+            if settings.otel_bsp_schedule_delay is None:
+                delay = FILE_EXPORT_DELAY_MS
         provider.add_span_processor(IncidentSpans(BatchSpanProcessor(exporter, delay)))
         trace.set_tracer_provider(provider)
         BotocoreInstrumentor().instrument(tracer_provider=provider)
@@ -100,7 +103,9 @@ def flush() -> None:
 def _file_exporter(path: Path) -> SpanExporter:
     path.parent.mkdir(parents=True, exist_ok=True)
     out = path.open("a", encoding="utf-8", buffering=1)
-    return ConsoleSpanExporter(out=out, formatter=lambda span: json.dumps(span_record(span)) + "\n")
+    return ConsoleSpanExporter(
+        out=out, formatter=lambda span: json.dumps(span_record(span), default=str) + "\n"
+    )
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
