@@ -340,34 +340,32 @@ class DeadLetters:
                     )
             if result is None:
                 result = self._move(dlq, destination, chosen, rate, progress, stop, redrive_id)
-            result.redrive_id = redrive_id
-            return result
         except Exception as exc:
-            self.audit.append(
-                dlq,
-                "redrive finished",
-                actor,
-                destination=destination,
-                redrive_id=redrive_id,
-                status="FAILED",
-                error=f"{type(exc).__name__}: {str(exc)[:300]}",
-            )
+            error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            self._finished(dlq, actor, destination, redrive_id, status="FAILED", error=error)
             raise
-        finally:
-            if result is not None:
-                self.audit.append(
-                    dlq,
-                    "redrive finished",
-                    actor,
-                    destination=destination,
-                    redrive_id=redrive_id,
-                    message_ids=result.moved_ids,
-                    method=result.method,
-                    status=result.status,
-                    moved=result.moved,
-                    failed=result.failed,
-                    not_found=result.not_found,
-                )
+        result.redrive_id = redrive_id
+        self._finished(
+            dlq,
+            actor,
+            destination,
+            redrive_id,
+            message_ids=result.moved_ids,
+            method=result.method,
+            status=result.status,
+            moved=result.moved,
+            failed=result.failed,
+            not_found=result.not_found,
+        )
+        return result
+
+    def _finished(
+        self, dlq: str, actor: Actor, destination: str, redrive_id: str, **how: Any
+    ) -> None:
+        """A redrive's second entry: how it ended (moved, failed, cancelled, or why not)."""
+        self.audit.append(
+            dlq, "redrive finished", actor, destination=destination, redrive_id=redrive_id, **how
+        )
 
     def _start_move_task(self, dlq: str, destination: str, rate: float | None) -> str | None:
         """The task handle, or None where the endpoint has no message move tasks."""

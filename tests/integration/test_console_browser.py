@@ -341,6 +341,7 @@ def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
     expect(page.locator("#status")).to_have_text("RESOLVED")
     expect(page.locator("#approval")).to_contain_text("approved by dana (console)")
     expect(page.locator("#actions")).to_contain_text("PutRolePolicy")
+    expect(page.locator("#agent-cost")).to_contain_text("completion tokens")
     # Its trace: every stage, the person's decision at the console among them, and the fix.
     waterfall = page.locator("#trace table.waterfall")
     for stage in ("supervisor", "resolver", "critic"):
