@@ -118,27 +118,19 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         for group, label in ((self.workers_group, "workers"), (self.mcp_group, "mcp")):
-            aws.vpc.SecurityGroupEgressRule(
-                f"{label}-https-out",
-                security_group_id=group.id,
-                ip_protocol="tcp",
-                from_port=HTTPS,
-                to_port=HTTPS,
-                cidr_ipv4=ANYWHERE,
-                description="AWS APIs over HTTPS",
-                opts=child,
-            )
-        if otlp_port is not None and otlp_port != HTTPS:
-            # Spans to the stack's OTLP endpoint (4318 for OTLP/HTTP), from every task.
-            for group, label in ((self.workers_group, "workers"), (self.mcp_group, "mcp")):
+            outward = [(HTTPS, "https", "AWS APIs over HTTPS")]
+            if otlp_port is not None and otlp_port != HTTPS:
+                # Spans to the stack's OTLP endpoint (4318 for OTLP/HTTP), from every task.
+                outward.append((otlp_port, "otlp", "spans to the OTLP endpoint"))
+            for port, name, description in outward:
                 aws.vpc.SecurityGroupEgressRule(
-                    f"{label}-otlp-out",
+                    f"{label}-{name}-out",
                     security_group_id=group.id,
                     ip_protocol="tcp",
-                    from_port=otlp_port,
-                    to_port=otlp_port,
+                    from_port=port,
+                    to_port=port,
                     cidr_ipv4=ANYWHERE,
-                    description="spans to the OTLP endpoint",
+                    description=description,
                     opts=child,
                 )
         for port in mcp_ports:
