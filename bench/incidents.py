@@ -1,6 +1,6 @@
 """What the fleet does for its users, timed: MTTR per fault kind (split by phase, beside
-the kind's physical floor on this world), many incidents at once, and what each diagnosis
-and each whole incident costs (tokens, and dollars at the configured prices).
+the fastest chain of the world's own phases its runs saw), many incidents at once, and what
+each diagnosis and each whole incident costs (tokens, and dollars at the configured prices).
 
 All of it drives the real fleet through game days (chaos/gameday.py): the harness breaks
 the workload and watches; the fleet finds out from its alarms, as it would on AWS.
@@ -22,7 +22,6 @@ from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
 from core.aws import Clients
 from core.principals import Principal
 from core.settings import Settings
-from emulation.alarm_evaluator import PUBLISH_DELAY_S
 from emulation.world import wait_for
 from incidents.context_items import transcript
 from incidents.incident_report import IncidentReport, load_report
@@ -74,8 +73,7 @@ class Detection(StrEnum):
     ALARM = "an alarm"
 
 
-# How each kind is first seen, and how long its first failed run takes to fail (None: the
-# settings say, see `failing_run_s`).
+# How each kind is first seen.
 DETECTED_BY: dict[str, Detection] = {
     "revoke": Detection.REPORT,
     "deny": Detection.REPORT,
@@ -85,100 +83,57 @@ DETECTED_BY: dict[str, Detection] = {
     "network-block": Detection.ALARM,
     "bad-deploy": Detection.ALARM,
 }
-
-
-def failing_run_s(kind: str, settings: Settings) -> float:
-    """How long the first run after the fault takes to fail: at once for a denied call, a
-    missing key or a bad release; the fault's own limit for a timeout; the function's
-    timeout for a blocked network (the connection hangs); no run at all when throttled."""
-    step = FAULT_KINDS[kind]
-    if kind == "timeout":
-        return float(step.seconds)
-    if kind == "network-block":
-        return float(settings.workload_timeout_s)
-    return 0.0
-
-
-# The runs that start a new execution environment (cold), before detection and before
-# the first clean run: a changed configuration or version starts one, on AWS as here, and
-# so does a run after one that was killed at its timeout. Env drift changes the
-# environment variables and its fix puts them back; a bad deploy moves the alias to
-# another version and back; the timeout fault changes the timeout (its first failed run is
-# cut at the new timeout, start included) and the fix puts it back; a blocked network's
-# runs are killed, so the first run after the fix starts cold.
-COLD_STARTS: dict[str, tuple[int, int]] = {
-    "revoke": (0, 0),
-    "deny": (0, 0),
-    "throttle": (0, 0),
-    "env-drift": (1, 1),
-    "bad-deploy": (1, 1),
-    "timeout": (0, 1),
-    "network-block": (0, 1),
-}
-# The kinds whose failing runs hang until the function's timeout (a blocked network: the
-# connection never answers), so the fix waits for the hung run in progress.
-HANGS = frozenset({"network-block"})
+# The phases of MTTR that are the world's to take, not the fleet's to shorten:
+# - detect (fault -> incident opened): the next run must start and fail; for a kind only an
+#   alarm sees, the alarm's period must end and its datapoint be published and evaluated.
+#   The fleet's intake (a queue hop and one transaction) is in it too: the incident's trail
+#   has no mark between the symptom's arrival and the opening to split it off, so the chain
+#   counts that share as unavoidable, in the fleet's favour.
+# - verify (VERIFYING -> RECOVERED): by design a fix is proven by the function's own clean
+#   runs after it (`verify_successful_runs`), which come on the workload's schedule; the
+#   verifier's look every 0.25 s is in it too.
+# Left out: diagnose, propose, review and execute are the fleet's own work (agents, checks,
+# the allowlisted calls), what the ratio to the chain is there to show; the watch comes
+# after RECOVERED, outside MTTR.
+UNAVOIDABLE_PHASES = ("detect", "verify")
 INIT_DURATION = re.compile(r"\tInit Duration: (?P<ms>[0-9.]+) ms")
 
 
-def floor_phases(kind: str, settings: Settings, cold_start_s: float = 0.0) -> dict[str, float]:
-    """The least a responder on this world needs at the median, by phase, with none of
-    its own processing counted: the physical chain.
-
-    - detect: the next run starts (half the spacing of healthy runs, on average) and
-      fails; a report is then on its way. An alarm also waits for the end of the period
-      the failed run ended in (half a period on average), the datapoint's publication
-      after it, and the evaluator's next look (half its poll).
-    - verify: after the fix, the next run starts (half an interval: failed runs end at
-      once), works, and the following `verify_successful_runs - 1` runs end a healthy
-      run's spacing apart.
-    - each, a new execution environment's start (`cold_start_s`, measured on the world)
-      where the kind's fault or fix makes one (`COLD_STARTS`).
-    - a kind whose runs hang (`HANGS`) first waits, after detection, for the hung run in
-      progress to end (`hung_run_wait_s`): the next run is the first the fix can reach.
-    """
-    half_interval = settings.target_interval_s / 2
-    spacing = healthy_run_spacing_s(settings)
-    cold_detect, cold_verify = COLD_STARTS[kind]
-    first_run_at = spacing / 2
-    detect = first_run_at + failing_run_s(kind, settings) + cold_detect * cold_start_s
-    if DETECTED_BY[kind] == Detection.ALARM:
-        detect += settings.alarm_period_s / 2 + PUBLISH_DELAY_S + settings.alarm_poll_s / 2
-    to_next_run = (
-        hung_run_wait_s(detect - first_run_at, settings) if kind in HANGS else half_interval
-    )
-    verify = (
-        to_next_run
-        + cold_verify * cold_start_s
-        + settings.workload_work_s
-        + (settings.verify_successful_runs - 1) * spacing
-    )
-    return {"detect": round(detect, 2), "verify": round(verify, 2)}
+def fastest_chain(splits: list[dict[str, float]]) -> dict[str, float]:
+    """The least each unavoidable phase took in any of these runs (`phase_split`s). Where
+    in the alarm period a fault landed moves its detection, and where the fix landed among
+    the function's runs its verification, so the best of each may come from different runs.
+    Their sum is at most any one run's detect and verify, so no run's MTTR is below it: the
+    fastest chain the world allowed in these runs, measured, not modelled. More runs can
+    only lower it."""
+    if not splits:
+        raise ValueError("no runs to take a fastest chain from")
+    return {phase: min(split[phase] for split in splits) for phase in UNAVOIDABLE_PHASES}
 
 
-def healthy_run_spacing_s(settings: Settings) -> float:
-    """How far apart healthy runs start: an interval, or the run itself where its work
-    takes longer (the world starts the next run when the last has ended, as a schedule
-    with one execution at a time would)."""
-    return max(float(settings.target_interval_s), settings.workload_work_s)
-
-
-def hung_run_wait_s(since_first_run_s: float, settings: Settings) -> float:
-    """From a moment `since_first_run_s` after the first hung run started, to the end of the
-    hung run then in progress. The world runs a function's executions one at a time and
-    each hung run holds it for the whole timeout, so the runs after the fault come in a
-    train one timeout apart, and a fix takes effect only at the train's next boundary.
-
-    At the median alarm phase this is the median wait too: the boundary a detection lands
-    before only moves up with the detection."""
-    train = settings.workload_timeout_s
-    # Rounded first, so a moment on a boundary is not pushed a whole run on by float noise.
-    boundary = math.ceil(round(since_first_run_s / train, 6)) * train
-    return boundary - since_first_run_s
-
-
-def floor_s(kind: str, settings: Settings, cold_start_s: float = 0.0) -> float:
-    return round(sum(floor_phases(kind, settings, cold_start_s).values()), 1)
+def kind_figures(kind: str, totals: list[float], splits: list[dict[str, float]]) -> dict[str, Any]:
+    """One fault kind's runs as results.json records them: MTTR (p50, p95), the median of
+    each phase, the fastest chain and the median's ratio to it, and every run's phases."""
+    phases = {
+        phase: round(statistics.median(s[phase] for s in splits), 2)
+        for phase in ("detect", *(p for p, _ in PHASES))
+    }
+    chain = fastest_chain(splits)
+    chain_s = round(sum(chain.values()), 2)
+    p50 = statistics.median(totals)
+    return {
+        "runs": len(totals),
+        "detected_by": DETECTED_BY[kind].value,
+        "p50_s": round(p50, 1),
+        "p95_s": round(percentile(totals, 95), 1),
+        "fastest_chain_s": chain_s,
+        "fastest_chain_phases_s": chain,
+        "p50_over_fastest_chain": round(p50 / chain_s, 2) if chain_s > 0 else None,
+        "phases_p50_s": phases,
+        "dominant_phase": dominant_phase(phases),
+        # Each run's own phases, so the chain and the medians can be checked and recomputed.
+        "by_run_s": [{"mttr": total, **split} for total, split in zip(totals, splits, strict=True)],
+    }
 
 
 def cold_start_s(logs: Any, function: str, since_ms: int) -> float:
@@ -252,8 +207,9 @@ PERIOD_KINDS = ("revoke", "throttle", "timeout", "network-block", "bad-deploy")
 
 def fault_phases(runs: int) -> list[float]:
     """Where in an alarm period each of `runs` faults lands, as a fraction of the period:
-    spread evenly over it (the middle of each of `runs` equal slices), so that the runs'
-    median lands mid-period, where the floor's does."""
+    spread evenly over it (the middle of each of `runs` equal slices), so that the median
+    run lands mid-period, as a fault does on average, and the runs span the period's
+    best and worst landings, which the fastest chain's detection takes the best of."""
     return [(i + 0.5) / runs for i in range(runs)]
 
 
@@ -271,8 +227,7 @@ def mttr(
     kinds: tuple[str, ...] = tuple(FAULT_KINDS),
 ) -> dict[str, Any]:
     """Each fault kind `runs` times on one world: fault → RECOVERED (MTTR), by phase,
-    beside the kind's floor (`floor_phases`)."""
-    by_kind: dict[str, Any] = {}
+    beside the fastest chain its runs saw (`kind_figures`)."""
     costs: list[dict[str, int]] = []
     reports: list[IncidentReport | None] = []
     overrides = dict(MTTR_OVERRIDES)
@@ -290,12 +245,12 @@ def mttr(
                     name=f"{kind} #{i + 1}", faults=[step], expect=Expectation(within_s=120)
                 )
                 game = GameDay(scenario, settings, quiet)
-                # The floor assumes a fault lands anywhere in an alarm period. A run that
-                # starts as soon as the last one is quiet would land at much the same point
-                # of a period each time (the last failure, and so the end of the quiet
-                # window, follows the last alarm); random points leave a median of five
-                # runs some 2 s astray for an alarm-seen kind. So the runs are spread
-                # evenly over a period instead (`fault_phases`).
+                # A fault on AWS lands anywhere in an alarm period. A run that starts as
+                # soon as the last one is quiet would land at much the same point of a
+                # period each time (the last failure, and so the end of the quiet window,
+                # follows the last alarm); random points leave a median of five runs some
+                # 2 s astray for an alarm-seen kind. So the runs are spread evenly over a
+                # period instead (`fault_phases`).
                 game.wait_healthy()
                 time.sleep(until_phase(landing[i], settings.alarm_period_s, time.time()))
                 result = game.run()
@@ -315,23 +270,7 @@ def mttr(
         logs = Clients(Principal.ADMIN, settings)("logs")
         cold_s = cold_start_s(logs, function_name(1), since_ms)
         period = settings.alarm_period_s
-    for kind, (totals, splits) in measured.items():
-        phases = {
-            phase: round(statistics.median(s[phase] for s in splits), 2)
-            for phase in ("detect", *(p for p, _ in PHASES))
-        }
-        floor = floor_s(kind, settings, cold_s)
-        by_kind[kind] = {
-            "runs": runs,
-            "detected_by": DETECTED_BY[kind].value,
-            "p50_s": round(statistics.median(totals), 1),
-            "p95_s": round(percentile(totals, 95), 1),
-            "floor_s": floor,
-            "floor_phases_s": floor_phases(kind, settings, cold_s),
-            "p50_over_floor": round(statistics.median(totals) / floor, 2),
-            "phases_p50_s": phases,
-            "dominant_phase": dominant_phase(phases),
-        }
+    by_kind = {kind: kind_figures(kind, *runs_of) for kind, runs_of in measured.items()}
     calls = [c["tool_calls"] for c in costs]
     prompt = [c["prompt_tokens"] for c in costs]
     completion = [c["completion_tokens"] for c in costs]

@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from rich.console import Console
 
 from bench.incidents import (
+    UNAVOIDABLE_PHASES,
     dominant_phase,
+    fastest_chain,
     fault_phases,
-    floor_phases,
-    floor_s,
+    kind_figures,
     last_recovered_s,
     percentile,
     phase_split,
     until_phase,
 )
-from core.settings import Settings
+from bench.provenance import BenchResults, LastRun, MeasuredPart, Provenance
+from bench.table import results_table
 from incidents.incident_report import IncidentReport, TimelineEntry
 
 
@@ -25,73 +29,57 @@ def test_percentiles_are_nearest_rank_of_the_sample() -> None:
     assert percentile([7.0], 95) == 7.0
 
 
-def test_a_reported_fault_s_floor_is_a_failed_run_and_the_clean_runs_after_the_fix() -> None:
-    settings = Settings(
-        target_interval_s=1, alarm_period_s=10, workload_work_s=1.2, verify_successful_runs=2
-    )
-    # Healthy runs of 1.2 s start back to back: 0.6 s to the next, which fails at once.
-    # After the fix, half an interval to the next run (failed runs end at once), its 1.2 s
-    # of work, and the second clean run ends 1.2 s later.
-    assert floor_phases("revoke", settings) == {"detect": 0.6, "verify": 2.9}
-    assert floor_s("revoke", settings) == floor_s("env-drift", settings) == 3.5
-    # Runs shorter than the interval start an interval apart.
-    short = Settings(**{**settings.model_dump(), "workload_work_s": 0.2})
-    assert floor_phases("revoke", short) == {"detect": 0.5, "verify": 1.7}
+def _run(detect: float, verify: float, fleet: float = 0.4, watch: float = 15.0) -> dict[str, float]:
+    """One run's phases (`phase_split`'s shape), the fleet's own four steps `fleet` s in all."""
+    step = fleet / 4
+    return {
+        "detect": detect,
+        "diagnose": step,
+        "propose": step,
+        "review": step,
+        "execute": step,
+        "verify": verify,
+        "watch": watch,
+    }
 
 
-def test_an_alarm_seen_fault_s_floor_waits_for_its_period_and_moves_with_it() -> None:
-    settings = Settings(
-        target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0, workload_work_s=0.2
-    )
-    # Half an interval to the next run; half a period to its end, 3 s until its datapoint
-    # is published, half a poll.
-    assert floor_phases("throttle", settings)["detect"] == 0.5 + 5 + 3 + 0.5
-    # A blocked network hangs the run for the function's whole timeout first.
-    blocked = floor_phases("network-block", settings)["detect"]
-    assert blocked == floor_phases("throttle", settings)["detect"] + settings.workload_timeout_s
-    longer = Settings(**{**settings.model_dump(), "alarm_period_s": 30})
-    assert floor_s("throttle", longer) - floor_s("throttle", settings) == 10.0
-    assert floor_s("revoke", longer) == floor_s("revoke", settings)
+def _mttr_of(run: dict[str, float]) -> float:
+    return round(sum(v for k, v in run.items() if k != "watch"), 2)
 
 
-def test_a_floor_counts_the_new_execution_environments_its_fault_and_fix_start() -> None:
-    settings = Settings(target_interval_s=1, alarm_period_s=10, alarm_poll_s=1.0)
-    cold = 0.6
-    # An IAM change leaves the warm environment; a changed environment starts a new one
-    # before the failed run and another before the first clean run.
-    assert floor_phases("revoke", settings, cold) == floor_phases("revoke", settings)
-    drift, drift_warm = (
-        floor_phases("env-drift", settings, cold),
-        floor_phases("env-drift", settings),
-    )
-    assert drift["detect"] == drift_warm["detect"] + cold
-    assert drift["verify"] == round(drift_warm["verify"] + cold, 2)
-    # A lowered timeout cuts the first failed run at the new timeout, start included; its
-    # fix starts one more.
-    timeout = floor_phases("timeout", settings, cold)
-    assert timeout["detect"] == floor_phases("timeout", settings)["detect"]
-    assert floor_s("timeout", settings, cold) == round(floor_s("timeout", settings) + cold, 1)
+def test_the_fastest_chain_is_the_least_each_unavoidable_phase_took_in_any_run() -> None:
+    # The fault that landed near its alarm period's end was seen soonest (run 2); the fix
+    # that landed just before a run started was proven soonest (run 3).
+    runs = [_run(8.1, 3.2), _run(4.6, 3.9), _run(9.7, 2.9)]
+    assert fastest_chain(runs) == {"detect": 4.6, "verify": 2.9}
+    assert UNAVOIDABLE_PHASES == ("detect", "verify")
+    # No run beat it: every run's MTTR is at least the chain, whatever the fleet's steps took.
+    assert all(_mttr_of(run) >= 4.6 + 2.9 for run in runs)
+    with pytest.raises(ValueError, match="no runs"):
+        fastest_chain([])
 
 
-def test_a_hung_run_holds_the_fix_back_until_the_timeout_it_hangs_for_ends() -> None:
-    settings = Settings(
-        target_interval_s=1,
-        alarm_period_s=10,
-        alarm_poll_s=1.0,
-        workload_timeout_s=10,
-        workload_work_s=0.2,
-        verify_successful_runs=3,
-    )
-    # Detected 18.5 s after the first hung run started, during the second hung run: the
-    # next run, the first the fix reaches, starts when that one ends at 20 s.
-    blocked = floor_phases("network-block", settings)
-    assert blocked["detect"] == 0.5 + 10 + 5 + 3 + 0.5
-    assert blocked["verify"] == pytest.approx(1.5 + 0.2 + 2 * 1)
-    # A longer timeout: detected at 23.5 s, during the second run, which ends at 30 s.
-    longer = Settings(**{**settings.model_dump(), "workload_timeout_s": 15})
-    assert floor_phases("network-block", longer)["verify"] == pytest.approx(6.5 + 0.2 + 2)
-    # A kind whose runs fail at once waits only for the next run.
-    assert floor_phases("revoke", settings)["verify"] == pytest.approx(0.5 + 0.2 + 2)
+def test_a_kind_s_figures_hold_the_chain_its_phases_and_the_median_s_ratio_to_it() -> None:
+    runs = [_run(8.1, 3.2), _run(4.6, 3.9), _run(9.7, 2.9)]
+    totals = [_mttr_of(run) for run in runs]  # 11.7, 8.9, 13.0
+    figures = kind_figures("throttle", totals, runs)
+    assert figures["detected_by"] == "an alarm"
+    assert figures["fastest_chain_s"] == 7.5
+    assert list(figures["fastest_chain_phases_s"]) == ["detect", "verify"]
+    assert figures["p50_over_fastest_chain"] == round(11.7 / 7.5, 2)
+    assert figures["p50_s"] == 11.7 and figures["runs"] == 3
+    # Each run's own phases are kept, so the chain can be checked against them.
+    assert figures["by_run_s"][1] == {"mttr": 8.9, **runs[1]}
+    assert "floor_s" not in figures
+
+
+def test_a_slower_fleet_raises_the_ratio_and_leaves_the_chain_where_it_was() -> None:
+    quick = [_run(1.1, 2.9, fleet=0.6), _run(0.5, 3.4, fleet=0.7), _run(0.9, 3.0, fleet=0.6)]
+    slow = [_run(d["detect"], d["verify"], fleet=2.4) for d in quick]
+    fast_figures = kind_figures("revoke", [_mttr_of(r) for r in quick], quick)
+    slow_figures = kind_figures("revoke", [_mttr_of(r) for r in slow], slow)
+    assert slow_figures["fastest_chain_s"] == fast_figures["fastest_chain_s"] == 3.4
+    assert slow_figures["p50_over_fastest_chain"] > fast_figures["p50_over_fastest_chain"] >= 1
 
 
 def test_the_mttr_runs_land_their_faults_evenly_over_an_alarm_period() -> None:
@@ -176,60 +164,81 @@ def test_many_incidents_recover_when_the_last_of_them_does() -> None:
     assert last_recovered_s([], fault_at) is None
 
 
-def test_the_bench_table_says_which_random_game_day_ran_and_its_pass_rate() -> None:
-    from rich.console import Console
-
-    from bench.run import _table
-
-    results = {
-        "commit": "abc",
-        "machine": {"cpus": 2},
-        "random_gameday": {
-            "ran": "fleet gameday --random 5 --seed 1",
-            "rounds": 5,
-            "passed": 3,
-            "pass_rate": 0.6,
-            "by_kind": {
-                "control": {"rounds": 1, "passed": 1},
-                "fixable": {"rounds": 4, "passed": 2},
-            },
-            "rounds_granted_wider": 0,
+def _printed(parts: dict[str, dict[str, Any]]) -> str:
+    """The bench's table for these parts' figures, all measured by one run, as text."""
+    provenance = Provenance(
+        commit="abc1234", at="2026-11-30T08:43:15+00:00", machine=None, settings={}
+    )
+    results = BenchResults(
+        last_run=LastRun(at=provenance.at or "", commit="abc1234", measured=list(parts), errors={}),
+        carried_over=[],
+        parts={
+            name: MeasuredPart(provenance=provenance, figures=figures)
+            for name, figures in parts.items()
         },
-    }
+    )
     console = Console(width=200, record=True)
-    console.print(_table(results))
-    text = console.export_text()
+    console.print(results_table(results))
+    return console.export_text()
+
+
+def test_the_bench_table_says_which_random_game_day_ran_and_its_pass_rate() -> None:
+    text = _printed(
+        {
+            "random": {
+                "random_gameday": {
+                    "ran": "fleet gameday --random 5 --seed 1",
+                    "rounds": 5,
+                    "passed": 3,
+                    "pass_rate": 0.6,
+                    "by_kind": {
+                        "control": {"rounds": 1, "passed": 1},
+                        "fixable": {"rounds": 4, "passed": 2},
+                    },
+                    "rounds_granted_wider": 0,
+                }
+            }
+        }
+    )
     assert "fleet gameday --random 5 --seed 1" in text
     assert "3 of 5 passed (60%)" in text and "fixable 2/4" in text
 
 
 def test_the_bench_table_shows_tracing_and_the_dead_letter_pages() -> None:
-    from rich.console import Console
-
-    from bench.run import _table
-
-    results = {
-        "commit": "abc",
-        "machine": {"cpus": 2},
-        "runtime_overhead": {
-            "bare_msgs_per_s": 800.0,
-            "runtime_msgs_per_s": 380.0,
-            "ratio": 0.475,
-            "traced_ratio": 0.465,
-            "tracing_cost": 0.98,
-        },
-        "console_dead_letters": {
-            "sizes": {
-                "50": {"first_page_ms_p50": 90.0, "first_page_ms_p95": 140.0},
-                "1000": {"first_page_ms_p50": 130.0, "first_page_ms_p95": 200.0},
+    text = _printed(
+        {
+            "runtime": {
+                "runtime_overhead": {
+                    "bare_msgs_per_s": 800.0,
+                    "runtime_msgs_per_s": 380.0,
+                    "ratio": 0.475,
+                    "traced_ratio": 0.465,
+                    "tracing_cost": 0.98,
+                }
             },
-            "dead_letters_read": 1000,
-            "received_by_page_loads": 0,
-        },
-    }
-    console = Console(width=200, record=True)
-    console.print(_table(results))
-    text = console.export_text()
+            "console": {
+                "console_dead_letters": {
+                    "sizes": {
+                        "50": {"first_page_ms_p50": 90.0, "first_page_ms_p95": 140.0},
+                        "1000": {"first_page_ms_p50": 130.0, "first_page_ms_p95": 200.0},
+                    },
+                    "dead_letters_read": 1000,
+                    "received_by_page_loads": 0,
+                }
+            },
+        }
+    )
     assert "0.465; 0.98" in text
     assert "with 1000 in the DLQ (p50 / p95)" in text and "130.0 / 200.0 ms" in text
     assert "0 of 1000" in text
+
+
+def test_the_bench_table_prints_each_kind_s_median_against_its_fastest_chain() -> None:
+    runs = [_run(8.1, 3.2), _run(4.6, 3.9), _run(9.7, 2.9)]
+    throttle = kind_figures("throttle", [_mttr_of(r) for r in runs], runs)
+    text = _printed({"mttr": {"alarm_period_s": 10, "mttr": {"throttle": throttle}}})
+    assert "11.7 / 13.0 s = 1.56 x the fastest chain 7.5 s (detect 4.6 + verify 2.9)" in text
+    # A kind measured before the runs' phases were kept says it has no chain.
+    del throttle["fastest_chain_s"]
+    text = _printed({"mttr": {"alarm_period_s": 10, "mttr": {"throttle": throttle}}})
+    assert "no fastest chain" in text
