@@ -7,6 +7,7 @@ Nothing else in the code base reads ``os.environ`` for configuration: it takes a
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,9 @@ from core.errors import UsageError
 
 Target = Literal["embedded", "aws"]
 ENV_PREFIX = "FLEET_"
+# The stage workers, by the names their queues have (queues.topology.Stage, a floor above).
+WORKER_STAGES = ("supervisor", "resolver", "critic", "watchdog")
+PositiveSeconds = Annotated[float, Field(gt=0)]
 
 
 class Settings(BaseSettings):
@@ -71,6 +75,22 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=10, ge=1, le=10)
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     worker_grace_s: float = Field(default=25.0, ge=0)
+    # How long one message may be in a worker's hands before it is handed back as failed
+    # (queues/time_limit.py). 5 minutes: above the longest legitimate run (an agent's hard
+    # timeout, 105 s, plus waits for the model quota, which its deadline does not count; a
+    # resolver's lease wait, execution and verification, about 3 minutes), and half of
+    # `stale_after_s`, so a hung step is retried well before the watchdog escalates its
+    # incident as stuck. Checked at each heartbeat (visibility/3): it may overrun by that.
+    worker_time_limit_s: float = Field(default=300.0, gt=0)
+    # Per stage, over the default: a JSON object of stage to seconds, e.g. {"watchdog": 60}.
+    worker_stage_time_limits_s: Annotated[dict[str, PositiveSeconds], NoDecode] = {}
+    # A handler past its limit may be stuck where no exception reaches it (a socket read):
+    # its slot is written off. With this many slots stuck the worker hands back what it
+    # holds and exits non-zero, to be restarted with fresh connections. Unset: half the
+    # concurrency, rounded up - half is where a worker does less than half its work, and
+    # more threads stuck the same way point to the process (a wedged connection pool), not
+    # to one message; with one slot, that slot.
+    worker_stuck_slots_limit: int | None = Field(default=None, ge=1)
     # Backoff of a retried message, by its receive count: base * 2^(n-1), capped.
     retry_backoff_base_s: float = Field(default=2.0, ge=0)
     retry_backoff_max_s: int = Field(default=300, ge=0, le=43200)
@@ -221,6 +241,34 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError('expected a JSON list, e.g. ["mcp-supervisor:8080"]') from None
 
+    @field_validator("worker_stage_time_limits_s", mode="before")
+    @classmethod
+    def _stage_mapping(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('expected a JSON object, e.g. {"resolver": 600}') from None
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(WORKER_STAGES))
+            if unknown:
+                raise ValueError(
+                    f"no such stage: {', '.join(map(str, unknown))} "
+                    f"(the stages: {', '.join(WORKER_STAGES)})"
+                )
+        return value
+
+    def worker_time_limit_for(self, stage: str) -> float:
+        """How long one message of this stage may be in a worker's hands."""
+        return self.worker_stage_time_limits_s.get(stage, self.worker_time_limit_s)
+
+    @property
+    def stuck_slots_limit(self) -> int:
+        """How many stuck slots make a worker give up: the setting, or half the concurrency
+        rounded up; never more than the concurrency (all stuck, it can do nothing)."""
+        configured = self.worker_stuck_slots_limit or math.ceil(self.worker_concurrency / 2)
+        return min(configured, self.worker_concurrency)
+
     @property
     def agent_hard_timeout_s(self) -> float:
         """When an agent run is abandoned even if the budget's own deadline check missed."""
@@ -338,6 +386,7 @@ _EXPECTED = {
     "bool_type": "true or false (also 1/0, yes/no, on/off)",
     "string_type": "a string",
     "list_type": "a JSON list",
+    "dict_type": "a JSON object",
     "greater_than": "a value greater than {gt}",
     "greater_than_equal": "a value of at least {ge}",
     "less_than": "a value less than {lt}",

@@ -15,6 +15,9 @@ span (queues/tracing.py) traces the work done for it.
 
 Shutdown (SIGTERM/SIGINT): stop receiving, let in-flight handlers finish within the grace
 period, return the rest to the queue (visibility 0), exit 0. A second signal exits at once.
+A middleware may stop the consumer the same way with another exit code (`stop`), and may
+settle a message without waiting for a handler that will not return (`abandon`): the time
+limit (queues/time_limit.py) does both.
 """
 
 from __future__ import annotations
@@ -99,6 +102,10 @@ class Consumer:
         # is set before its delete is queued and its hooks run, so shutdown waits on this,
         # not on `settled`: else the last delete flush can run before the delete is queued.
         self.processing = 0
+        # Of those, the ones abandoned (settled without their handler, which may never
+        # return), by id(): shutdown does not wait for them.
+        self.written_off: dict[int, Delivery] = {}
+        self.exit_code = 0
         self.slots = threading.Semaphore(settings.worker_concurrency)
         self.url = ""
         self.dlq_url = ""
@@ -161,7 +168,7 @@ class Consumer:
         if not self._setup_until_ready():
             return 0
         for mw in self.middleware:
-            mw.on_boot(self.heartbeat_s)
+            mw.on_boot(self)
         log.info(
             "consuming",
             stage=self.stage,
@@ -191,14 +198,22 @@ class Consumer:
         self._flush_deletes()
         for mw in reversed(self.middleware):
             self._hook(mw.on_shutdown)
-        log.info("stopped", stage=self.stage)
-        return 0
+        log.info("stopped", stage=self.stage, exit_code=self.exit_code)
+        return self.exit_code
+
+    def stop(self, exit_code: int, reason: str) -> None:
+        """Stop as on SIGTERM, and have `run` return `exit_code` (a middleware's way to ask
+        for a restart: whatever runs the worker starts it again)."""
+        with self.lock:
+            self.exit_code = self.exit_code or exit_code
+        log.error("stopping", stage=self.stage, reason=reason, exit_code=exit_code)
+        self.stopping.set()
 
     def _drain(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             with self.lock:
-                if not self.processing:
-                    return
+                if self.processing <= len(self.written_off):
+                    return  # every handler still running was abandoned: none to wait for
             time.sleep(0.05)
         with self.lock:
             unfinished = [d for d in self.inflight.values() if not d.settled]
@@ -295,10 +310,11 @@ class Consumer:
             log.error("after-process failed", error=described(exc)[:500])
             outcome = outcome_of(exc)
         try:
-            self.settle(d, outcome)
+            self.settle(d, outcome)  # an abandoned message's settlement is not changed
         finally:
             with self.lock:
                 self.processing -= 1
+                self.written_off.pop(id(d), None)
             self.slots.release()
 
     def _run_handler(self, d: Delivery) -> Outcome:
@@ -312,6 +328,20 @@ class Consumer:
         return Ack()
 
     # ------------------------------------------------------------------ outcomes
+
+    def abandon(self, d: Delivery, outcome: Outcome) -> bool:
+        """Settle a message now, while its handler still runs; shutdown no longer waits for
+        that handler. Its slot is not released: a thread blocked in a socket read cannot be
+        interrupted, and the pool has no thread to spare for another message. False if the
+        message was settled already (its handler finished first)."""
+        with self.lock:
+            if d.settled:
+                return False
+            # Under the lock: `_process` settles before it stops counting the message, so
+            # an unsettled message is still counted and is taken off in its `finally`.
+            self.written_off[id(d)] = d
+        self.settle(d, outcome)
+        return d.outcome is outcome
 
     def settle(self, d: Delivery, outcome: Outcome) -> None:
         """Apply a message's outcome to the queue, once: the first settlement wins (a handler

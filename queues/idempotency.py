@@ -25,7 +25,7 @@ import structlog
 from core.dynamodb import from_item, to_item
 from queues.delivery import Delivery
 from queues.events import EventEnvelope
-from queues.middleware import Middleware
+from queues.middleware import Middleware, Runtime
 from queues.outcomes import Ack, Outcome, Retry
 from queues.tables import PROCESSED_EVENTS
 
@@ -205,12 +205,12 @@ class Idempotency(Middleware):
         # Claimed with their batch, not handled yet: message ids.
         self.claimed_early: set[str] = set()
 
-    def on_boot(self, heartbeat_s: float) -> None:
-        self.heartbeat_s = heartbeat_s
+    def on_boot(self, runtime: Runtime) -> None:
+        self.heartbeat_s = runtime.heartbeat_s
         # Two missed heartbeats and a crashed owner's claim is free again: sooner than its
         # message reappears (three beats), so the redelivery never finds it busy.
         self.records = IdempotencyRecords(
-            self.dynamodb, self.stage, self.owner, in_progress_s=heartbeat_s * 2
+            self.dynamodb, self.stage, self.owner, in_progress_s=self.heartbeat_s * 2
         )
 
     def _records(self) -> IdempotencyRecords:

@@ -16,7 +16,7 @@ import structlog
 from core.aws_requests import REQUESTS, sent_between
 from core.tracing import untraced
 from queues.delivery import Delivery
-from queues.middleware import Middleware
+from queues.middleware import Middleware, Runtime
 from queues.outcomes import Ack, DeadLetter, Retry
 
 log = structlog.get_logger()
@@ -94,7 +94,7 @@ class RuntimeMetrics(Middleware):
         self.flusher: threading.Thread | None = None
         self.requests_mark = REQUESTS.snapshot()
 
-    def on_boot(self, heartbeat_s: float) -> None:
+    def on_boot(self, runtime: Runtime) -> None:
         self.flusher = threading.Thread(target=self._flush_loop, name="metrics", daemon=True)
         self.flusher.start()
 

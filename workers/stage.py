@@ -24,6 +24,7 @@ from queues.log_context import LogContext
 from queues.outbox import Outbox
 from queues.publisher import Publisher
 from queues.runtime_metrics import RuntimeMetrics
+from queues.time_limit import TimeLimit
 from queues.topology import EventType, StageQueue
 from queues.tracing import Tracing
 
@@ -90,8 +91,10 @@ def build_consumer(
     queue: StageQueue, handler: StageHandler, settings: Settings, clients: Clients
 ) -> Consumer:
     """The stage's consumer with the standard middleware, in order: the message's trace
-    span outermost, then log context, metrics, failure records, the idempotency claim, and
-    the outbox innermost (published before the claim is completed)."""
+    span outermost, then log context, the time limit, metrics, failure records, the
+    idempotency claim, and the outbox innermost (published before the claim is completed).
+    The time limit comes before the claim: at a heartbeat, a message it hands back has its
+    claim no longer extended."""
     dynamodb = clients("dynamodb")
     store = IncidentStore(dynamodb)
     publisher = Publisher.for_principal(clients, settings)
@@ -103,6 +106,12 @@ def build_consumer(
     middleware = [
         Tracing(),
         LogContext(),
+        TimeLimit(
+            queue.stage.value,
+            settings.worker_time_limit_for(queue.stage.value),
+            settings.stuck_slots_limit,
+            expected_longest_s=queue.handler_deadline_s,
+        ),
         RuntimeMetrics(queue.stage.value, clients("cloudwatch"), settings.runtime_metrics_flush_s),
         FailureRecords(FailureLog(dynamodb), queue.dlq_name),
         Idempotency(dynamodb, queue.stage.value, deduplicated_by(handler)),

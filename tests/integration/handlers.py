@@ -7,6 +7,7 @@ id, so "ran once" is a query, not a guess.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
@@ -41,6 +42,13 @@ def slow(event: EventEnvelope, ctx: StageContext) -> None:
             "receive_count": ctx.receive_count,
         },
     )
+
+
+def hangs(event: EventEnvelope, ctx: StageContext) -> None:
+    """Marks its start, then waits on an event nobody sets: a handler hung where no
+    exception reaches it (a socket read that never answers)."""
+    ctx.store.put_context(event.payload["probe"], f"start#{uuid.uuid4()}", {"pid": os.getpid()})
+    threading.Event().wait()
 
 
 def commit_then_sleep(event: EventEnvelope, ctx: StageContext) -> None:

@@ -26,6 +26,7 @@ from queues.failures import FailureLog
 from queues.idempotency import COMPLETED, event_key
 from queues.provision import queue_policy
 from queues.tables import PROCESSED_EVENTS
+from queues.time_limit import ERROR_CLASS, STUCK_EXIT_CODE
 from queues.topology import EventType
 from tests.integration.conftest import HANDLERS, RunningWorld, Workers
 
@@ -450,6 +451,36 @@ def test_sigterm_returns_a_handler_that_outlasts_the_grace_period(
     # Returned, not lost: visible again at once, not after the visibility timeout.
     wait_for(lambda: _depth(sqs, "critic")[0] == 1, 3, "the message back on the queue")
     _drain(sqs, "critic")
+
+
+def test_a_handler_hung_past_its_time_limit_is_handed_back_and_its_stuck_worker_exits(
+    world: RunningWorld, clean: Any, workers: Workers
+) -> None:
+    sqs, dynamodb = clean("sqs"), clean("dynamodb")
+    store = IncidentStore(dynamodb)
+    probe = f"probe-{uuid.uuid4().hex[:8]}"
+    # One slot, a one-second limit: the hung handler is every slot the worker has.
+    hung = workers.start(
+        "critic",
+        "hangs",
+        env={"FLEET_WORKER_CONCURRENCY": "1", "FLEET_WORKER_STAGE_TIME_LIMITS_S": '{"critic": 1}'},
+    )
+    message_id = _send(sqs, "critic", {"probe": probe}, EventType.PROPOSED)
+    assert hung.wait(timeout=30) == STUCK_EXIT_CODE  # for whatever runs it to restart it
+    assert len(_runs(store, probe, "start#")) == 1
+    record = FailureLog(dynamodb).get(message_id)
+    assert record is not None and record.error_class == ERROR_CLASS
+    assert "critic" in record.reason and "time limit of 1 s" in record.reason
+    assert record.receive_count == 1 and not record.dead_lettered  # one toward its redrive
+
+    # Handed back, not lost: another worker takes it on its next receive (the hung one's
+    # claim lapsed with its heartbeat, so it is not turned away as busy).
+    workers.start("critic", "slow")
+    wait_for(lambda: len(_runs(store, probe)) == 1, 30, "another worker to handle it")
+    wait_for(lambda: _empty(sqs, "critic"), 30, "the message to be deleted")
+    (run,) = _runs(store, probe)
+    assert run["receive_count"] == 2
+    assert _depth(sqs, "critic-dlq") == (0, 0, 0)
 
 
 def test_a_handler_three_times_longer_than_the_visibility_timeout_runs_once(
