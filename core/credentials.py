@@ -144,3 +144,13 @@ def _write_private(path: Path, data: object) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
     tmp.replace(path)
+
+
+def holding_own_keys(settings: Settings, principal: Principal) -> Settings:
+    """A service started by `fleet up` is handed its own credentials file; started by hand,
+    it takes its own principal's file from the state directory (never the operator's, which
+    a command at a shell holds)."""
+    if settings.credentials_file is not None:
+        return settings
+    own = settings.issued_credentials_file(principal)
+    return settings.model_copy(update={"credentials_file": own})

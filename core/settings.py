@@ -40,7 +40,10 @@ class Settings(BaseSettings):
 
     emulator_host: str = "127.0.0.1"
     emulator_port: int = 5000
-    emulator_start_timeout_s: float = 30.0
+    # `fleet up` waits for each process it starts while that process lives and makes
+    # progress (CPU time, or a log line; emulation/readiness.py), however slow a busy machine
+    # makes it: one alive without either for this long is stuck, and fails the start.
+    child_stall_s: float = Field(default=60.0, gt=0)
     # Where a running embedded world keeps its pid file, issued credentials and logs.
     state_dir: Path = Path(".fleet")
     # The file of the AWS keys this process holds in the embedded world (core/credentials.py):

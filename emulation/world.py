@@ -38,6 +38,7 @@ from core.provisioning import ProvisionReport
 from core.settings import Settings
 from core.shared_bucket import RATE_LIMITS
 from emulation.identities import provision_identities, user_arn
+from emulation.readiness import NotReadyError, Watched, wait_ready
 from incidents.baselines import capture
 from incidents.tables import TABLES
 from queues.provision import MessagingProvisioner
@@ -49,8 +50,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 10.0
 # A worker that dies more often than this is crash-looping: it is left down, and reported.
 MAX_RESTARTS_PER_MINUTE = 5
-# A worker imports its agent stack before it consumes: seconds, more with worlds side by side.
-WORKER_START_TIMEOUT_S = 120.0
 # What the worker runtime logs once it consumes (queues/consumer.py, structlog's JSON).
 CONSUMING_LINE = b'"event": "consuming"'
 
@@ -214,21 +213,13 @@ class World:
 
     def _consuming(self, name: str) -> bool:
         """The worker said it is consuming (its runtime's first line once its queue is set
-        up); one that exited instead fails the start with its log's tail."""
+        up)."""
         log_path = self.settings.log_dir / f"{name}.log"
-        proc = self.processes[name]
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-500:]
-            raise WorldError(f"{name} exited with {proc.returncode}: {tail.strip()}")
         with open(log_path, "rb") as log_file:
             log_file.seek(self.log_offsets.get(name, 0))
             return CONSUMING_LINE in log_file.read()
 
     def _emulator_answers(self, admin_file: Path) -> bool:
-        proc = self.processes["emulator"]
-        if proc.poll() is not None:
-            log_tail = (self.settings.log_dir / "emulator.log").read_text()[-500:]
-            raise WorldError(f"the emulator exited with {proc.returncode}: {log_tail.strip()}")
         if not admin_file.exists():
             return False
         try:
@@ -239,6 +230,19 @@ class World:
         except Exception:
             return False
         return True
+
+    def _wait_ready(self, name: str, ready: Callable[[], bool], what: str) -> None:
+        """Wait for a child while it lives and makes progress (emulation/readiness.py)."""
+        watched = Watched(
+            name,
+            self.processes[name],
+            self.settings.log_dir / f"{name}.log",
+            self.log_offsets.get(name, 0),
+        )
+        try:
+            wait_ready(watched, ready, what, self.settings.child_stall_s)
+        except NotReadyError as exc:
+            raise WorldError(str(exc)) from None
 
     def mcp_servers(self) -> list[tuple[str, int]]:
         return [
@@ -279,6 +283,9 @@ class World:
                 )
 
     def start(self) -> None:
+        """The emulator, then everything it must hold, then every other process at once: each
+        spends its first seconds importing, so they import side by side, and each is waited
+        for while it lives and makes progress, however busy the machine."""
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         admin_file = s.state_dir / "admin-credentials.json"
@@ -303,10 +310,10 @@ class World:
                 principal=None,
             )
         )
-        wait_for(
+        self._wait_ready(
+            "emulator",
             lambda: self._emulator_answers(admin_file),
-            s.emulator_start_timeout_s,
-            f"the emulator on {s.endpoint_url}",
+            f"it answered on {s.endpoint_url}",
         )
         self.echo(
             f"emulator: moto {s.endpoint_url} (IAM enforced), up in {time.monotonic() - t0:.1f}s"
@@ -314,62 +321,69 @@ class World:
         write_launcher_store(s, {Principal.ADMIN: json.loads(admin_file.read_text())})
         admin_file.unlink()
         report = ProvisionReport()
+        t1 = time.monotonic()
         provision(s, self.targets, report)
-        self.echo(f"provisioned: {report.summary()}")
+        self.echo(f"provisioned in {time.monotonic() - t1:.1f}s: {report.summary()}")
         # Just deployed from its known-good definition, into an emulator started a moment
         # ago: each function's first baseline. Only `fleet baseline capture` moves it later.
         names = [spec.name for spec in function_specs(s, self.targets)]
         captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
         self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))
-        for principal, module in (
-            (Principal.LAMBDA_RUNTIME, "emulation.lambda_runtime"),
-            (Principal.ALARM_EVALUATOR, "emulation.alarm_evaluator"),
-        ):
-            self._spawn(ServiceProcess(principal.value, [sys.executable, "-m", module], principal))
         if not s.mcp_api_key:  # generated once per world, kept beside its credentials
             write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
-        for server, _port in self.mcp_servers():
-            self._spawn(
+        if not s.console_token:  # generated once per world, beside its other secrets
+            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
+        t2 = time.monotonic()
+        services = [
+            ServiceProcess(
+                Principal.LAMBDA_RUNTIME.value,
+                [sys.executable, "-m", "emulation.lambda_runtime"],
+                Principal.LAMBDA_RUNTIME,
+            ),
+            ServiceProcess(
+                Principal.ALARM_EVALUATOR.value,
+                [sys.executable, "-m", "emulation.alarm_evaluator"],
+                Principal.ALARM_EVALUATOR,
+            ),
+            *(
                 ServiceProcess(
                     f"mcp-{server}",
                     [sys.executable, "-m", "fleet.cli", "mcp", server],
                     Principal(f"mcp-{server}"),
                 )
-            )
-        for server, port in self.mcp_servers():
-            wait_for(
-                functools.partial(self._healthy, s.mcp_host, port),
-                30,
-                f"the {server} MCP server on {s.mcp_host}:{port}",
-            )
-        if not s.console_token:  # generated once per world, beside its other secrets
-            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
-        self._spawn(
+                for server, _port in self.mcp_servers()
+            ),
             ServiceProcess(
                 "console", [sys.executable, "-m", "fleet.cli", "console"], Principal.CONSOLE
+            ),
+            *(self.fleet_services() if s.run_workers else ()),
+        ]
+        for service in services:
+            self._spawn(service)
+        for server, port in self.mcp_servers():
+            self._wait_ready(
+                f"mcp-{server}",
+                functools.partial(self._healthy, s.mcp_host, port),
+                f"it answered on {s.mcp_host}:{port}",
             )
-        )
-        wait_for(
+        self._wait_ready(
+            "console",
             functools.partial(self._healthy, s.console_host, s.console_port),
-            30,
-            f"the console on {s.console_host}:{s.console_port}",
+            f"it answered on {s.console_host}:{s.console_port}",
         )
-        if s.run_workers:
-            services = self.fleet_services()
-            for service in services:
-                self._spawn(service)
-            # Ready means the fleet takes alerts: a worker still importing would leave the
-            # first incident waiting for it.
-            for service in services:
-                if service.name.startswith("worker-"):
-                    wait_for(
-                        functools.partial(self._consuming, service.name),
-                        WORKER_START_TIMEOUT_S,
-                        f"{service.name} to consume its queue",
-                    )
+        # Ready means the fleet takes alerts: a worker still importing would leave the
+        # first incident waiting for it.
+        for service in services:
+            if service.name.startswith("worker-"):
+                self._wait_ready(
+                    service.name,
+                    functools.partial(self._consuming, service.name),
+                    "it consumed its queue",
+                )
         self.write_world_file()
         self.echo(
-            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
+            f"world ready in {time.monotonic() - t0:.1f}s (its processes in "
+            f"{time.monotonic() - t2:.1f}s): {', '.join(names)} running every "
             f"{s.target_interval_s:g}s; console on http://{s.console_host}:{s.console_port} "
             f"(token: CONSOLE_TOKEN or {s.console_token_file}); logs in {s.log_dir}/; "
             "Ctrl-C or `fleet down` stops it"
@@ -484,7 +498,7 @@ def run_world(settings: Settings, targets: int, echo: Callable[[str], None] = pr
 
 
 def start_world_process(
-    values: dict[str, Any], log_path: Path, timeout_s: float = 90.0
+    values: dict[str, Any], log_path: Path
 ) -> tuple[subprocess.Popen[bytes], Settings, dict[str, str]]:
     """`fleet up` as a child process with exactly these settings (as FLEET_* variables;
     nothing inherited from this process's FLEET_*, AWS_* or MCP key), once its world is up.
@@ -508,21 +522,22 @@ def start_world_process(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    # Waited for while it or a process it started makes progress: `fleet up` gives up on a
+    # stuck child itself, and says which.
+    watched = Watched("fleet up", process, log_path, with_descendants=True)
     try:
-        wait_for(
-            lambda: (
-                (read_world(settings) or {}).get("pid") == process.pid or process.poll() is not None
-            ),
-            timeout_s,
-            "the world to come up",
+        wait_ready(
+            watched,
+            lambda: (read_world(settings) or {}).get("pid") == process.pid,
+            "its world came up",
+            settings.child_stall_s,
         )
-    except BaseException:  # not up in time, or Ctrl-C while it comes up: stopped either way
+    except NotReadyError as exc:
+        terminate([process], STOP_GRACE_S)
+        raise WorldError(f"{exc}\n{log_path.read_text(errors='replace')[-2000:]}") from None
+    except BaseException:  # Ctrl-C while it comes up: stopped all the same
         terminate([process], STOP_GRACE_S)
         raise
-    if process.poll() is not None:
-        raise WorldError(
-            f"fleet up exited with {process.returncode}: {log_path.read_text()[-2000:]}"
-        )
     return process, settings, env
 
 

@@ -1,39 +1,45 @@
 """`fleet`: one command with subcommands; every Make target is a thin wrapper over it.
 
 Each command group (fleet/commands/) registers its subcommands and their handlers; this
-module builds the parser from them, runs the chosen handler and turns errors into one line
-on stderr and an exit code: 0 success, 1 a failure the message explains, 2 bad usage
-(unknown target, function or option, or a bad setting; the message names the valid
-choices, or the variable and what it wants).
+module builds the parser, runs the chosen handler and turns errors into one line on stderr
+and an exit code: 0 success, 1 a failure the message explains, 2 bad usage (unknown
+target, function or option, or a bad setting; the message names the valid choices, or the
+variable and what it wants).
+
+Start-up is paid by every process of the world (a dozen, each `python -m fleet.cli ...`)
+and by every command at a shell, so the parser imports only the group of the command that
+runs; the others are listed from `fleet.commands.COMMANDS` alone. `fleet --help` imports
+no group at all.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
 from collections.abc import Sequence
 
-from botocore.exceptions import ClientError, EndpointConnectionError
+from fleet.commands import COMMANDS
 
-from core import structured_logging
-from core.aws_errors import error_code, error_message
-from core.errors import FleetError, UsageError
-from core.settings import get_settings
-from fleet.commands import baselines, bench, chaos, gameday, incidents, queues, services, world
-
-# In the order `fleet --help` lists them.
-COMMAND_GROUPS = (world, chaos, baselines, incidents, queues, services, gameday, bench)
+DESCRIPTION = "Autonomous incident response for AWS Lambda."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fleet", description="Autonomous incident response for AWS Lambda."
-    )
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser for this command line: the chosen command's group registered in full, every
+    other command by its name and help (enough to list it, or to name it as a choice)."""
+    parser = argparse.ArgumentParser(prog="fleet", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in COMMAND_GROUPS:
-        group.register(sub)
+    chosen = COMMANDS.get(argv[0]) if argv else None
+    if chosen is not None:
+        importlib.import_module(f"fleet.commands.{chosen.group}").register(sub)
+    for name, command in COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=command.help)
     return parser
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    return build_parser(argv).parse_args(argv)
 
 
 def _fail(message: str, code: int) -> int:
@@ -43,7 +49,17 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    # Imported once a command is to run: `--help` and a usage error need none of them.
+    import logging
+
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from core import structured_logging
+    from core.aws_errors import error_code, error_message
+    from core.errors import FleetError, UsageError
+    from core.settings import get_settings
+
     # Long-running processes (own_logging) configure their own JSON logs; a command for a
     # person shows only warnings from the libraries it uses, on stderr.
     if not getattr(args, "own_logging", False):

@@ -8,7 +8,7 @@ from enum import StrEnum
 from core.aws import Clients
 from core.principals import Principal
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 from fleet.json_output import emit_json
 from fleet.protected_functions import chosen_specs
 from incidents.baselines import BaselineStore, capture
@@ -56,7 +56,7 @@ def cmd_baseline(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    baseline = sub.add_parser("baseline", help="record or show the known-good baselines")
+    baseline = add_command(sub, "baseline")
     baseline.add_argument("action", choices=[a.value for a in BaselineAction])
     baseline.add_argument("--function", help="one protected function (default: all)")
     baseline.add_argument("--json", action="store_true", help="show: print JSON")

@@ -7,7 +7,7 @@ import argparse
 from bench.run import PARTS, RANDOM_ROUNDS, RANDOM_SEED, run
 from core.errors import UsageError
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -38,11 +38,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def register(sub: Subparsers) -> None:
-    bench = sub.add_parser(
-        "bench",
-        help="measure the fleet (own worlds): runtime, storm, MTTR, load, fault survival, "
-        "random game days",
-    )
+    bench = add_command(sub, "bench")
     bench.add_argument(
         "--messages",
         type=int,

@@ -10,7 +10,7 @@ from chaos.status import function_status
 from core.aws import Clients
 from core.principals import Principal
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 from fleet.json_output import emit_json
 from fleet.protected_functions import chosen_specs
 
@@ -99,7 +99,7 @@ FAULTS: dict[faults.FaultKind, tuple[str, Callable[[argparse.ArgumentParser], No
 
 
 def register(sub: Subparsers) -> None:
-    chaos = sub.add_parser("chaos", help="break the workload, or restore it")
+    chaos = add_command(sub, "chaos")
     faults_sub = chaos.add_subparsers(dest="fault", required=True, metavar="FAULT")
     for kind in faults.FaultKind:
         help_text, add_options = FAULTS[kind]

@@ -15,7 +15,7 @@ from chaos.gameday_draw import CHOICES, MAX_FAULTS, MAX_FUNCTIONS, draw_plan, pa
 from chaos.random_gameday import DEADLINE_S, RandomGameDay, RoundResult, play_round, summarize
 from core.errors import UsageError
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 
 INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C
 
@@ -132,10 +132,9 @@ def print_summary(game: RandomGameDay) -> None:
 
 
 def register(sub: Subparsers) -> None:
-    gameday = sub.add_parser(
+    gameday = add_command(
+        sub,
         "gameday",
-        help="run game-day scenarios, or random rounds judged from the account, each on a "
-        "fresh world with the whole fleet",
         description="Game days, each on a fresh world with the whole fleet. --scenario runs "
         "the scenarios given; --random N draws N rounds from --seed (the same seed, the same "
         "rounds): controls with no fault, faults no restore can fix (broken input data), and "

@@ -15,7 +15,7 @@ from core.aws import Clients
 from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 from fleet.json_output import emit_json
 from fleet.trace_view import render_waterfall
 from incidents.approvals import Decision, decide_and_announce, pending_request
@@ -157,7 +157,7 @@ def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    incidents = sub.add_parser("incidents", help="incidents: list, show one, write a postmortem")
+    incidents = add_command(sub, "incidents")
     incidents.add_argument("action", choices=[a.value for a in IncidentsAction])
     incidents.add_argument("incident_id", nargs="?")
     incidents.add_argument(
@@ -170,17 +170,13 @@ def register(sub: Subparsers) -> None:
     incidents.add_argument("--json", action="store_true", help="print JSON (list, show)")
     incidents.set_defaults(func=cmd_incidents)
 
-    traced = sub.add_parser(
-        "trace",
-        help="an incident's trace as a waterfall: every stage, tool call, model call and AWS "
-        "call, with durations and failures (from the local trace files)",
-    )
+    traced = add_command(sub, "trace")
     traced.add_argument("incident_id")
     traced.add_argument("--depth", type=int, help="show spans this deep at most (0: stages)")
     traced.add_argument("--json", action="store_true", help="print the spans as JSON")
     traced.set_defaults(func=cmd_trace)
 
-    approve = sub.add_parser("approve", help="approve the pending fix of an incident")
+    approve = add_command(sub, "approve")
     approve.add_argument("incident_id")
     approve.add_argument("--digest", help="the calls digest shown: binds the approval to them")
     approve.add_argument("--only", help="approve only these calls (1-based, comma-separated)")
@@ -188,7 +184,7 @@ def register(sub: Subparsers) -> None:
     approve.add_argument("--yes", action="store_true", help="do not ask to confirm")
     approve.set_defaults(func=cmd_approve)
 
-    reject = sub.add_parser("reject", help="reject the pending fix of an incident")
+    reject = add_command(sub, "reject")
     reject.add_argument("incident_id")
     reject.add_argument("--reason", required=True)
     reject.add_argument("--as", dest="as_", help="who rejects (default: $USER)")

@@ -20,7 +20,7 @@ from core.aws import Clients
 from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
-from fleet.commands import Subparsers
+from fleet.commands import Subparsers, add_command
 from fleet.json_output import emit_json
 from fleet.tail_view import render
 from queues.dlq import DeadLetters, RedrivePlan
@@ -318,18 +318,14 @@ def cmd_failures(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Subparsers) -> None:
-    tail = sub.add_parser("tail", help="live table of queue depths and incidents")
+    tail = add_command(sub, "tail")
     tail.add_argument("--once", action="store_true", help="print one snapshot and exit")
     tail.add_argument(
         "--json", action="store_true", help="print JSON (live: one snapshot per line)"
     )
     tail.set_defaults(func=cmd_tail)
 
-    dlq = sub.add_parser(
-        "dlq",
-        help="dead letters: list the queues, list (filtered, paged) or peek at the letters, "
-        "redrive (filtered, limited, dry run), delete, purge, the audit trail, export",
-    )
+    dlq = add_command(sub, "dlq")
     dlq.add_argument("action", choices=[a.value for a in DlqAction])
     dlq.add_argument("queue", nargs="?", help="a stage, its queue or its DLQ")
     dlq.add_argument("--reason", help="letters, redrive: whose failure reason contains this")
@@ -353,7 +349,7 @@ def register(sub: Subparsers) -> None:
     dlq.add_argument("--json", action="store_true", help="print JSON (every read)")
     dlq.set_defaults(func=cmd_dlq)
 
-    failures = sub.add_parser("failures", help="why messages failed, newest first")
+    failures = add_command(sub, "failures")
     failures.add_argument("--queue", help="only this source queue")
     failures.add_argument("--json", action="store_true", help="print JSON")
     failures.set_defaults(func=cmd_failures)

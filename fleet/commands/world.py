@@ -1,4 +1,4 @@
-"""The embedded world: `fleet up`, `down`, `provision`, and `demo` (a world, broken and fixed)."""
+"""The embedded world: `fleet up`, `down` and `provision`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from core.errors import FleetError
 from core.provisioning import ProvisionReport
 from core.settings import Settings
 from emulation.world import provision, read_world, run_world, stop_world
-from fleet.commands import Subparsers
-from fleet.demo import run_demo
+from fleet.commands import Subparsers, add_command
 from fleet.json_output import emit_json
 
 
@@ -44,16 +43,8 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    return run_demo()
-
-
 def register(sub: Subparsers) -> None:
-    up = sub.add_parser(
-        "up",
-        help="start the embedded world (emulator, workload, alarms, MCP servers, the four "
-        "workers) until Ctrl-C",
-    )
+    up = add_command(sub, "up")
     up.add_argument("--targets", type=int, help="copies of data-processor to run (default 1)")
     up.add_argument("--port", type=int, help="emulator port (default FLEET_EMULATOR_PORT or 5000)")
     up.add_argument(
@@ -63,14 +54,8 @@ def register(sub: Subparsers) -> None:
     )
     up.set_defaults(func=cmd_up, own_logging=True)
 
-    sub.add_parser("down", help="stop the running world").set_defaults(func=cmd_down)
+    add_command(sub, "down").set_defaults(func=cmd_down)
 
-    prov = sub.add_parser(
-        "provision", help="apply the topology and workload spec again (idempotent)"
-    )
+    prov = add_command(sub, "provision")
     prov.add_argument("--json", action="store_true", help="print the changes as JSON")
     prov.set_defaults(func=cmd_provision)
-
-    sub.add_parser(
-        "demo", help="start the world and the fleet, break the workload, watch it fixed, stop"
-    ).set_defaults(func=cmd_demo)

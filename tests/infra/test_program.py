@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from access.policies import Arns, policy_document
 from core.shared_bucket import RATE_LIMITS
-from fleet.cli import build_parser
+from fleet.cli import parse_arguments
 from incidents.tables import TABLES
 from infra.config import StackConfig, stack_config
 from infra.identity import TASK_PRINCIPALS
@@ -126,7 +126,7 @@ def test_one_image_runs_every_process_by_its_command(program: Program) -> None:
     assert set(containers) == set(TASK_PRINCIPALS)
     assert len({c["image"] for c in containers.values()}) == 1
     for process, c in containers.items():
-        parsed = build_parser().parse_args(c["command"])  # a real `fleet` subcommand
+        parsed = parse_arguments(c["command"])  # a real `fleet` subcommand
         assert parsed.command in ("worker", "mcp")
         assert c["user"] != "0" and c["readonlyRootFilesystem"]
         # Fargate sends SIGKILL after stopTimeout: the worker's drain must fit before it.

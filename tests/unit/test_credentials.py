@@ -11,13 +11,13 @@ from core.aws import Clients
 from core.credentials import (
     WrongPrincipalError,
     as_launcher,
+    holding_own_keys,
     write_launcher_store,
     write_own_credentials,
 )
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import child_environment
-from fleet.commands.services import holding_own_keys
 
 
 def _keys(principal: Principal) -> dict[str, str]:
