@@ -81,6 +81,10 @@ class Expectation(BaseModel):
     diagnosed_one_of: list[str] | None = None
     final_status: IncidentStatus = IncidentStatus.RESOLVED
     max_actions: int | None = None
+    # No round of the incident executes more calls than this: for faults that land at
+    # different moments, where how many rounds they take depends on timing (a fault after
+    # a round's fix is another round's), but no round should do more than its faults need.
+    max_actions_per_round: int | None = None
     within_s: float = 60.0
     approval_requested: bool | None = None
     rolled_back: bool | None = None
@@ -423,6 +427,23 @@ class GameDay:
                     detail=f"{len(actions)} (at most {expect.max_actions})",
                 )
             )
+        if expect.max_actions_per_round is not None:
+            rounds_of = main.rounds if main else []
+            checks.append(
+                Check(
+                    name="actions per round",
+                    ok=all(len(r.actions) <= expect.max_actions_per_round for r in rounds_of),
+                    detail="; ".join(
+                        f"round {r.number}: "
+                        + (
+                            ", ".join(f"{a['service']}:{a['operation']}" for a in r.actions)
+                            or "none"
+                        )
+                        for r in rounds_of
+                    )
+                    + f" (at most {expect.max_actions_per_round} a round)",
+                )
+            )
         if expect.final_status == IncidentStatus.RESOLVED:
             checks.append(
                 Check(
@@ -505,8 +526,17 @@ class GameDay:
         )
 
 
-def run_scenario(path: Path, log: Callable[[str], None] = lambda _: None) -> GameDayResult:
+def run_scenario(
+    path: Path, log: Callable[[str], None] = lambda _: None, watch_window_s: float | None = None
+) -> GameDayResult:
+    """The scenario on a fresh world. `watch_window_s` watches each recovered fix that long
+    (the settings' default otherwise); a scenario's own settings win, so one whose point is
+    the watch (a relapse) keeps its window."""
     scenario = Scenario.load(path)
-    overrides = {"target_count": scenario.targets, **scenario.settings}
+    overrides = {
+        "target_count": scenario.targets,
+        **({} if watch_window_s is None else {"watch_window_s": watch_window_s}),
+        **scenario.settings,
+    }
     with fresh_world(overrides, log) as settings:
         return GameDay(scenario, settings, log).run()

@@ -337,11 +337,17 @@ class RoundRun:
         )
 
 
-def play_round(plan: RoundPlan, log: Log, deadline_s: float = DEADLINE_S) -> RoundResult:
+def play_round(
+    plan: RoundPlan, log: Log, deadline_s: float = DEADLINE_S, watch_window_s: float | None = None
+) -> RoundResult:
     """One round on a world of its own, stopped when the round ends (or is interrupted).
-    A round the harness could not play is a failed round that says so."""
+    A round the harness could not play is a failed round that says so. `watch_window_s`
+    watches each recovered fix that long (the settings' default otherwise)."""
+    overrides: dict[str, object] = {"target_count": len(plan.functions)}
+    if watch_window_s is not None:
+        overrides["watch_window_s"] = watch_window_s
     try:
-        with fresh_world({"target_count": len(plan.functions)}, log) as settings:
+        with fresh_world(overrides, log) as settings:
             return RoundRun(plan, settings, log, deadline_s).run()
     except Exception as exc:  # the harness, not the fleet: recorded, and the next round runs
         return RoundResult(

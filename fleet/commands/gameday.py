@@ -34,7 +34,7 @@ def cmd_gameday(args: argparse.Namespace, settings: Settings) -> int:
     for path in paths:
         if not args.json:
             print(f"==> {path.stem}", flush=True)
-        result = run_scenario(path, log)
+        result = run_scenario(path, log, args.watch_window)
         passed += result.passed
         if args.json:
             print(json.dumps(result.model_dump(mode="json")), flush=True)
@@ -91,7 +91,7 @@ def cmd_random(args: argparse.Namespace) -> int:
     try:
         for r in plan:
             say(f"==> round {r.index} of {len(plan)} (seed {r.seed}): {r.describe()}")
-            result = play_round(r, log, args.deadline)
+            result = play_round(r, log, args.deadline, args.watch_window)
             results.append(result)
             say(round_line(result))
             for reason in result.reasons:
@@ -175,6 +175,13 @@ def register(sub: Subparsers) -> None:
         default=DEADLINE_S,
         metavar="S",
         help="seconds from the faults for the fleet to be done (default %(default)g)",
+    )
+    gameday.add_argument(
+        "--watch-window",
+        type=float,
+        metavar="S",
+        help="watch each recovered fix S seconds before it is resolved (default: the "
+        "settings' FLEET_WATCH_WINDOW_S, 30); a scenario that sets its own keeps it",
     )
     gameday.add_argument(
         "--json",
