@@ -17,10 +17,10 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from access.policies import Arns
 from core.aws import Clients, session_from_keys
@@ -162,11 +162,24 @@ def child_environment(settings: Settings, principal: Principal | None) -> dict[s
     return env
 
 
+# What provisioning has done so far (:func:`provisioning` yields each as it is done).
+ProvisionStep = Literal["identities", "messaging", "tables", "workload"]
+
+
 def provision(settings: Settings, targets: int, report: ProvisionReport) -> None:
     """Everything the world holds, to spec. Idempotent: a second run changes nothing.
 
     It acts as the world's launcher (so does `fleet provision`): it signs as the admin and
     writes each principal's own credentials file beside the launcher's store."""
+    for _step in provisioning(settings, targets, report):
+        pass
+
+
+def provisioning(
+    settings: Settings, targets: int, report: ProvisionReport
+) -> Iterator[ProvisionStep]:
+    """:func:`provision`, step by step: it yields once each step is done, so that the
+    launcher can start what needs no more than that while the rest is provisioned."""
     settings = as_launcher(settings)
     admin = Clients(Principal.ADMIN, settings)
     topology = build_topology(settings)
@@ -178,11 +191,15 @@ def provision(settings: Settings, targets: int, report: ProvisionReport) -> None
     for principal, own in keys.items():
         if principal != Principal.ADMIN:  # the admin's keys stay with the launcher
             write_own_credentials(settings, principal, own)
+    yield "identities"
     MessagingProvisioner(admin("sns"), admin("sqs"), report).apply(topology)
+    yield "messaging"
     provision_tables(admin("dynamodb"), (*TABLES, RATE_LIMITS), report)
+    yield "tables"
     WorkloadDeployer(
         admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME, settings)]
     ).deploy(function_specs(settings, targets))
+    yield "workload"
 
 
 class World:
@@ -283,9 +300,10 @@ class World:
                 )
 
     def start(self) -> None:
-        """The emulator, then everything it must hold, then every other process at once: each
-        spends its first seconds importing, so they import side by side, and each is waited
-        for while it lives and makes progress, however busy the machine."""
+        """The emulator; then, while the rest is provisioned, each process as soon as what it
+        needs exists (its keys; its queues): each spends its first seconds importing, on the
+        core provisioning leaves idle. Each is waited for while it lives and makes progress,
+        however busy the machine."""
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         admin_file = s.state_dir / "admin-credentials.json"
@@ -322,19 +340,22 @@ class World:
         admin_file.unlink()
         report = ProvisionReport()
         t1 = time.monotonic()
-        provision(s, self.targets, report)
+        for step in provisioning(s, self.targets, report):
+            if step == "identities":  # their keys and secrets exist: the servers may start
+                self._write_secrets()
+                for service in self.servers():
+                    self._spawn(service)
+            elif step == "messaging" and s.run_workers:  # their queues exist
+                for service in self.fleet_services():
+                    self._spawn(service)
         self.echo(f"provisioned in {time.monotonic() - t1:.1f}s: {report.summary()}")
         # Just deployed from its known-good definition, into an emulator started a moment
         # ago: each function's first baseline. Only `fleet baseline capture` moves it later.
         names = [spec.name for spec in function_specs(s, self.targets)]
         captured = capture(Clients(Principal.OPERATOR, s), names, "fleet up")
         self.echo("baselines: " + ", ".join(f"{b.function} v{b.version}" for b in captured))
-        if not s.mcp_api_key:  # generated once per world, kept beside its credentials
-            write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
-        if not s.console_token:  # generated once per world, beside its other secrets
-            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
-        t2 = time.monotonic()
-        services = [
+        # They run the workload and watch its alarms: only once it is deployed.
+        for service in (
             ServiceProcess(
                 Principal.LAMBDA_RUNTIME.value,
                 [sys.executable, "-m", "emulation.lambda_runtime"],
@@ -345,20 +366,7 @@ class World:
                 [sys.executable, "-m", "emulation.alarm_evaluator"],
                 Principal.ALARM_EVALUATOR,
             ),
-            *(
-                ServiceProcess(
-                    f"mcp-{server}",
-                    [sys.executable, "-m", "fleet.cli", "mcp", server],
-                    Principal(f"mcp-{server}"),
-                )
-                for server, _port in self.mcp_servers()
-            ),
-            ServiceProcess(
-                "console", [sys.executable, "-m", "fleet.cli", "console"], Principal.CONSOLE
-            ),
-            *(self.fleet_services() if s.run_workers else ()),
-        ]
-        for service in services:
+        ):
             self._spawn(service)
         for server, port in self.mcp_servers():
             self._wait_ready(
@@ -373,7 +381,7 @@ class World:
         )
         # Ready means the fleet takes alerts: a worker still importing would leave the
         # first incident waiting for it.
-        for service in services:
+        for service in self.fleet_services() if s.run_workers else ():
             if service.name.startswith("worker-"):
                 self._wait_ready(
                     service.name,
@@ -382,12 +390,30 @@ class World:
                 )
         self.write_world_file()
         self.echo(
-            f"world ready in {time.monotonic() - t0:.1f}s (its processes in "
-            f"{time.monotonic() - t2:.1f}s): {', '.join(names)} running every "
+            f"world ready in {time.monotonic() - t0:.1f}s: {', '.join(names)} running every "
             f"{s.target_interval_s:g}s; console on http://{s.console_host}:{s.console_port} "
             f"(token: CONSOLE_TOKEN or {s.console_token_file}); logs in {s.log_dir}/; "
             "Ctrl-C or `fleet down` stops it"
         )
+
+    def _write_secrets(self) -> None:
+        s = self.settings
+        if not s.mcp_api_key:  # generated once per world, kept beside its credentials
+            write_private_text(s.mcp_api_key_file, secrets.token_urlsafe(32))
+        if not s.console_token:  # generated once per world, beside its other secrets
+            write_private_text(s.console_token_file, secrets.token_urlsafe(24))
+
+    def servers(self) -> list[ServiceProcess]:
+        """The MCP tool servers and the console: they need their keys, and nothing else to
+        start (a page or a tool call reads AWS when it is asked)."""
+        cli = [sys.executable, "-m", "fleet.cli"]
+        return [
+            *(
+                ServiceProcess(f"mcp-{server}", [*cli, "mcp", server], Principal(f"mcp-{server}"))
+                for server, _port in self.mcp_servers()
+            ),
+            ServiceProcess("console", [*cli, "console"], Principal.CONSOLE),
+        ]
 
     def fleet_services(self) -> list[ServiceProcess]:
         """The fleet itself: the stage workers (`workers_per_stage` of each, as an ECS
