@@ -18,6 +18,7 @@ from bench import console_pages, incidents
 from bench.console_pages import dead_letter_pages
 from bench.provenance import LastRun, MeasuredPart, combine, current_commit, now, read, stamp, write
 from bench.runtime import BATCH, runtime_overhead, storm
+from bench.startup import HOG_PROCESSES, startup
 from bench.table import results_table
 from chaos.gameday import GAMEDAY_SETTINGS
 from chaos.gameday_draw import draw_plan
@@ -32,7 +33,17 @@ RESULTS = PROJECT_ROOT / "bench" / "results.json"
 RANDOM_ROUNDS = 5
 RANDOM_SEED = 1
 
-PARTS = ("runtime", "storm", "console", "mttr", "mttr-period", "many", "faults", "random")
+PARTS = (
+    "startup",
+    "runtime",
+    "storm",
+    "console",
+    "mttr",
+    "mttr-period",
+    "many",
+    "faults",
+    "random",
+)
 # How MTTR moves with the alarm period: the same kinds at this longer period, fewer runs
 # (a run waits two whole periods for a quiet function before its fault).
 LONG_PERIOD_S = 30
@@ -96,6 +107,13 @@ def part_settings(
     """Each part's settings as its provenance records them: its world's, and its own."""
     shared = {"emulator": emulator(), "batch": BATCH, **SHARED_WORLD}
     return {
+        # A default world: what `fleet up` starts with no settings at all.
+        "startup": {
+            "emulator": emulator(),
+            "world": "defaults (one function, the whole fleet)",
+            "cpu_hog_processes": HOG_PROCESSES,
+            "tracing": tracing(),
+        },
         # The runtime part switches tracing itself: every round, untraced and traced.
         "runtime": {**shared, "messages": messages, "rounds": rounds},
         "console": {
@@ -216,6 +234,7 @@ def run(
             return
         measured[name] = MeasuredPart(provenance=provenance, figures=figures)
 
+    part("startup", lambda: {"startup": startup(log)})
     if wanted & {"runtime", "storm", "console"}:
         try:
             with _shared_world(log) as world:

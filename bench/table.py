@@ -207,7 +207,24 @@ def _random(f: dict[str, Any]) -> Rows:
     ]
 
 
+def _startup(f: dict[str, Any]) -> Rows:
+    s = f["startup"]
+
+    def spread(d: dict[str, float]) -> str:
+        return f"{d['median']:.2f} s (min {d['min']:.2f}, max {d['max']:.2f})"
+
+    ready = s["world_ready_s"]
+    return [
+        ("fleet --help, median", spread(s["help_s"])),
+        ("fleet worker --help, median", spread(s["worker_help_s"])),
+        ("a default world to ready, quiet", spread(ready["quiet"])),
+        ("... beside a CPU hog", spread(ready["cpu_hog"])),
+        ("hog / quiet (medians)", f"{s['world_ready_hog_over_quiet']}"),
+    ]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], Rows]] = {
+    "startup": _startup,
     "runtime": _runtime,
     "console": _console,
     "storm": _storm,

@@ -21,6 +21,17 @@ from core.settings import Settings
 
 # What each stand-in part measures: enough to tell one run's figures from another's.
 FIGURES: dict[str, dict[str, Any]] = {
+    "startup": {
+        "startup": {
+            "help_s": {"min": 0.05, "median": 0.06, "max": 0.08},
+            "worker_help_s": {"min": 0.9, "median": 1.0, "max": 1.1},
+            "world_ready_s": {
+                "quiet": {"min": 11.0, "median": 12.0, "max": 13.0},
+                "cpu_hog": {"min": 20.0, "median": 22.0, "max": 25.0},
+            },
+            "world_ready_hog_over_quiet": 1.83,
+        }
+    },
     "runtime": {
         "runtime_overhead": {"bare_msgs_per_s": 862.0, "runtime_msgs_per_s": 412.0, "ratio": 0.48},
         "runtime_overhead_ratio": 0.48,
@@ -73,6 +84,7 @@ def fake_bench(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Bench:
             run, "dead_letter_pages", lambda _s: made["console"]()["console_dead_letters"]
         )
         monkeypatch.setattr(run, "_storms", lambda *_a: made["storm"]())
+        monkeypatch.setattr(run, "startup", lambda _log: made["startup"]()["startup"])
         monkeypatch.setattr(incidents, "mttr", lambda *_a, **_k: made["mttr"]())
         for name, helper in (
             ("mttr-period", "_long_period"),
