@@ -64,6 +64,10 @@ SURVIVAL_SETTINGS: dict[str, Any] = {
     **GAMEDAY_SETTINGS,
     "offline_model_latency_s": 1.0,
     "queue_visibility_timeout_s": 6,
+    # The faults land before the watch ends (a resolver killed in VERIFYING, at the latest);
+    # the watch itself still lasts until the alarm period it recovered in has ended and one
+    # more has passed (incidents/verification.py), so its looks still hand the lease on.
+    "watch_window_s": 3,
 }
 # The status in which each worker holds the incident's message when it is killed.
 KILL_DURING = {
