@@ -71,6 +71,21 @@ def test_each_process_imports_only_what_its_command_needs(
     assert set(json.loads(done.stdout)) & forbidden == set()
 
 
+@pytest.mark.parametrize(
+    "module", ["emulation.lambda_runtime", "emulation.alarm_evaluator", "emulation.scheduler"]
+)
+def test_the_worlds_own_services_import_neither_moto_nor_the_fleet(module: str) -> None:
+    """The Lambda runtime, the alarm evaluator and the scheduler stand in for AWS: they talk
+    to the emulator over HTTP like anyone else, and run none of the fleet's stages."""
+    check = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", check], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert imported & (NOT_AT_ALL | AGENTS | MCP | CONSOLE | {"workers", "chaos"}) == set()
+
+
 def test_help_lists_every_command_without_importing_a_group() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "fleet.cli", "--help"],
