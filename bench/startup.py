@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from emulation.world import PROJECT_ROOT, STOP_GRACE_S, free_port, start_world_process, terminate
+from emulation.world import PROJECT_ROOT, STOP_GRACE_S, free_ports, start_world_process, terminate
 
 HELP_RUNS = 7
 WORLD_RUNS = 3
@@ -54,13 +54,7 @@ def world_ready_s() -> float:
     """From starting `fleet up` (default settings, the whole fleet, one function) to its
     world being ready; the world is stopped after."""
     with tempfile.TemporaryDirectory(prefix="fleet-bench-start-") as state:
-        values = {
-            "state_dir": state,
-            "emulator_port": free_port(),
-            "mcp_supervisor_port": free_port(),
-            "mcp_resolver_port": free_port(),
-            "console_port": free_port(),
-        }
+        values = {"state_dir": state, **free_ports()}
         started = time.perf_counter()
         process, _settings, _env = start_world_process(values, Path(state) / "fleet-up.log")
         ready = time.perf_counter() - started

@@ -29,7 +29,7 @@ from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
 from emulation.alarm_evaluator import PUBLISH_DELAY_S, notification
-from emulation.world import free_port, start_world_process, terminate, wait_for
+from emulation.world import free_port, free_ports, start_world_process, terminate, wait_for
 from incidents.approvals import Decision, decide_and_announce
 from incidents.context_items import ContextItem
 from incidents.incident_report import IncidentReport, list_incidents, load_report
@@ -159,10 +159,8 @@ def started_world(
     with tempfile.TemporaryDirectory(prefix="fleet-world-") as state_dir:
         values = {
             "state_dir": state_dir,
-            "emulator_port": free_port(),
-            "mcp_supervisor_port": free_port(),
-            "mcp_resolver_port": free_port(),
-            "console_port": free_port(),
+            # free_port looked up at call time: the tests swap in their reserved ports.
+            **free_ports(lambda: free_port()),
             **GAMEDAY_SETTINGS,
             **overrides,
         }

@@ -96,6 +96,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(take: Callable[[], int] = free_port) -> dict[str, int]:
+    """Ports for every server of a world started beside others: the emulator, the two MCP
+    servers and the console (as settings)."""
+    return {
+        name: take()
+        for name in ("emulator_port", "mcp_supervisor_port", "mcp_resolver_port", "console_port")
+    }
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -38,7 +38,8 @@ def traced() -> Iterator[dict[str, Any]]:
         patch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
         patch.setattr(chaos.gameday, "free_port", reserve_port)
         scenario = Scenario.load(PROJECT_ROOT / "scenarios" / "iam-s3-revoke.yaml")
-        with fresh_world({"target_count": 1}, lambda _line: None) as settings:
+        # The fix is watched only until its alarm periods end: the storm lands before.
+        with fresh_world({"target_count": 1, "watch_window_s": 3}, lambda _line: None) as settings:
             game = GameDay(scenario, settings)
             game.wait_healthy()
             _write_log_line(game.admin, CANARY)
