@@ -6,8 +6,8 @@ worker processes run world-heavy tests at once. Each worker is its own process w
 own session fixtures, so it starts its own worlds (free ports, its own tmp_path state
 directories); what must not be split between workers is grouped here:
 
-* every test that uses the integration session's `world` runs on one worker, in collection
-  order, against one world, exactly as in a serial run;
+* every test that uses one of the integration session's worlds (`world`, `approving_fleet`)
+  runs on one worker, in collection order, against that one world, as in a serial run;
 * the tests of a module that has a module-scoped fixture (a world of its own, the Pulumi
   program under mocks) stay on one worker, so the fixture is built once.
 
@@ -34,9 +34,9 @@ PROJECT_ROOT = TESTS.parent
 WORKERS = 3
 # Paths that start no world: a run of only these stays in one process (no worker start-up).
 WORLD_FREE = (TESTS / "unit", TESTS / "infra")
-# The integration session's shared world (tests/integration/conftest.py) and its group.
-SESSION_WORLD = "world"
-SESSION_WORLD_GROUP = "session-world"
+# The integration session's shared worlds (tests/integration/conftest.py), each with the
+# group that keeps its tests on one worker.
+SESSION_WORLDS = {"world": "session-world", "approving_fleet": "approving-fleet"}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -68,8 +68,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        if SESSION_WORLD in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(SESSION_WORLD_GROUP))
+        shared = [g for name, g in SESSION_WORLDS.items() if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
         elif _module_scoped_here(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 

@@ -164,6 +164,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
 
 
 @pytest.fixture(scope="session")
+def approving_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
+    """The whole fleet, every fix waiting for a person, and a watchdog that ticks fast:
+    shared by the tests of the operator's flow, the console's approval, and the keys each
+    process holds (tests/conftest.py keeps them on one worker). Each of them leaves the
+    workload at its baseline for the next; a test that leaves an incident ESCALATED (which
+    every alert of its function then joins, for the person who has it) breaks the second
+    function, data-processor-2, not the first."""
+    overrides = world_overrides(
+        tmp_path_factory.mktemp("approving-fleet"),
+        target_count=2,
+        require_human_approval=True,
+        watchdog_tick_s=2,
+    )
+    with running_world(overrides) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def admin(world: RunningWorld) -> Clients:
     """The bootstrap administrator: what the tests use to inspect the world."""
     return world.clients(Principal.ADMIN)

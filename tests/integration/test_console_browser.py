@@ -19,7 +19,7 @@ from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.topology import EventType
 from tests.incident_records import NEXT_STEP, ROUND_2_BECAUSE, record_two_rounds_then_escalated
-from tests.integration.conftest import RunningWorld, Workers, running_world, world_overrides
+from tests.integration.conftest import RunningWorld, Workers
 from tests.integration.handlers import BUG_FILE, FAILING_KINDS_FILE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -302,13 +302,10 @@ def test_an_escalation_says_what_a_person_needs_and_its_quotes_stay_text(
     page.screenshot(path=str(tmp_path / "incident-escalated.png"), full_page=True)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
-    overrides = world_overrides(
-        tmp_path_factory.mktemp("approvals"), target_count=1, require_human_approval=True
-    )
-    with running_world(overrides) as world:
-        yield world
+@pytest.fixture
+def fleet(approving_fleet: RunningWorld) -> RunningWorld:
+    """The session's fleet that waits for a person (tests/integration/conftest.py)."""
+    return approving_fleet
 
 
 def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(

@@ -7,8 +7,7 @@ resolver still holds the function's lease."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,36 +20,33 @@ from incidents.incident_report import list_incidents
 from incidents.leases import ResourceLeases
 from incidents.lifecycle import IncidentStatus as S
 from incidents.store import IncidentStore
+from incidents.tables import INCIDENT_STATE
 from queues.idempotency import COMPLETED, event_key
 from queues.provision import queue_policy
 from queues.tables import PROCESSED_EVENTS
 from queues.ticks import tick_event
-from tests.integration.conftest import RunningWorld, running_world, world_overrides
+from tests.integration.conftest import RunningWorld
+
+SECOND = "data-processor-2"
+
+
+@pytest.fixture
+def fleet(approving_fleet: RunningWorld) -> RunningWorld:
+    """The session's fleet that waits for a person (tests/integration/conftest.py)."""
+    return approving_fleet
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
-    overrides = world_overrides(
-        tmp_path_factory.mktemp("operator"),
-        target_count=1,
-        require_human_approval=True,
-        stale_after_s=20,
-        watchdog_tick_s=2,
-    )
-    with running_world(overrides) as world:
-        yield world
-
-
-@pytest.fixture(scope="module")
-def pager(fleet: RunningWorld) -> str:
+def pager(approving_fleet: RunningWorld) -> str:
     """A queue subscribed to incident-approvals, where people are told what needs them."""
-    admin = fleet.clients(Principal.ADMIN)
+    admin = approving_fleet.clients(Principal.ADMIN)
     sqs, sns = admin("sqs"), admin("sns")
     url = sqs.create_queue(QueueName="pager")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    topic = f"arn:aws:sns:{fleet.settings.region}:{fleet.settings.account_id}:incident-approvals"
+    settings = approving_fleet.settings
+    topic = f"arn:aws:sns:{settings.region}:{settings.account_id}:incident-approvals"
     # As on AWS, SNS delivers only where the queue's policy lets the topic send.
     sqs.set_queue_attributes(
         QueueUrl=url, Attributes={"Policy": json.dumps(queue_policy(arn, [topic]))}
@@ -89,6 +85,19 @@ def _verifying(writer: IncidentStore, resource: str) -> str:
     for old, new in zip(path, [*path[1:], "VERIFYING"], strict=True):
         assert writer.transition(opened.incident_id, S(old), S(new), "test")
     return opened.incident_id
+
+
+def _idle_since(fleet: RunningWorld, incident_id: str) -> None:
+    """As if the incident had sat in its status longer than the watchdog allows: its last
+    update (what the watchdog reads) moved back past `stale_after_s`. The world keeps the
+    default limit, so that the other incidents on it, slow on a busy machine, are not."""
+    then = datetime.now(UTC) - timedelta(seconds=fleet.settings.stale_after_s + 60)
+    fleet.clients(Principal.ADMIN)("dynamodb").update_item(
+        TableName=INCIDENT_STATE.name,
+        Key=to_item({"incident_id": incident_id}),
+        UpdateExpression="SET updated_at = :then",
+        ExpressionAttributeValues=to_item({":then": then.isoformat()}),
+    )
 
 
 def _awaiting_approval(store: IncidentStore) -> str:
@@ -146,8 +155,10 @@ def test_a_fix_waits_for_a_person_and_runs_once_approved(
 
 def test_a_rejected_fix_runs_nothing_and_escalates(fleet: RunningWorld) -> None:
     store = _store(fleet)
-    fleet.wait_healthy("data-processor")
-    assert fleet.fleet("chaos", "throttle").returncode == 0
+    # The second function: its escalated incident keeps every alert of its window for the
+    # person who has it, and the world's other tests break data-processor.
+    fleet.wait_healthy(SECOND)
+    assert fleet.fleet("chaos", "throttle", "--function", SECOND).returncode == 0
     incident_id = _awaiting_approval(store)
     no_reason = fleet.fleet("reject", incident_id, "--reason", "")
     assert no_reason.returncode == 1
@@ -155,7 +166,7 @@ def test_a_rejected_fix_runs_nothing_and_escalates(fleet: RunningWorld) -> None:
     assert rejected.returncode == 0, rejected.stderr
     report = json.loads(fleet.fleet("incidents", "show", incident_id, "--json").stdout)
     assert report["status"] == "ESCALATED" and report["actions"] == []
-    assert fleet.fleet("chaos", "restore").returncode == 0
+    assert fleet.fleet("chaos", "restore", "--function", SECOND).returncode == 0
 
 
 def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
@@ -178,6 +189,8 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
     assert held_lease is not None
     lost = _verifying(writer, "lease-lost-fn")
     assert ResourceLeases(leases.ddb, lease_s=0.001).acquire("lease-lost-fn", lost) is not None
+    for incident_id in (opened.incident_id, held, lost):
+        _idle_since(fleet, incident_id)
     # And a poison message on the critic's queue: dead-lettered at once by the runtime.
     sqs = fleet.clients(Principal.ADMIN)("sqs")
     sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"], MessageBody="{")
@@ -189,7 +202,7 @@ def test_the_watchdog_escalates_a_stuck_incident_and_reports_dead_letters(
         1,
     )
     wait_for(lambda: _status(store, lost) == "ESCALATED", 90, "the abandoned fix escalated", 1)
-    assert _status(store, held) == "VERIFYING"  # as old, but its lease is alive
+    assert _status(store, held) == "VERIFYING"  # as idle, but its lease is alive
     assert any("stuck in VERIFYING" in json.dumps(e, default=str) for e in store.audit(lost))
     leases.release(held_lease)
     wait_for(lambda: _status(store, held) == "ESCALATED", 90, "the fix whose lease went", 1)

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.credentials import read_launcher_store
 from core.principals import Principal
-from tests.integration.conftest import RunningWorld, running_world, world_overrides
+from tests.integration.conftest import RunningWorld
 
 # Each child of `fleet up` and the principal whose keys it must hold (None: the emulator).
 EXPECTED = {
@@ -31,12 +30,11 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
-    """The whole fleet: the stage workers and their scheduler too."""
-    overrides = world_overrides(tmp_path_factory.mktemp("credentials"), target_count=1)
-    with running_world(overrides) as world:
-        yield world
+@pytest.fixture
+def fleet(approving_fleet: RunningWorld) -> RunningWorld:
+    """The whole fleet, the stage workers and their scheduler too: the session's fleet that
+    waits for a person (tests/integration/conftest.py); only its processes are read here."""
+    return approving_fleet
 
 
 def _environ(pid: int) -> dict[str, str]:
