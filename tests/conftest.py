@@ -8,6 +8,7 @@ directories); what must not be split between workers is grouped here:
 
 * every test that uses one of the integration session's worlds (`world`, `approving_fleet`)
   runs on one worker, in collection order, against that one world, as in a serial run;
+  `world`'s tests in two such groups (WORKLOAD_BREAKERS), so two workers each have one;
 * the tests of a module that has a module-scoped fixture (a world of its own, the Pulumi
   program under mocks) stay on one worker, so the fixture is built once.
 
@@ -37,6 +38,17 @@ WORLD_FREE = (TESTS / "unit", TESTS / "infra")
 # The integration session's shared worlds (tests/integration/conftest.py), each with the
 # group that keeps its tests on one worker.
 SESSION_WORLDS = {"world": "session-world", "approving_fleet": "approving-fleet"}
+# A session fixture is one per worker process, so the `world` tests are split in two groups,
+# each on one worker with a world of its own: the modules that break the workload and wait
+# for it to heal, and the rest. One world for all of them was the suite's longest chain (39
+# of the 41 minutes of a run on a busy machine).
+WORKLOAD_BREAKERS = {
+    "test_alarms",
+    "test_baselines",
+    "test_chaos_faults",
+    "test_deployed_package",
+    "test_hand_faults",
+}
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -68,9 +80,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        shared = [g for name, g in SESSION_WORLDS.items() if name in item.fixturenames]
+        shared = [
+            g for name, g in SESSION_WORLDS.items() if name in getattr(item, "fixturenames", ())
+        ]
         if shared:
-            item.add_marker(pytest.mark.xdist_group(shared[0]))
+            group = shared[0]
+            if group == SESSION_WORLDS["world"] and item.path.stem in WORKLOAD_BREAKERS:
+                group += "-breakers"
+            item.add_marker(pytest.mark.xdist_group(group))
         elif _module_scoped_here(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
