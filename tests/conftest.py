@@ -6,9 +6,9 @@ worker processes run world-heavy tests at once. Each worker is its own process w
 own session fixtures, so it starts its own worlds (free ports, its own tmp_path state
 directories); what must not be split between workers is grouped here:
 
-* every test that uses one of the integration session's worlds (`world`, `approving_fleet`)
-  runs on one worker, in collection order, against that one world, as in a serial run;
-  `world`'s tests in two such groups (WORKLOAD_BREAKERS), so two workers each have one;
+* every test that uses one of the integration tests' shared worlds (`world`, and the
+  packages' own: `workload_faults`' world, `operator`'s approving fleet) runs on the worker
+  that holds it, in collection order, against that one world, as in a serial run;
 * the tests of a module that has a module-scoped fixture (a world of its own, the Pulumi
   program under mocks) stay on one worker, so the fixture is built once.
 
@@ -35,20 +35,12 @@ PROJECT_ROOT = TESTS.parent
 WORKERS = 3
 # Paths that start no world: a run of only these stays in one process (no worker start-up).
 WORLD_FREE = (TESTS / "unit", TESTS / "infra")
-# The integration session's shared worlds (tests/integration/conftest.py), each with the
-# group that keeps its tests on one worker.
-SESSION_WORLDS = {"world": "session-world", "approving_fleet": "approving-fleet"}
-# A session fixture is one per worker process, so the `world` tests are split in two groups,
-# each on one worker with a world of its own: the modules that break the workload and wait
-# for it to heal, and the rest. One world for all of them was the suite's longest chain (39
-# of the 41 minutes of a run on a busy machine).
-WORKLOAD_BREAKERS = {
-    "test_alarms",
-    "test_baselines",
-    "test_chaos_faults",
-    "test_deployed_package",
-    "test_hand_faults",
-}
+# The fixtures of the integration tests' shared worlds (tests/integration/conftest.py and
+# its packages'): every test that uses one runs on the worker that holds it, one group per
+# world, so that each world is started once. A package that declares its own `world`
+# (workload_faults) or `approving_fleet` (operator) has a group of its own, on another
+# worker, and its world stops with the package's last test.
+SHARED_WORLDS = ("world", "approving_fleet")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -80,14 +72,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
-        shared = [
-            g for name, g in SESSION_WORLDS.items() if name in getattr(item, "fixturenames", ())
-        ]
+        shared = [name for name in SHARED_WORLDS if name in getattr(item, "fixturenames", ())]
         if shared:
-            group = shared[0]
-            if group == SESSION_WORLDS["world"] and item.path.stem in WORKLOAD_BREAKERS:
-                group += "-breakers"
-            item.add_marker(pytest.mark.xdist_group(group))
+            package = item.path.parent.relative_to(TESTS).as_posix().replace("/", ".")
+            item.add_marker(pytest.mark.xdist_group(f"{shared[0]}-{package}"))
         elif _module_scoped_here(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 

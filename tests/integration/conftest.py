@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from chaos.status import FunctionStatus, function_status
 from core.aws import Clients
@@ -155,28 +157,33 @@ def running_world(overrides: dict[str, Any]) -> Iterator[RunningWorld]:
     assert not settings.issued_credentials_file(Principal.OPERATOR).parent.exists()
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, without a sandbox; and nothing that reaches for Google's hosts on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
     """The world alone (no stage workers): tests drive the queues and workers themselves."""
     overrides = world_overrides(tmp_path_factory.mktemp("world"), run_workers=False)
-    with running_world(overrides) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def approving_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningWorld]:
-    """The whole fleet, every fix waiting for a person, and a watchdog that ticks fast:
-    shared by the tests of the operator's flow, the console's approval, and the keys each
-    process holds (tests/conftest.py keeps them on one worker). Each of them leaves the
-    workload at its baseline for the next; a test that leaves an incident ESCALATED (which
-    every alert of its function then joins, for the person who has it) breaks the second
-    function, data-processor-2, not the first."""
-    overrides = world_overrides(
-        tmp_path_factory.mktemp("approving-fleet"),
-        target_count=2,
-        require_human_approval=True,
-        watchdog_tick_s=2,
-    )
     with running_world(overrides) as running:
         yield running
 

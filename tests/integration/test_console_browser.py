@@ -4,61 +4,20 @@ in its own output folder."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from core.principals import Principal
 from emulation.world import terminate, wait_for
-from incidents.incident_report import list_incidents
 from incidents.store import IncidentStore
 from queues.events import new_event
 from queues.topology import EventType
 from tests.incident_records import NEXT_STEP, ROUND_2_BECAUSE, record_two_rounds_then_escalated
+from tests.integration.browser import console_url, log_in
 from tests.integration.conftest import RunningWorld, Workers
 from tests.integration.handlers import BUG_FILE, FAILING_KINDS_FILE
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As root, without a sandbox; and nothing that reaches for Google's hosts on a closed network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-def _console(world: RunningWorld) -> str:
-    return f"http://{world.settings.console_host}:{world.settings.console_port}"
-
-
-def _log_in(chromium: Browser, world: RunningWorld, shots: Path) -> Page:
-    page = chromium.new_context().new_page()
-    page.goto(_console(world) + "/queues")
-    expect(page.locator("#token")).to_be_visible()  # the login form, not the queues
-    page.screenshot(path=str(shots / "login.png"))
-    page.fill("#token", world.settings.console_token_file.read_text().strip())
-    page.click("#login")
-    expect(page.locator("#queues")).to_be_visible()
-    page.screenshot(path=str(shots / "queues.png"))
-    return page
 
 
 def _sqs(world: RunningWorld) -> Any:
@@ -90,7 +49,7 @@ def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
             QueueUrl=sqs.get_queue_url(QueueName="critic")["QueueUrl"],
             MessageBody=event.model_dump_json(),
         )
-        page = _log_in(chromium, world, tmp_path)
+        page = log_in(chromium, world, tmp_path)
         expect(page.locator('tr[data-queue="critic"] [data-field="dlq_visible"]')).to_have_text(
             "1", timeout=30_000
         )  # the queues page refreshes itself
@@ -109,7 +68,7 @@ def test_a_poison_message_is_redriven_from_the_page_once_the_bug_is_fixed(
         expect(page.locator("#result")).to_contain_text("1 moved")
         page.screenshot(path=str(tmp_path / "redrive.png"))
         wait_for(lambda: bool(store.context(probe, "run#")), 60, "the redriven message handled")
-        page.goto(_console(world) + "/dlq/critic-dlq")
+        page.goto(console_url(world) + "/dlq/critic-dlq")
         expect(page.locator("#empty")).to_be_visible()
         page.screenshot(path=str(tmp_path / "dead-letters-after.png"))
     finally:
@@ -125,9 +84,9 @@ def test_a_script_in_a_payload_is_shown_as_text_and_never_runs(
     sqs.send_message(
         QueueUrl=sqs.get_queue_url(QueueName="watchdog-dlq")["QueueUrl"], MessageBody=payload
     )
-    page = _log_in(chromium, world, tmp_path)
+    page = log_in(chromium, world, tmp_path)
     # Sent to the DLQ by hand, it has no failure record: Peek shows it as SQS holds it.
-    page.goto(_console(world) + "/dlq/watchdog-dlq/peek")
+    page.goto(console_url(world) + "/dlq/watchdog-dlq/peek")
     expect(page.locator("pre.payload")).to_have_text(payload)
     assert page.evaluate("window.__owned") is None
     assert page.locator("pre.payload script, pre.payload img").count() == 0
@@ -167,8 +126,8 @@ def test_a_dlq_of_mixed_failures_is_filtered_dry_run_and_redriven_with_a_limit(
     sqs.send_message(QueueUrl=url, MessageBody="{not json")
     wait_for(lambda: _depth(world, "critic-dlq")[0] == 8, 60, "eight dead letters")
 
-    page = _log_in(chromium, world, tmp_path)
-    page.goto(_console(world) + "/dlq/critic-dlq")
+    page = log_in(chromium, world, tmp_path)
+    page.goto(console_url(world) + "/dlq/critic-dlq")
     expect(page.locator("tr.letter")).to_have_count(8)
     page.fill('#filter input[name="reason"]', "quota")
     page.click("#apply-filter")
@@ -205,7 +164,7 @@ def test_a_dlq_of_mixed_failures_is_filtered_dry_run_and_redriven_with_a_limit(
     expect(entries.first.locator(".who")).to_contain_text("dana (console)")
     expect(entries.nth(1)).to_contain_text("reason=quota")
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
-    page.goto(_console(world) + "/dlq/critic-dlq")
+    page.goto(console_url(world) + "/dlq/critic-dlq")
     expect(page.locator("tr.letter")).to_have_count(6)  # the other six stay dead letters
 
 
@@ -222,8 +181,8 @@ def test_a_slow_redrive_cancelled_half_way_loses_nothing(
     wait_for(lambda: _depth(world, "watchdog-dlq")[0] == 30, 60, "thirty dead letters")
     terminate([worker], 30)  # nobody takes what is redriven: it can be counted
 
-    page = _log_in(chromium, world, tmp_path)
-    page.goto(_console(world) + "/dlq/watchdog-dlq")
+    page = log_in(chromium, world, tmp_path)
+    page.goto(console_url(world) + "/dlq/watchdog-dlq")
     page.check("#scope-all")
     page.fill('#redrive-form input[name="rate"]', "2")
     page.click("#redrive")
@@ -248,7 +207,7 @@ def test_the_queues_page_fits_1280_pixels_and_charts_each_depth(
     world: RunningWorld, chromium: Browser, tmp_path: Path
 ) -> None:
     _drain(world, "resolver-dlq")
-    page = _log_in(chromium, world, tmp_path)
+    page = log_in(chromium, world, tmp_path)
     page.set_viewport_size({"width": 1280, "height": 800})
     chart = page.locator('svg.spark[data-queue="resolver"]')
     expect(chart.locator("polyline.depth")).to_have_count(1)
@@ -270,7 +229,7 @@ def test_an_escalation_says_what_a_person_needs_and_its_quotes_stay_text(
 ) -> None:
     store = IncidentStore(world.clients(Principal.ADMIN)("dynamodb"))
     incident_id = record_two_rounds_then_escalated(store, "report-browser")
-    page = _log_in(chromium, world, tmp_path)
+    page = log_in(chromium, world, tmp_path)
     page.click('a[href="/incidents"]')
     page.click('#status-filter a[href="/incidents?status=RECOVERED"]')
     expect(page.locator("h1")).to_have_text("Incidents: RECOVERED")
@@ -300,52 +259,3 @@ def test_an_escalation_says_what_a_person_needs_and_its_quotes_stay_text(
     )
     expect(page.locator('section.round[data-round="2"] h2')).to_have_text("Round 2 (current)")
     page.screenshot(path=str(tmp_path / "incident-escalated.png"), full_page=True)
-
-
-@pytest.fixture
-def fleet(approving_fleet: RunningWorld) -> RunningWorld:
-    """The session's fleet that waits for a person (tests/integration/conftest.py)."""
-    return approving_fleet
-
-
-def test_a_pending_fix_is_approved_from_the_page_and_the_incident_resolves(
-    fleet: RunningWorld, chromium: Browser, tmp_path: Path
-) -> None:
-    store = IncidentStore(fleet.clients(Principal.OPERATOR)("dynamodb"))
-    fleet.wait_healthy("data-processor")
-    assert fleet.fleet("chaos", "revoke", "--target", "s3").returncode == 0
-    wait_for(
-        lambda: bool(list_incidents(store, "AWAITING_APPROVAL")), 90, "a fix awaiting approval", 0.5
-    )
-    incident_id = list_incidents(store, "AWAITING_APPROVAL")[0]["incident_id"]
-
-    page = _log_in(chromium, fleet, tmp_path)
-    page.click('a[href="/approvals"]')
-    card = page.locator(f'.approval[data-incident="{incident_id}"]')
-    expect(card).to_contain_text("iam")
-    expect(card).to_contain_text("PutRolePolicy")
-    # Beside the calls, how the live function has drifted from the baseline they restore.
-    expect(card.locator("details pre")).to_contain_text('"at_baseline": false')
-    page.screenshot(path=str(tmp_path / "approvals.png"), full_page=True)
-    card.locator("input.approver").fill("dana")
-    card.locator("button.approve").click()
-    expect(page.locator(".result")).to_contain_text("approved by dana (console)")
-
-    wait_for(
-        lambda: getattr(store.get(incident_id), "status", None) == "RESOLVED", 150, "RESOLVED", 0.5
-    )
-    page.goto(_console(fleet) + f"/incidents/{incident_id}")
-    expect(page.locator("#status")).to_have_text("RESOLVED")
-    expect(page.locator("#approval")).to_contain_text("approved by dana (console)")
-    expect(page.locator("#actions")).to_contain_text("PutRolePolicy")
-    expect(page.locator("#agent-cost")).to_contain_text("completion tokens")
-    # Its trace: every stage, the person's decision at the console among them, and the fix.
-    waterfall = page.locator("#trace table.waterfall")
-    for stage in ("supervisor", "resolver", "critic"):
-        expect(waterfall.locator(f'tr[data-name="process {stage}"]').first).to_be_visible()
-    expect(waterfall.locator('tr[data-name="incident.decision"]')).to_contain_text("console")
-    expect(waterfall.locator('tr[data-name="IAM.PutRolePolicy"]')).to_have_count(1)
-    page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
-    page.click('a[href="/incidents"]')
-    expect(page.locator(f'tr[data-incident="{incident_id}"] .status')).to_have_text("RESOLVED")
-    page.screenshot(path=str(tmp_path / "incidents.png"))

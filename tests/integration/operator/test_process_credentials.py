@@ -8,8 +8,6 @@ import json
 import stat
 from pathlib import Path
 
-import pytest
-
 from core.credentials import read_launcher_store
 from core.principals import Principal
 from tests.integration.conftest import RunningWorld
@@ -28,13 +26,6 @@ EXPECTED = {
     "worker-critic": Principal.CRITIC,
     "worker-watchdog": Principal.WATCHDOG,
 }
-
-
-@pytest.fixture
-def fleet(approving_fleet: RunningWorld) -> RunningWorld:
-    """The whole fleet, the stage workers and their scheduler too: the session's fleet that
-    waits for a person (tests/integration/conftest.py); only its processes are read here."""
-    return approving_fleet
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -30,12 +30,6 @@ from tests.integration.conftest import RunningWorld
 SECOND = "data-processor-2"
 
 
-@pytest.fixture
-def fleet(approving_fleet: RunningWorld) -> RunningWorld:
-    """The session's fleet that waits for a person (tests/integration/conftest.py)."""
-    return approving_fleet
-
-
 @pytest.fixture(scope="module")
 def pager(approving_fleet: RunningWorld) -> str:
     """A queue subscribed to incident-approvals, where people are told what needs them."""
