@@ -78,6 +78,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group(f"{shared[0]}-{package}"))
         elif _module_scoped_here(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    # xdist hands out work in collection order: the shared worlds' groups, each minutes of
+    # tests one after another on one worker, go first, so that they do not start last and
+    # leave the run waiting on them while the other workers idle; the unit and infra tests,
+    # seconds each, go last, to fill the gaps. (A stable sort: a group keeps its order.)
+    items.sort(key=_start_order)
+
+
+def _start_order(item: pytest.Item) -> int:
+    group = item.get_closest_marker("xdist_group")
+    if group and str(group.args[0]).startswith(SHARED_WORLDS):
+        return 0
+    return 2 if any(item.path.is_relative_to(d) for d in WORLD_FREE) else 1
 
 
 class _GroupedNodeIds:
