@@ -107,7 +107,10 @@ def wait_ready(
 ) -> float:
     """Wait until `ready()`; the seconds it took. Raises NotReadyError if the process exits
     first or makes no progress for `stall_s`."""
-    started = last_moved = time.monotonic()
+    started = last_moved = next_look = time.monotonic()
+    # Progress is read from /proc (every process's, for a launcher's descendants): a few
+    # times per stall period is enough, where readiness is checked every `every_s`.
+    look_every_s = min(1.0, stall_s / 4)
     while True:
         if ready():
             return time.monotonic() - started
@@ -120,6 +123,10 @@ def wait_ready(
                 f"({watched.log_path}): {last_log_line(watched.log_path, watched.log_offset)}"
             )
         now = time.monotonic()
+        if now < next_look:
+            time.sleep(every_s)
+            continue
+        next_look = now + look_every_s
         if watched.moved():
             last_moved = now
         elif now - last_moved > stall_s:
