@@ -81,7 +81,14 @@ def test_a_child_alive_but_stuck_is_given_up_on_after_the_stall_limit(
 
 
 def test_cpu_time_counts_a_process_and_its_descendants() -> None:
-    spin = "import time\nend = time.monotonic() + 0.5\nwhile time.monotonic() < end: pass\n"
+    # The child spins until it has used half a second of CPU, however long a busy machine makes
+    # that take, then stays a descendant until its parent is stopped, so its time is still counted.
+    spin = (
+        "import os, time\n"
+        "parent = os.getppid()\n"
+        "while time.process_time() < 0.5: pass\n"
+        "while os.getppid() == parent: time.sleep(0.1)\n"
+    )
     parent = subprocess.Popen(
         [
             sys.executable,
