@@ -1,6 +1,7 @@
-"""Game days: a scenario (YAML) is run on a fresh embedded world with the whole fleet,
-and judged on what a user would notice: how the incident ended, what was diagnosed, what
-ran, how long it took, whether anything was lost.
+"""Game days: a scenario (YAML) is run on an embedded world with the whole fleet (its own,
+or one shared with the scenarios before it: chaos/gameday_series.py), and judged on what a
+user would notice: how the incident ended, what was diagnosed, what ran, how long it took,
+whether anything was lost.
 
 The harness plays the world and the operator: it applies the faults (as `fleet chaos`
 does), writes any extra log lines, and answers approval requests as the scenario says.
@@ -49,6 +50,7 @@ INPUT_FAULTS: dict[str, Callable[[Clients, FunctionSpec], str]] = {
     "bad-input": lambda clients, spec: hand_faults.corrupt_input(clients, spec, "no-records"),
     "missing-input": hand_faults.delete_input,
 }
+INJECTED_STREAM = "gameday-injected"  # the log stream a scenario's extra lines are written to
 Answer = Literal["auto", "approve", "reject", "ignore"]
 # Faster queues than production, so a game day takes seconds (the same as the tests').
 GAMEDAY_SETTINGS: dict[str, Any] = {
@@ -222,6 +224,8 @@ class GameDay:
         self.admin = Clients(Principal.ADMIN, settings)
         self.store = IncidentStore(self.operator("dynamodb"))
         self.seen: dict[str, str] = {}  # incident id -> last status shown
+        # Dead letters already there before the faults (a world shared with scenarios before).
+        self.dead_before = 0
 
     def wait_healthy(self) -> None:
         names = {f.function for f in self.scenario.faults} or {"data-processor"}
@@ -232,7 +236,7 @@ class GameDay:
             return
         logs = self.admin("logs")
         for name in {f.function for f in self.scenario.faults} or {"data-processor"}:
-            group, stream = f"/aws/lambda/{name}", "gameday-injected"
+            group, stream = f"/aws/lambda/{name}", INJECTED_STREAM
             with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_stream(logGroupName=group, logStreamName=stream)
             now = int(time.time() * 1000)
@@ -244,6 +248,18 @@ class GameDay:
                     for i, line in enumerate(self.scenario.log_lines)
                 ],
             )
+
+    def tidy(self) -> None:
+        """Remove what this game day wrote that no restore of a baseline would undo (its
+        injected log lines), so a scenario played next on the world does not read them."""
+        if not self.scenario.log_lines:
+            return
+        logs = self.admin("logs")
+        for name in {f.function for f in self.scenario.faults} or {"data-processor"}:
+            with contextlib.suppress(logs.exceptions.ResourceNotFoundException):
+                logs.delete_log_stream(
+                    logGroupName=f"/aws/lambda/{name}", logStreamName=INJECTED_STREAM
+                )
 
     def apply_faults(self, when: str = "start") -> None:
         for step in self.scenario.faults:
@@ -352,6 +368,7 @@ class GameDay:
     def run(self) -> GameDayResult:
         self.log("waiting for the workload to run cleanly")
         self.wait_healthy()
+        self.dead_before = self.dead_letters()
         self.write_log_lines()
         since = datetime.now(UTC).isoformat(timespec="milliseconds")
         started = time.monotonic()
@@ -379,7 +396,7 @@ class GameDay:
         approval_requested = any(
             r.reached(IncidentStatus.AWAITING_APPROVAL.value) is not None for r in reports
         )
-        dead = self.dead_letters()
+        dead = self.dead_letters() - self.dead_before
         checks = [
             Check(
                 name="final status",
@@ -522,19 +539,3 @@ class GameDay:
             ok=not bad,
             detail="; ".join(bad) or "every faulted function runs cleanly at its baseline",
         )
-
-
-def run_scenario(
-    path: Path, log: Callable[[str], None] = lambda _: None, watch_window_s: float | None = None
-) -> GameDayResult:
-    """The scenario on a fresh world. `watch_window_s` watches each recovered fix that long
-    (the settings' default otherwise); a scenario's own settings win, so one whose point is
-    the watch (a relapse) keeps its window."""
-    scenario = Scenario.load(path)
-    overrides = {
-        "target_count": scenario.targets,
-        **({} if watch_window_s is None else {"watch_window_s": watch_window_s}),
-        **scenario.settings,
-    }
-    with fresh_world(overrides, log) as settings:
-        return GameDay(scenario, settings, log).run()

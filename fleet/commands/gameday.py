@@ -1,5 +1,5 @@
-"""`fleet gameday`: game-day scenarios, or random rounds judged from the account, each on
-a fresh world with the whole fleet."""
+"""`fleet gameday`: game-day scenarios (those asking for the same world played one after
+another on it), or random rounds judged from the account, each on a fresh world."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from chaos.gameday import Scenario, run_scenario
+from chaos.gameday import Scenario
 from chaos.gameday_draw import CHOICES, MAX_FAULTS, MAX_FUNCTIONS, draw_plan, parse_kinds
+from chaos.gameday_series import play_scenarios
 from chaos.random_gameday import DEADLINE_S, RandomGameDay, RoundResult, play_round, summarize
 from core.errors import UsageError
 from core.settings import Settings
@@ -31,16 +32,14 @@ def cmd_gameday(args: argparse.Namespace, settings: Settings) -> int:
         print(f"    {line}", file=sys.stderr if args.json else sys.stdout, flush=True)
 
     passed = 0
-    for path in paths:
-        if not args.json:
-            print(f"==> {path.stem}", flush=True)
-        result = run_scenario(path, log, args.watch_window)
+    for result in play_scenarios(paths, log, args.watch_window):
         passed += result.passed
         if args.json:
             print(json.dumps(result.model_dump(mode="json")), flush=True)
             continue
         print(
-            f"    {'PASSED' if result.passed else 'FAILED'}: {result.final_status}, "
+            f"==> {result.scenario}: {'PASSED' if result.passed else 'FAILED'}: "
+            f"{result.final_status}, "
             f"faults {result.fault_types}, {len(result.actions)} action(s), "
             f"mttr {result.mttr_s}s, {result.tool_calls} tool calls"
         )
@@ -135,9 +134,13 @@ def register(sub: Subparsers) -> None:
     gameday = add_command(
         sub,
         "gameday",
-        description="Game days, each on a fresh world with the whole fleet. --scenario runs "
-        "the scenarios given; --random N draws N rounds from --seed (the same seed, the same "
-        "rounds): controls with no fault, faults no restore can fix (broken input data), and "
+        description="Game days on embedded worlds with the whole fleet. --scenario runs "
+        "the scenarios given, those that ask for the same world (functions and settings) one "
+        "after another on one world, as a team's game day runs fault after fault on one "
+        "environment; a scenario that does not end RESOLVED and passed leaves its world to "
+        "be stopped, and the next starts on a fresh one. --random N draws N rounds from "
+        "--seed (the same seed, the same rounds), each on a fresh world: controls with no "
+        "fault, faults no restore can fix (broken input data), and "
         "1-3 fixable faults made by `fleet chaos` or by hand with the AWS API. Each round is "
         "judged from the account alone: back to its state before the faults and running "
         "cleanly, nothing granted wider, nothing changed where nothing should be. Exit "
