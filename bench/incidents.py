@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from bench.cost import per_incident
 from chaos.gameday import Expectation, FaultStep, GameDay, Scenario, fresh_world
 from core.aws import Clients
+from core.aws_requests import READ_UNITS, WRITE_UNITS
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import wait_for
@@ -27,6 +29,8 @@ from incidents.context_items import transcript
 from incidents.incident_report import IncidentReport, load_report
 from incidents.lifecycle import IncidentStatus as S
 from incidents.state_machine import TERMINAL
+from queues.runtime_metrics import billed_since
+from queues.topology import Stage
 from workload.spec import function_name
 
 # One of each kind of workload fault, as `fleet chaos` applies it.
@@ -149,6 +153,15 @@ def cold_start_s(logs: Any, function: str, since_ms: int) -> float:
     return round(statistics.median(starts), 2) if starts else 0.0
 
 
+# The runtime's billed counters (queues/runtime_metrics.py) as bench/cost.py prices them.
+COST_KEYS = {
+    "SqsRequests": "sqs_requests",
+    "SnsRequests": "sns_publishes",
+    WRITE_UNITS: "dynamodb_write_units",
+    READ_UNITS: "dynamodb_read_units",
+}
+
+
 def phase_split(report: IncidentReport, fault_at: datetime) -> dict[str, float]:
     """Seconds spent in each phase, from the incident's own audit trail."""
     marks = [("detect", datetime.fromisoformat(report.opened_at))]
@@ -236,6 +249,7 @@ def mttr(
     measured: dict[str, tuple[list[float], list[dict[str, float]]]] = {}
     with fresh_world(overrides, quiet) as settings:
         since_ms = int(time.time() * 1000)
+        world_up = datetime.now(UTC)
         for kind in kinds:
             step = FAULT_KINDS[kind]
             totals, splits = [], []
@@ -267,9 +281,10 @@ def mttr(
                 reports.append(report)
                 progress(f"{kind} #{i + 1}: recovered in {result.mttr_s}s")
             measured[kind] = (totals, splits)
-        logs = Clients(Principal.ADMIN, settings)("logs")
-        cold_s = cold_start_s(logs, function_name(1), since_ms)
+        admin = Clients(Principal.ADMIN, settings)
+        cold_s = cold_start_s(admin("logs"), function_name(1), since_ms)
         period = settings.alarm_period_s
+        billed = billed_since(admin("cloudwatch"), [s.value for s in Stage], world_up)
     by_kind = {kind: kind_figures(kind, *runs_of) for kind, runs_of in measured.items()}
     calls = [c["tool_calls"] for c in costs]
     prompt = [c["prompt_tokens"] for c in costs]
@@ -292,6 +307,12 @@ def mttr(
             "to Bedrock: 4 characters a token",
         },
         "incident_cost": incident_costs(reports, settings),
+        # Every worker's billed requests and units over the part, idle polls included.
+        "aws_cost_per_incident": per_incident(
+            {COST_KEYS[name]: n for name, n in billed.items()},
+            len(reports),
+            incident_costs(reports, settings)["cost_usd_median"],
+        ),
     }
 
 

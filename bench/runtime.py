@@ -23,9 +23,10 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
 )
 
+from bench.cost import per_million_messages
 from core import tracing
 from core.aws import Clients
-from core.aws_requests import REQUESTS, sent_between
+from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import (
@@ -55,6 +56,15 @@ def _fill(sqs: Any, url: str, n: int) -> None:
             QueueUrl=url,
             Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[i : i + BATCH])],
         )
+
+
+class Spent(NamedTuple):
+    """What a drain sent, per message: AWS requests by service, and DynamoDB request units."""
+
+    sqs_requests: float
+    dynamodb_requests: float
+    write_units: float
+    read_units: float
 
 
 class Drained(NamedTuple):
@@ -98,10 +108,11 @@ def _queue_empty(sqs: Any, url: str) -> bool:
 
 def _runtime_rate(
     settings: Settings, clients: Clients, url: str, n: int, claims: bool = True
-) -> tuple[float, float]:
+) -> tuple[float, float, Spent]:
     """The same messages through the runtime with a no-op handler (claim, handle, complete,
     batched delete), until the queue is empty: messages per second, AWS requests per
-    message (the runtime's own, the metrics it reports left out). Without `claims`, the
+    message (the runtime's own, the metrics it reports left out), and what they were by
+    service and in DynamoDB request units. Without `claims`, the
     idempotency middleware is taken out, to show what the per-message records cost."""
     _fill(clients("sqs"), url, n)
     handled = threading.Semaphore(0)
@@ -117,7 +128,7 @@ def _runtime_rate(
     # The bench's own look at the queue is not the runtime's work: its client is made
     # before the clock starts, and its requests are counted apart.
     watcher = Clients(Principal.WATCHDOG, settings)("sqs")
-    before = REQUESTS.snapshot()
+    before, units_before = REQUESTS.snapshot(), UNITS.snapshot()
     started = time.perf_counter()
     runner = threading.Thread(target=consumer.run, daemon=True)
     runner.start()
@@ -129,8 +140,20 @@ def _runtime_rate(
     own = sent_between(looked, REQUESTS.snapshot())
     consumer.stopping.set()
     runner.join(timeout=30)
-    runtime_requests = sent_between(before, REQUESTS.snapshot()) - own
-    return n / elapsed, runtime_requests / n
+    after, units_after = REQUESTS.snapshot(), UNITS.snapshot()
+    runtime_requests = sent_between(before, after) - own
+    by_service = {
+        service: sum(after[k] - before.get(k, 0) for k in after if k[0] == service)
+        for service in ("sqs", "dynamodb")
+    }
+    by_service["sqs"] -= own  # the bench's own looks at the queue are SQS requests
+    spent = Spent(
+        sqs_requests=by_service["sqs"] / n,
+        dynamodb_requests=by_service["dynamodb"] / n,
+        write_units=(units_after.get(WRITE_UNITS, 0) - units_before.get(WRITE_UNITS, 0)) / n,
+        read_units=(units_after.get(READ_UNITS, 0) - units_before.get(READ_UNITS, 0)) / n,
+    )
+    return n / elapsed, runtime_requests / n, spent
 
 
 class TracingSwitch(Sampler):
@@ -176,6 +199,7 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
     bare_requests: list[float] = []
     runtime_requests: list[float] = []
     unclaimed_requests: list[float] = []
+    spending: list[Spent] = []
     for _ in range(rounds):  # alternate, so drift on the machine touches all alike
         rate, requests = _bare_rate(sqs, url, messages)
         bare.append(rate)
@@ -185,7 +209,7 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         for on in (False, True) if len(runtime) % 2 == 0 else (True, False):
             switch.turn(on)
             try:
-                rate, requests = _runtime_rate(settings, clients, url, messages)
+                rate, requests, spent = _runtime_rate(settings, clients, url, messages)
             finally:
                 switch.turn(False)
             if on:
@@ -193,9 +217,14 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
             else:
                 runtime.append(rate)
                 runtime_requests.append(requests)
-        rate, requests = _runtime_rate(settings, clients, url, messages, claims=False)
+                spending.append(spent)
+        rate, requests, _ = _runtime_rate(settings, clients, url, messages, claims=False)
         unclaimed.append(rate)
         unclaimed_requests.append(requests)
+    per_msg = {
+        field: round(statistics.median(getattr(s, field) for s in spending), 3)
+        for field in Spent._fields
+    }
     return {
         "messages": messages,
         "rounds": rounds,
@@ -216,6 +245,11 @@ def runtime_overhead(settings: Settings, messages: int, rounds: int) -> dict[str
         # Traced against untraced, round by round: what tracing costs the runtime.
         "tracing_cost": round(
             statistics.median(t / r for t, r in zip(traced, runtime, strict=True)), 3
+        ),
+        # Per message, median of the rounds: what AWS would bill, and its price.
+        "per_msg": per_msg,
+        "cost_per_million_messages": per_million_messages(
+            per_msg, statistics.median(bare_requests)
         ),
     }
 

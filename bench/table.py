@@ -43,6 +43,18 @@ def _runtime(f: dict[str, Any]) -> Rows:
                 f"{o['unclaimed_ratio']} ({o['unclaimed_requests_per_msg']})",
             )
         )
+    if "cost_per_million_messages" in o:
+        c, p = o["cost_per_million_messages"], o["per_msg"]
+        rows.append(
+            (
+                "AWS cost per million messages at list prices: runtime / Powertools "
+                "idempotency (2 write units a message)",
+                f"${c['fleet_usd']} / ${c['powertools_idempotency_usd']} = "
+                f"{c['fleet_over_powertools']}x ({p['sqs_requests']} SQS requests, "
+                f"{p['dynamodb_requests']} DynamoDB requests, {p['write_units']} write and "
+                f"{p['read_units']} read units a message)",
+            )
+        )
     if "tracing_cost" in o:
         rows.append(
             (
@@ -151,6 +163,17 @@ def _mttr(f: dict[str, Any]) -> Rows:
                 f"${c['cost_usd_median']:.4f} / ${c['cost_usd_max']:.4f}",
             ),
         ]
+    if "aws_cost_per_incident" in f:
+        a = f["aws_cost_per_incident"]
+        counts = ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in a["aws_per_incident"].items())
+        rows.append(
+            (
+                "AWS + model cost per incident at list prices (every worker's requests, "
+                "idle polls included)",
+                f"${a['aws_usd']:.6f} + ${a['model_usd'] or 0:.4f} = "
+                f"${a['total_usd']:.4f} ({counts})",
+            )
+        )
     return rows
 
 

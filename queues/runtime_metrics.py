@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from core.aws_requests import REQUESTS, sent_between
+from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between
 from core.tracing import untraced
 from queues.delivery import Delivery
 from queues.middleware import Middleware, Runtime
@@ -25,16 +25,19 @@ NAMESPACE = "IncidentFleet/Runtime"
 # AwsRequests: every AWS request the process sent (core/aws_requests.py), idle polls
 # included: the stage's cost in requests, which no machine's speed changes.
 COUNTERS = ("Received", "Succeeded", "Retried", "DeadLettered", "AwsRequests")
+# What AWS bills of those requests (the requests by service, DynamoDB's request units): read
+# by `make bench` for the cost of an incident, not by `fleet tail`.
+BILLED = ("SqsRequests", "SnsRequests", WRITE_UNITS, READ_UNITS)
 
 
 @dataclass
 class RuntimeCounters:
     stage: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    counts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(COUNTERS + BILLED, 0.0))
     durations_ms: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, name: str, n: int = 1) -> None:
+    def add(self, name: str, n: float = 1) -> None:
         with self.lock:
             self.counts[name] += n
 
@@ -42,10 +45,10 @@ class RuntimeCounters:
         with self.lock:
             self.durations_ms.append(duration_ms)
 
-    def drain(self) -> tuple[dict[str, int], list[float]]:
+    def drain(self) -> tuple[dict[str, float], list[float]]:
         with self.lock:
             counts, durations = self.counts, self.durations_ms
-            self.counts, self.durations_ms = dict.fromkeys(COUNTERS, 0), []
+            self.counts, self.durations_ms = dict.fromkeys(COUNTERS + BILLED, 0.0), []
         return counts, durations
 
     def flush(self, cloudwatch: Any) -> None:
@@ -93,6 +96,7 @@ class RuntimeMetrics(Middleware):
         self.stopped = threading.Event()
         self.flusher: threading.Thread | None = None
         self.requests_mark = REQUESTS.snapshot()
+        self.units_mark = UNITS.snapshot()
 
     def on_boot(self, runtime: Runtime) -> None:
         self.flusher = threading.Thread(target=self._flush_loop, name="metrics", daemon=True)
@@ -124,13 +128,39 @@ class RuntimeMetrics(Middleware):
             self.flush()
 
     def flush(self) -> None:
-        mark = REQUESTS.snapshot()
+        mark, units = REQUESTS.snapshot(), UNITS.snapshot()
         self.counters.add("AwsRequests", sent_between(self.requests_mark, mark))
-        self.requests_mark = mark
+        for name, service in (("SqsRequests", "sqs"), ("SnsRequests", "sns")):
+            self.counters.add(
+                name,
+                sum(n - self.requests_mark.get(k, 0) for k, n in mark.items() if k[0] == service),
+            )
+        for name in (WRITE_UNITS, READ_UNITS):
+            self.counters.add(name, units.get(name, 0) - self.units_mark.get(name, 0))
+        self.requests_mark, self.units_mark = mark, units
         try:
             self.counters.flush(self.cloudwatch)
         except Exception as exc:
             log.warning("could not flush runtime metrics", error=str(exc)[:200])
+
+
+def billed_since(cloudwatch: Any, stages: list[str], since: datetime) -> dict[str, float]:
+    """What the stages' workers sent since `since` that AWS bills (BILLED), summed."""
+    totals = dict.fromkeys(BILLED, 0.0)
+    now = datetime.now(UTC)
+    for stage in stages:
+        for name in BILLED:
+            points = cloudwatch.get_metric_statistics(
+                Namespace=NAMESPACE,
+                MetricName=name,
+                Dimensions=[{"Name": "Stage", "Value": stage}],
+                StartTime=since - timedelta(minutes=1),
+                EndTime=now + timedelta(minutes=1),
+                Period=60,
+                Statistics=["Sum"],
+            )["Datapoints"]
+            totals[name] += sum(p["Sum"] for p in points)
+    return totals
 
 
 def read_totals(cloudwatch: Any, stage: str, window: timedelta) -> dict[str, float | None]:

@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from core.aws_requests import REQUESTS
+from core.aws_requests import REQUESTS, UNITS
 from core.settings import Settings
 from queues.consumer import FAILURE_ATTRIBUTES, Consumer
 from queues.delivery import Delivery
@@ -368,12 +369,16 @@ def test_metrics_count_a_batch_as_received_then_by_how_each_message_ended() -> N
         "Succeeded": 1,
         "Retried": 1,
         "DeadLettered": 2,
-        "AwsRequests": 0,  # counted at each flush
+        "AwsRequests": 0,  # counted at each flush, as what AWS bills of them is
+        "SqsRequests": 0,
+        "SnsRequests": 0,
+        "DynamoDBWriteUnits": 0,
+        "DynamoDBReadUnits": 0,
     }
     assert len(durations) == 4
 
 
-def test_a_flush_reports_the_aws_requests_sent_since_the_last_one() -> None:
+def test_a_flush_reports_the_aws_requests_sent_since_the_last_one_and_what_aws_bills() -> None:
     sent: list[dict[str, Any]] = []
 
     class Cloudwatch:
@@ -384,10 +389,17 @@ def test_a_flush_reports_the_aws_requests_sent_since_the_last_one() -> None:
     for _ in range(3):
         REQUESTS.on_request_created("request-created.sqs.ReceiveMessage")
     REQUESTS.on_request_created("request-created.cloudwatch.PutMetricData")  # its own report
+    REQUESTS.on_request_created("request-created.dynamodb.TransactWriteItems")
+    transaction = {"TransactItems": [{"Update": {"Key": {}}}] * 3}
+    UNITS.on_parameters(transaction, SimpleNamespace(name="TransactWriteItems"))
     mw.flush()
     mw.flush()  # nothing sent since the first: nothing to report
     (report,) = sent
-    assert {m["MetricName"]: m["Value"] for m in report["MetricData"]} == {"AwsRequests": 3}
+    assert {m["MetricName"]: m["Value"] for m in report["MetricData"]} == {
+        "AwsRequests": 4,
+        "SqsRequests": 3,
+        "DynamoDBWriteUnits": 6,  # two a transaction's item
+    }
 
 
 # ---------------------------------------------------------------- the loop
