@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # progress (CPU time, or a log line; emulation/readiness.py), however slow a busy machine
     # makes it: one alive without either for this long is stuck, and fails the start.
     child_stall_s: float = Field(default=60.0, gt=0)
+    # `fleet up` forks the workers, MCP servers and console from one process that has
+    # imported what they share (emulation/preloader.py), on Linux; false starts each anew.
+    preload_services: bool = True
     # Where a running embedded world keeps its pid file, issued credentials and logs.
     state_dir: Path = Path(".fleet")
     # The file of the AWS keys this process holds in the embedded world (core/credentials.py):

@@ -12,16 +12,32 @@ something that will not come (a deadlock, a port that never answers), not that i
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from core.errors import FleetError
 
 # /proc/PID/stat counts CPU time in clock ticks.
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class ChildProcess(Protocol):
+    """What the launcher uses of a child: subprocess.Popen, or a service forked by the
+    preloader (emulation/preloader_client.py)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 class NotReadyError(FleetError):
@@ -81,7 +97,7 @@ class Watched:
     in that log start (a state directory used before keeps the old ones)."""
 
     name: str
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     log_path: Path
     log_offset: int = 0
     with_descendants: bool = False

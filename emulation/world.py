@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +38,8 @@ from core.provisioning import ProvisionReport
 from core.settings import Settings
 from core.shared_bucket import RATE_LIMITS
 from emulation.identities import provision_identities, user_arn
-from emulation.readiness import NotReadyError, Watched, wait_ready
+from emulation.preloader_client import Preloader, PreloaderError, become_subreaper
+from emulation.readiness import ChildProcess, NotReadyError, Watched, wait_ready
 from incidents.baselines import capture
 from incidents.tables import TABLES
 from queues.provision import MessagingProvisioner
@@ -217,7 +218,9 @@ class World:
         self.settings = as_launcher(settings)
         self.targets = targets
         self.echo = echo
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, ChildProcess] = {}
+        # The services' common imports done once, each forked from it (emulation/preloader.py).
+        self.preloader: Preloader | None = None
         self.log_offsets: dict[str, int] = {}
         self.stop_event = threading.Event()
         self.started_at = time.time()
@@ -227,15 +230,49 @@ class World:
         log_path = self.settings.log_dir / f"{service.name}.log"
         # Where this run's lines start: a state directory used before keeps its old logs.
         self.log_offsets[service.name] = log_path.stat().st_size if log_path.exists() else 0
+        env = child_environment(self.settings, service.principal)
+        if service.argv[1:3] == ["-m", "fleet.cli"] and self._preloaded():
+            assert self.preloader is not None
+            try:
+                self.processes[service.name] = self.preloader.spawn(
+                    service.argv, env, PROJECT_ROOT, log_path
+                )
+                return
+            except PreloaderError as exc:
+                self.echo(f"preloader: {exc}; each service starts on its own from now")
+                self.preloader = None
         with open(log_path, "ab") as log_file:
             self.processes[service.name] = subprocess.Popen(
                 service.argv,
                 cwd=PROJECT_ROOT,
-                env=child_environment(self.settings, service.principal),
+                env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+
+    def _start_preloader(self) -> None:
+        """Where the launcher can adopt the services it forks (Linux), and unless turned off
+        (FLEET_PRELOAD_SERVICES=false): it imports while the emulator starts."""
+        if not (self.settings.preload_services and become_subreaper()):
+            return
+        log_path = self.settings.log_dir / "preloader.log"
+        self.log_offsets["preloader"] = log_path.stat().st_size if log_path.exists() else 0
+        self.preloader = Preloader(child_environment(self.settings, None), PROJECT_ROOT, log_path)
+        self.processes["preloader"] = self.preloader.process
+
+    def _preloaded(self) -> bool:
+        """Whether the preloader is there to fork a service, once it has imported."""
+        if self.preloader is None:
+            return False
+        if not self.preloader.ready:
+            try:
+                self._wait_ready("preloader", self.preloader.said_ready, "it had imported")
+            except (WorldError, PreloaderError) as exc:
+                self.echo(f"preloader: {exc}; each service starts on its own")
+                self.preloader = None
+                return False
+        return True
 
     def _consuming(self, name: str) -> bool:
         """The worker said it is consuming (its runtime's first line once its queue is set
@@ -337,6 +374,7 @@ class World:
                 principal=None,
             )
         )
+        self._start_preloader()
         self._wait_ready(
             "emulator",
             lambda: self._emulator_answers(admin_file),
@@ -499,7 +537,7 @@ class World:
         remove_issued_credentials(self.settings)
 
 
-def terminate(processes: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+def terminate(processes: Sequence[ChildProcess], grace_s: float) -> None:
     """SIGTERM each, in order; whatever has not exited after the grace period is killed."""
     for proc in processes:
         if proc.poll() is None:

@@ -1,0 +1,59 @@
+"""The preloader (emulation/preloader.py): a service forked from it is the launcher's own
+child, shows its own command line, writes its own log and exits with its own code.
+
+The launcher here is a small script in a process of its own: it makes itself a child
+subreaper, which a test worker process must not become."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emulation.world import PROJECT_ROOT
+
+LAUNCHER = """
+import json, os, sys, time
+from pathlib import Path
+from emulation.preloader_client import Preloader, become_subreaper
+from emulation.world import wait_for
+assert become_subreaper()
+here = Path(sys.argv[1])
+preloader = Preloader(dict(os.environ), Path.cwd(), here / "preloader.log")
+wait_for(preloader.said_ready, 120, "the preloader to import", 0.05)
+found = {}
+for name, argv in [
+    ("help", [sys.executable, "-m", "fleet.cli", "--help"]),
+    ("usage", [sys.executable, "-m", "fleet.cli", "no-such-command"]),
+]:
+    child = preloader.spawn(argv, {**os.environ, "MARK": name}, Path.cwd(), here / f"{name}.log")
+    parent = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    title = Path(f"/proc/{child.pid}/cmdline").read_bytes().rstrip(b"\\0").decode()
+    found[name] = {"parent": parent, "title": title, "code": child.wait(60)}
+print(json.dumps({"launcher": os.getpid(), "found": found}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER")
+def test_a_forked_service_is_the_launchers_child_with_its_own_command_line_log_and_code(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = json.loads(done.stdout)
+    found = said["found"]
+    assert {f["parent"] for f in found.values()} == {said["launcher"]}
+    assert found["help"]["title"].endswith("-m fleet.cli --help")
+    assert found["help"]["code"] == 0
+    assert "usage: fleet" in (tmp_path / "help.log").read_text()
+    assert found["usage"]["code"] == 2  # argparse's usage error, as from a process of its own
+    assert "invalid choice" in (tmp_path / "usage.log").read_text()
