@@ -1,6 +1,12 @@
-"""What each process of a running world was handed: its own principal's keys, and no one
-else's. Read from outside, as a person could: /proc/<pid>/environ and the credentials file
-named there, against the launcher's record of every key the world issued."""
+"""What each process of a running world holds: its own principal's keys, and no one else's.
+Read from outside, as a person (the same user, or root) could: each process's memory
+(/proc/<pid>/mem, its writable regions: everything it read, was handed or inherited, the
+environment included), against the launcher's record of every key the world issued.
+
+Memory, not /proc/<pid>/environ: a service forked from the preloader (emulation/
+preloader.py) shows there the environment the preloader started with, and its own lives in
+its memory, with whatever else it inherited from the preloader: that is what must hold no
+one else's keys."""
 
 from __future__ import annotations
 
@@ -27,41 +33,55 @@ EXPECTED = {
     "worker-watchdog": Principal.WATCHDOG,
 }
 
+ON_REQUEST = {"mcp-supervisor", "mcp-resolver", "console"}
+
 
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
     return dict(entry.split("=", 1) for entry in raw.split("\0") if "=" in entry)
 
 
-def _handed(pid: int) -> str:
-    """Everything a process was handed: its environment, and the credentials file it names."""
-    env = _environ(pid)
-    text = "\n".join(f"{k}={v}" for k, v in env.items())
-    if "FLEET_CREDENTIALS_FILE" in env:
-        text += "\n" + Path(env["FLEET_CREDENTIALS_FILE"]).read_text()
-    return text
+def _memory_holds(pid: int, needles: dict[Principal, bytes]) -> set[Principal]:
+    """Which of the needles are anywhere in the process's writable memory (its heap, stacks
+    and anonymous maps: where a process keeps what it read and what it was handed)."""
+    found: set[Principal] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("rw"):
+                continue
+            start, end = (int(a, 16) for a in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                region = mem.read(end - start)
+            except (OSError, ValueError):  # a guard page, a region gone since maps was read
+                continue
+            found |= {name for name, needle in needles.items() if needle in region}
+    return found
 
 
 def test_each_child_holds_its_own_keys_and_no_one_elses(fleet: RunningWorld) -> None:
     issued = read_launcher_store(fleet.settings)
     assert set(issued) == set(Principal)  # the launcher's record: every key, the admin's too
+    secrets = {p: keys["SecretAccessKey"].encode() for p, keys in issued.items()}
     processes = fleet.record["processes"]
-    assert set(processes) == set(EXPECTED)
+    # The preloader, where services are forked from it, holds no one's keys.
+    assert set(processes) - {"preloader"} == set(EXPECTED)
     for name, pid in processes.items():
-        env, handed = _environ(pid), _handed(pid)
-        own = EXPECTED[name]
-        for principal, keys in issued.items():
-            present = [v for v in keys.values() if v in handed]
-            if principal == own:
-                assert present == list(keys.values()), f"{name} lacks its own keys"
-            else:
-                assert not present, f"{name} was handed {principal.value}'s keys"
+        own = EXPECTED.get(name)
+        env = _environ(pid)  # as it started: no AWS keys were ever in an environment
         assert not any(k.startswith("AWS_ACCESS") or k == "AWS_SECRET_ACCESS_KEY" for k in env)
-        assert str(fleet.settings.launcher_credentials_file.name) not in handed, name
-        if own is None:
-            assert "FLEET_CREDENTIALS_FILE" not in env, name
+        if name == "emulator":  # it is AWS: IAM keeps every key it issued
             continue
-        own_file = Path(env["FLEET_CREDENTIALS_FILE"])
+        held = _memory_holds(pid, secrets)
+        assert held <= {own}, f"{name} holds the keys of {sorted(p.value for p in held)}"
+        # What acts from its start holds its own keys by now; an MCP server or the console
+        # reads them at its first request.
+        if own is not None and name not in ON_REQUEST:
+            assert own in held, f"{name} does not hold its own keys"
+        if own is None:
+            continue
+        own_file = fleet.settings.issued_credentials_file(own)
         assert stat.S_IMODE(own_file.stat().st_mode) == 0o600, name
         assert json.loads(own_file.read_text())["principal"] == own.value, name
 
@@ -70,9 +90,9 @@ def test_a_worker_and_an_mcp_server_act_as_themselves(fleet: RunningWorld) -> No
     """The key in each one's file is its own IAM user's, as the emulator knows it."""
     iam = fleet.clients(Principal.ADMIN)("iam")
     for name in ("worker-supervisor", "mcp-resolver"):
-        own = json.loads(
-            Path(_environ(fleet.record["processes"][name])["FLEET_CREDENTIALS_FILE"]).read_text()
-        )
+        principal = EXPECTED[name]
+        assert principal is not None
+        own = json.loads(fleet.settings.issued_credentials_file(principal).read_text())
         user = iam.get_access_key_last_used(AccessKeyId=own["keys"]["AccessKeyId"])["UserName"]
         assert user == Principal(own["principal"]).user_name
         assert name.removeprefix("worker-") == own["principal"]
