@@ -180,6 +180,13 @@ def fresh_world(overrides: dict[str, Any], log: Callable[[str], None]) -> Iterat
         yield settings
 
 
+def detection_horizon_s(settings: Settings) -> int:
+    """How long after a fault the fleet may first hear of it: an alarm fires once the
+    period the failures fell in has ended and its datapoint is in, and one more period
+    passes for the evaluation range to hold it."""
+    return int(2 * settings.alarm_period_s + PUBLISH_DELAY_S) + 1
+
+
 def wait_quiet(operator: Clients, store: IncidentStore, names: list[str]) -> None:
     """Until each function is quiet: its runs clean over two whole alarm periods (so an
     alarm still due for an earlier failure has fired), none of its alarms in ALARM, and no
@@ -191,7 +198,7 @@ def wait_quiet(operator: Clients, store: IncidentStore, names: list[str]) -> Non
     window = max(
         5,
         int(3 * settings.target_interval_s + settings.workload_work_s),
-        int(2 * period + PUBLISH_DELAY_S) + 1,
+        detection_horizon_s(settings),
     )
     cloudwatch = operator("cloudwatch")
     for name in names:
@@ -226,6 +233,9 @@ class GameDay:
         self.seen: dict[str, str] = {}  # incident id -> last status shown
         # Dead letters already there before the faults (a world shared with scenarios before).
         self.dead_before = 0
+        # When a fault applied after the others landed (monotonic): the watch lasts until
+        # the fleet could have seen it (`detection_horizon_s`).
+        self.late_fault_at: float | None = None
 
     def wait_healthy(self) -> None:
         names = {f.function for f in self.scenario.faults} or {"data-processor"}
@@ -268,6 +278,7 @@ class GameDay:
             if step.after_s:
                 self.log(f"(the next fault in {step.after_s:g}s)")
                 time.sleep(step.after_s)  # the scenario's own timeline, not a wait
+                self.late_fault_at = time.monotonic()
             spec = spec_for(step.function, self.settings)
             if step.kind == FALSE_ALARM:
                 self.log(f"fault: a false alarm for {step.function} (nothing is broken)")
@@ -342,7 +353,12 @@ class GameDay:
                 if i["status"] == IncidentStatus.RECOVERED.value and not relapsed:
                     relapsed = True  # once: the fault comes back while the fix is watched
                     self.apply_faults("recovered")
-            if incidents and all(IncidentStatus(i["status"]) in TERMINAL for i in incidents):
+            seen_late = (
+                self.late_fault_at is None
+                or time.monotonic() - self.late_fault_at >= detection_horizon_s(self.settings)
+            )
+            ended = incidents and all(IncidentStatus(i["status"]) in TERMINAL for i in incidents)
+            if ended and seen_late:
                 return incidents
             time.sleep(0.5)
         return self.incidents_since(since)
