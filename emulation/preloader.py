@@ -60,6 +60,11 @@ class BecomeService(BaseException):  # not an error: a change of role
 
 def run_service(request: dict[str, Any], report_fd: int) -> None:
     """In the forked service: become the command line asked for (SystemExit ends it)."""
+    argv: list[str] = request["argv"]
+    # Its own command line in ps and /proc, as if started on its own, before its PID is
+    # told (and before the environment is replaced: the title is written over the argv and
+    # environ strings the process began with).
+    setproctitle.setproctitle(" ".join(argv))
     os.write(report_fd, f"{os.getpid()}\n".encode())
     os.close(report_fd)
     launcher = int(request["launcher_pid"])
@@ -67,11 +72,6 @@ def run_service(request: dict[str, Any], report_fd: int) -> None:
         if os.getppid() == 1:
             os._exit(1)  # the launcher is gone: nobody would stop this service
         time.sleep(0.001)
-    argv: list[str] = request["argv"]
-    # Its own command line in ps and /proc, as if started on its own (before the environment
-    # is replaced: the title is written over the argv and environ strings the process began
-    # with).
-    setproctitle.setproctitle(" ".join(argv))
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
