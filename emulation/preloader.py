@@ -69,7 +69,9 @@ def run_service(request: dict[str, Any], report_fd: int) -> None:
     os.close(report_fd)
     launcher = int(request["launcher_pid"])
     while os.getppid() != launcher:  # until the go-between is gone and the launcher has it
-        if os.getppid() == 1:
+        try:
+            os.kill(launcher, 0)
+        except ProcessLookupError:
             os._exit(1)  # the launcher is gone: nobody would stop this service
         time.sleep(0.001)
     os.environ.clear()
