@@ -71,11 +71,3 @@ def play_scenarios(
                     game.tidy()
                     if waiting:
                         log("the next scenario on this world, once its functions run cleanly")
-
-
-def run_scenario(
-    path: Path, log: Callable[[str], None] = lambda _: None, watch_window_s: float | None = None
-) -> GameDayResult:
-    """One scenario on a world of its own."""
-    (result,) = play_scenarios([path], log, watch_window_s)  # its world stopped after it
-    return result
