@@ -172,6 +172,12 @@ class SharedTokenBucket:
         self.name = name
         self.quotas = dict(quotas)
         self.clock = clock
+        # The bucket as this client last read or wrote it. The next write starts from it
+        # instead of reading the item again: a write is conditional on the version it
+        # starts from, so a state another client has changed since only costs a write
+        # that loses (and a read), never an update lost. A process whose takes and
+        # settlements follow one another alone then spends one request on each, not two.
+        self._last: BucketState | None = None
 
     def _refilled(self, stored: BucketState | None, now: float) -> BucketState:
         """The bucket as of `now`: a new one starts full; lapsed reservations are dropped
@@ -190,6 +196,20 @@ class SharedTokenBucket:
             level = stored.levels.get(dim, quota.capacity)
             levels[dim] = min(room, level + quota.refill_per_s * elapsed)
         return BucketState(levels, held, now, stored.version)
+
+    def _stored(self) -> BucketState | None:
+        """The state to start a write from: the last this client saw, or a fresh read."""
+        if self._last is None:
+            self._last = self.store.load(self.name)
+        return self._last
+
+    def _save(self, state: BucketState, expected_version: int | None) -> bool:
+        # Lost (another client wrote since) or failed: the next try reads the bucket again.
+        self._last = None
+        saved = self.store.save(self.name, state, expected_version)
+        if saved:
+            self._last = state
+        return saved
 
     def fits(self, amounts: Mapping[str, float]) -> None:
         """ValueError, saying why, if the bucket could never hold `amounts` at once."""
@@ -213,7 +233,8 @@ class SharedTokenBucket:
         self.fits(amounts)
         for _ in range(RACES):
             now = self.clock()
-            stored = self.store.load(self.name)
+            remembered = self._last is not None
+            stored = self._stored()
             if stored is not None and reservation_id in stored.held:
                 # Ours already: a write that answered with an error had landed.
                 return Reservation(self.name, reservation_id, dict(amounts))
@@ -223,13 +244,17 @@ class SharedTokenBucket:
                 for dim, amount in amounts.items()
                 if amount > state.levels[dim]
             ]
+            if short and remembered:
+                # Another client may have given back since: no room is only said on a read.
+                self._last = None
+                continue
             if short:
                 return max(short)
             levels = {d: v - amounts.get(d, 0.0) for d, v in state.levels.items()}
             settled = {d: a for d, a in amounts.items() if self.quotas[d].settled}
             held = {**state.held, reservation_id: Held(settled, now + hold_s)}
             written = replace(state, levels=levels, held=held, version=state.version + 1)
-            if self.store.save(self.name, written, None if stored is None else stored.version):
+            if self._save(written, None if stored is None else stored.version):
                 return Reservation(self.name, reservation_id, dict(amounts))
         return 0.0  # lost every race: look again after a pause
 
@@ -239,7 +264,7 @@ class SharedTokenBucket:
         counted as used in full: only an excess is taken then."""
         for _ in range(RACES * 4):
             now = self.clock()
-            stored = self.store.load(self.name)
+            stored = self._stored()
             if stored is None:
                 return  # the bucket was deleted: nothing to give back to
             state = self._refilled(stored, now)
@@ -253,7 +278,7 @@ class SharedTokenBucket:
                     levels[dim] -= max(0.0, spent - reserved)
             held = {rid: h for rid, h in state.held.items() if rid != reservation.id}
             written = replace(state, levels=levels, held=held, version=state.version + 1)
-            if self.store.save(self.name, written, stored.version):
+            if self._save(written, stored.version):
                 return
             time.sleep(random.uniform(0, 0.02))
         raise RuntimeError(

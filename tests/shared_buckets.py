@@ -23,9 +23,11 @@ class MemoryBucketStore:
         self.round_trip_s = round_trip_s
         self.writes = 0
         self.lost = 0  # writes refused because another writer got there first
+        self.reads = 0
 
     def load(self, name: str) -> BucketState | None:
         with self.lock:
+            self.reads += 1
             found = self.items.get(name)
         if self.round_trip_s:
             time.sleep(self.round_trip_s)

@@ -189,3 +189,42 @@ def test_threads_racing_on_one_store_never_take_more_than_it_holds() -> None:
     assert store.lost > 0  # they did race
     state = store.load("model-calls")
     assert state is not None and len(state.held) == len(granted)  # each take, once
+
+
+def test_a_client_alone_on_the_bucket_spends_one_request_a_take_and_a_settlement() -> None:
+    """Each write starts from the state this client last wrote, not from a read of it
+    again: a model call costs the fleet two DynamoDB requests, not four."""
+    store = MemoryBucketStore()
+    shared = SharedTokenBucket(store, "model-calls", {"requests": Quota(600, 0.1)})
+    for i in range(5):
+        got = shared.try_take({"requests": 1}, f"r{i}", 30)
+        assert isinstance(got, Reservation)
+        shared.settle(got, {"requests": 1})
+    assert (store.reads, store.writes, store.lost) == (1, 10, 0)
+
+
+def test_clients_that_remember_an_old_state_never_take_more_than_it_holds() -> None:
+    """Four clients of one bucket, each starting from the state it last saw: a state
+    another client changed since loses its write and is read again, never written over."""
+    store = MemoryBucketStore(round_trip_s=0.001)
+    clients = [
+        SharedTokenBucket(store, "model-calls", {"requests": Quota(600, 0.1)}) for _ in range(4)
+    ]
+    granted, elapsed = race(clients, {"requests": 1}, takers=8, seconds=1.5)
+    assert len(granted) <= 60 + 9 * elapsed + 1, (len(granted), elapsed)
+    assert len(granted) >= 60
+    assert store.lost > 0
+    state = store.load("model-calls")
+    assert state is not None and len(state.held) == len(granted)
+
+
+def test_no_room_is_said_only_on_what_the_bucket_holds_now() -> None:
+    """A client that last saw the bucket empty still gets what another gave back since."""
+    store = MemoryBucketStore()
+    quotas = {"tokens": Quota(600, 0.1, settled=True)}
+    first, second = (SharedTokenBucket(store, "model-calls", quotas) for _ in range(2))
+    held = first.try_take({"tokens": 60}, "all", 30)
+    assert isinstance(held, Reservation)
+    assert not isinstance(second.try_take({"tokens": 30}, "more", 30), Reservation)
+    first.settle(held, {"tokens": 10})  # gives 50 back
+    assert isinstance(second.try_take({"tokens": 30}, "more", 30), Reservation)
