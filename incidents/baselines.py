@@ -70,10 +70,12 @@ def _document(raw: Any) -> dict[str, Any]:
     return dict(json.loads(raw)) if isinstance(raw, str) else dict(raw)
 
 
-def read_live(clients: Any, function: str) -> Baseline:
-    """The function as it is now, in the shape of a baseline."""
+def read_live(clients: Any, function: str, config: dict[str, Any] | None = None) -> Baseline:
+    """The function as it is now, in the shape of a baseline. `config`: its configuration
+    (GetFunctionConfiguration) if the caller has just read it."""
     lam, iam, ec2 = clients("lambda"), clients("iam"), clients("ec2")
-    config = lam.get_function_configuration(FunctionName=function)
+    if config is None:
+        config = lam.get_function_configuration(FunctionName=function)
     target = live_target(lam, function)
     running = (
         lam.get_function_configuration(FunctionName=function, Qualifier=LIVE_ALIAS)

@@ -3,6 +3,8 @@ whether a proposed fix restores it. Read-only: no tool changes anything."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import BaseModel
@@ -59,12 +61,14 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
     checks = Diagnostics(clients)
     baselines = BaselineStore(clients("dynamodb"))
 
-    def pair(function_name: str) -> tuple[Baseline, Baseline]:
-        checks.protected(function_name)
+    def pair(function_name: str, config: dict[str, Any] | None = None) -> tuple[Baseline, Baseline]:
+        """The baseline and the function now. `config`: what `protected` just returned."""
+        if config is None:
+            config = checks.protected(function_name)
         want = baselines.latest(function_name)
         if want is None:
             raise ToolError(f"no baseline recorded for {function_name}")
-        return want, read_live(clients, function_name)
+        return want, read_live(clients, function_name, config)
 
     @server.tool()
     @aws_tool
@@ -119,7 +123,7 @@ def build_server(settings: Settings, clients: Clients) -> FastMCP:
         "{{baseline}}": the executor fills them in. A draft only: nothing runs."""
         config = checks.protected(function_name)
         safe = set(config["_tags"].get(SAFE_ENV_TAG, "").split())
-        want, now = pair(function_name)
+        want, now = pair(function_name, config)
         return RestoreDraft(
             function_name=function_name,
             concern=concern,

@@ -325,11 +325,11 @@ class Diagnostics:
         )
 
     def baseline_comparison(self, function_name: str) -> BaselineComparison:
-        self.protected(function_name)
+        config = self.protected(function_name)
         want = BaselineStore(self.c("dynamodb")).latest(function_name)
         if want is None:
             raise ToolError(f"no baseline recorded for {function_name}")
-        now = read_live(self.c, function_name)
+        now = read_live(self.c, function_name, config)
         iam, concurrency = iam_diff(want, now), concurrency_diff(want, now)
         network, configuration = network_diff(want, now), config_diff(want, now)
         deployment = deployment_diff(want, now)

@@ -1,6 +1,8 @@
 """The resolver's proposal graph: a ReAct agent over the resolver MCP tools (compare with
 the baseline, draft the restoring calls, validate them), ending in a typed Proposal. The
-final calls are validated once more by the server's validate tool, whatever the agent did."""
+final calls always carry the server's verdict on exactly them, whatever the agent did: the
+verdict the agent's own last validation got, when it was on exactly these calls, else one
+asked for now."""
 
 from __future__ import annotations
 
@@ -12,10 +14,10 @@ from langchain_core.tools import BaseTool
 from core.settings import Settings
 from core.shared_bucket import SharedTokenBucket
 from incidents.proposal import Proposal, ProposalDraft
-from incidents.remediation import ProposalVerdict
+from incidents.remediation import ProposalVerdict, ProposedCall
 from workers.agents.mcp_tools import mcp_tools
 from workers.agents.models import chat_model
-from workers.agents.runner import AgentRun, run_agent, task_message
+from workers.agents.runner import AgentRun, ToolCallRecord, run_agent, task_message
 
 SYSTEM_PROMPT = """\
 You are the resolver of an incident-response fleet for AWS Lambda. A diagnosis names the
@@ -38,6 +40,24 @@ def _text(content: Any) -> str:
     return "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in content
     )
+
+
+def verdict_in_run(calls: list[ToolCallRecord], draft: ProposalDraft) -> ProposalVerdict | None:
+    """The server's verdict on exactly the draft's calls, if the agent's last validation
+    asked for it: that answer came from the server's tool, not from the model, moments ago,
+    and asking again would read the whole function once more for the same answer. None: the
+    agent never validated, or validated other calls (or its validation failed)."""
+    last = next((c for c in reversed(calls) if c.name == "validate_proposal"), None)
+    if last is None or not last.ok or last.args.get("function_name") != draft.function_name:
+        return None
+    try:
+        asked = [ProposedCall.model_validate(c) for c in last.args.get("calls", [])]
+        verdict = ProposalVerdict.model_validate(json.loads(last.output))
+    except (ValueError, TypeError):
+        return None
+    if [c.model_dump() for c in asked] != [c.model_dump() for c in draft.calls]:
+        return None
+    return verdict
 
 
 async def validate_calls(tools: list[BaseTool], draft: ProposalDraft) -> ProposalVerdict | str:
@@ -86,7 +106,7 @@ async def propose(
         }
         if not draft.calls:
             return Proposal.model_validate({**draft.model_dump(), **costs, "valid": True}), run
-        verdict = await validate_calls(tools, draft)
+        verdict = verdict_in_run(run.calls, draft) or await validate_calls(tools, draft)
     if isinstance(verdict, str):
         checked: dict[str, Any] = {"valid": False, "problems": [verdict]}
     else:
