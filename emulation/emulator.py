@@ -32,6 +32,10 @@ ACCOUNT_ID = "123456789012"
 
 # moto sends every path starting with this to its control API (DomainDispatcherApplication).
 CONTROL_API_PREFIX = "/moto-api"
+# The HTTP server's request threads, and the connections it keeps open at once (botocore
+# keeps a pool of them per client, and a world runs a dozen processes of clients).
+HTTP_THREADS = 64
+HTTP_CONNECTIONS = 1024
 
 
 def closed_control_api(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -57,6 +61,19 @@ def closed_control_api(app: Callable[..., Iterable[bytes]]) -> Callable[..., Ite
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+    return wsgi
+
+
+def raw_uri(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """`app`, told the request's path as it arrived. moto reads it from RAW_URI (set by
+    werkzeug's and gunicorn's servers) to check a request's signature and to match S3 keys,
+    which the decoded PATH_INFO would misstate; waitress names it REQUEST_URI."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if "RAW_URI" not in environ and "REQUEST_URI" in environ:
+            environ["RAW_URI"] = environ["REQUEST_URI"]
+        return app(environ, start_response)
 
     return wsgi
 
@@ -89,12 +106,8 @@ def serve(
 
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from waitress.server import create_server
 
     from emulation import (
         cloudwatch_dimensions,
@@ -111,30 +124,44 @@ def serve(
     ec2_rule_descriptions.apply()
     sqs_costs.apply()
     request_costs.apply()
+    # GetFunction's Code.Location links are served beside moto (emulation/lambda_packages).
+    app = raw_uri(
+        closed_control_api(
+            lambda_packages.serve_packages(DomainDispatcherApplication(create_backend_app))
+        )
+    )
     try:
-        server = make_server(
-            host,
-            port,
-            # GetFunction's Code.Location links are served beside moto (emulation/lambda_packages).
-            closed_control_api(
-                lambda_packages.serve_packages(DomainDispatcherApplication(create_backend_app))
-            ),
-            threaded=True,
-            request_handler=MotoRequestHandler,
+        # Keep-alive connections and a pool of threads (waitress), not moto's development
+        # server, which closes each connection after one request and starts a thread for
+        # each. A long poll holds its thread for up to 20 s, so the pool is sized for
+        # every receiver of a busy world at once with room left for everything else.
+        server = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=HTTP_THREADS,
+            connection_limit=HTTP_CONNECTIONS,
+            backlog=HTTP_CONNECTIONS,
+            asyncore_use_poll=True,  # select() fails past 1024 open descriptors
+            ident="",
         )
     except OSError as exc:
         print(f"emulator: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         raise SystemExit(3) from None
     _write_private(admin_credentials, _bootstrap_admin(admin_user))
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() blocks until serve_forever returns, so call it from another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     stop_when_orphaned(launcher_pid)
-    server.serve_forever()
+    # The server runs in a daemon thread, and so do its request threads: stopping does not
+    # wait for a long poll in flight (the world's state lives and ends with this process).
+    threading.Thread(target=server.run, name="http", daemon=True).start()
+    stopping.wait()
 
 
 def main(argv: list[str] | None = None) -> None:

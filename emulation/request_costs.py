@@ -1,7 +1,7 @@
 """Each request costs what AWS's does, not what moto's server spends around it.
 
-Three kinds of per-request work in moto 5.2.5's server that AWS has no counterpart of. A
-profile of the runtime bench put a third of the emulator's time in them.
+Two kinds of per-request work in moto 5.2.5 that AWS has no counterpart of. A profile of
+the runtime bench put a third of the emulator's time in them, with the third below.
 
 1. Dispatch. To find a request's service, moto lists its own package directory, a
    directory check per service (about 150), on every request. The services are fixed for
@@ -12,8 +12,9 @@ profile of the runtime bench put a third of the emulator's time in them.
    values, and answers with it, the names it found included. The tree is only read when
    evaluated, so sharing it changes no answer; a text that fails to parse is not kept and
    fails again.
-3. The access log. The development server writes a line per request ("POST / 200") that
-   names neither service nor action. Warnings and errors are still written.
+
+The third, moto's development server (a connection and a thread per request, an access line
+per request), is not patched but replaced: emulation/emulator.py serves moto with waitress.
 
 The patch checks the moto version, so an upgrade fails loudly instead of silently.
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -66,11 +66,8 @@ def apply() -> None:
     global _applied
     if _applied:
         return
-    require_patched_moto(
-        __name__, "re-check moto's service dispatch, its condition parser and its server log"
-    )
+    require_patched_moto(__name__, "re-check moto's service dispatch and its condition parser")
     services = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: services
     ConditionExpressionParser.parse = _kept_parse(ConditionExpressionParser.parse)  # type: ignore[method-assign]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     _applied = True
