@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.sampling import (
 from bench.cost import per_million_messages
 from core import tracing
 from core.aws import Clients
-from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between
+from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between, sent_to
 from core.principals import Principal
 from core.settings import Settings
 from emulation.world import (
@@ -142,10 +142,7 @@ def _runtime_rate(
     runner.join(timeout=30)
     after, units_after = REQUESTS.snapshot(), UNITS.snapshot()
     runtime_requests = sent_between(before, after) - own
-    by_service = {
-        service: sum(after[k] - before.get(k, 0) for k in after if k[0] == service)
-        for service in ("sqs", "dynamodb")
-    }
+    by_service = {service: sent_to(service, before, after) for service in ("sqs", "dynamodb")}
     by_service["sqs"] -= own  # the bench's own looks at the queue are SQS requests
     spent = Spent(
         sqs_requests=by_service["sqs"] / n,

@@ -39,6 +39,12 @@ def sent_between(before: Counter[tuple[str, str]], after: Counter[tuple[str, str
     return sum(after[key] - before.get(key, 0) for key in after if key not in SELF_REPORTING)
 
 
+def sent_to(service: str, before: Counter[tuple[str, str]], after: Counter[tuple[str, str]]) -> int:
+    """Requests sent to one service (botocore's name: "sqs", "dynamodb") between two
+    snapshots, the self-reporting ones included (what the service bills)."""
+    return sum(n - before.get(key, 0) for key, n in after.items() if key[0] == service)
+
+
 REQUESTS = RequestCounter()
 
 # DynamoDB on demand bills request units, not requests: a write unit per item written, per KB

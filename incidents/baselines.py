@@ -77,13 +77,17 @@ def read_live(clients: Any, function: str, config: dict[str, Any] | None = None)
     if config is None:
         config = lam.get_function_configuration(FunctionName=function)
     target = live_target(lam, function)
-    running = (
-        lam.get_function_configuration(FunctionName=function, Qualifier=LIVE_ALIAS)
-        if target is not None
-        else config
-    )
     role_name = config["Role"].rsplit("/", 1)[1]
     versions = code_by_version(lam, function)
+    # The package `live` runs: the version list names each version's, $LATEST's included.
+    if target is None:
+        running_code = config["CodeSha256"]
+    elif target in versions:
+        running_code = versions[target]
+    else:  # a version published since the list was read
+        running_code = lam.get_function_configuration(FunctionName=function, Qualifier=LIVE_ALIAS)[
+            "CodeSha256"
+        ]
     inline = {
         name: _document(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
         for name in sorted(iam.list_role_policies(RoleName=role_name)["PolicyNames"])
@@ -105,7 +109,7 @@ def read_live(clients: Any, function: str, config: dict[str, Any] | None = None)
             ec2, config.get("VpcConfig", {}).get("SecurityGroupIds", [])
         ),
         live_target=target,
-        code_sha256=running["CodeSha256"],
+        code_sha256=running_code,
         newest_published_version=newest_published(versions),
         code_by_version=versions,
     )

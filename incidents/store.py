@@ -476,9 +476,12 @@ class IncidentStore(IncidentContext):
         detail: dict[str, Any] | None = None,
         announce: list[EventEnvelope] | None = None,
         round_number: int | None = None,
+        current: Incident | None = None,
     ) -> bool:
         """Move the incident from `expected` to `new`, with its audit entry and events
-        (and into round `round_number`, when a move starts another round).
+        (and into round `round_number`, when a move starts another round). `current`: the
+        incident as the caller has just read it, to write from without reading it again
+        (the write is conditional on its version, so a stale one only costs a retry).
 
         False (and a log line, not an exception) when the move is illegal or stale: the
         incident is not in `expected` any more, e.g. a duplicate or late message.
@@ -494,8 +497,9 @@ class IncidentStore(IncidentContext):
             return False
         # A race with another writer (an audit append, a competing transition) cancels the
         # transaction; read again and retry while the move is still the right one.
+        known = current if current is not None and current.status == expected else None
         for _attempt in range(TRANSITION_ATTEMPTS):
-            current = self.get(incident_id)
+            current, known = known or self.get(incident_id), None
             if current is None or current.status != expected:
                 log.info(
                     "stale transition ignored",

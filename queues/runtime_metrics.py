@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between
+from core.aws_requests import READ_UNITS, REQUESTS, UNITS, WRITE_UNITS, sent_between, sent_to
 from core.tracing import untraced
 from queues.delivery import Delivery
 from queues.middleware import Middleware, Runtime
@@ -131,10 +131,7 @@ class RuntimeMetrics(Middleware):
         mark, units = REQUESTS.snapshot(), UNITS.snapshot()
         self.counters.add("AwsRequests", sent_between(self.requests_mark, mark))
         for name, service in (("SqsRequests", "sqs"), ("SnsRequests", "sns")):
-            self.counters.add(
-                name,
-                sum(n - self.requests_mark.get(k, 0) for k, n in mark.items() if k[0] == service),
-            )
+            self.counters.add(name, sent_to(service, self.requests_mark, mark))
         for name in (WRITE_UNITS, READ_UNITS):
             self.counters.add(name, units.get(name, 0) - self.units_mark.get(name, 0))
         self.requests_mark, self.units_mark = mark, units

@@ -261,6 +261,7 @@ def _remediate(
             S.EXECUTING,
             PRODUCER,
             {"approved_by": event.payload.get("approved_by"), "digest": approved_digest},
+            current=incident,
         ):
             return  # another delivery took it: an approval is used once
         status = S.EXECUTING

@@ -72,7 +72,7 @@ def investigate(event: EventEnvelope, ctx: StageContext) -> None:
         ctx.store.archive_round(incident_id, incident.round - 1)
         since = event.payload.get("since")
     elif status == S.RECEIVED:
-        ctx.store.transition(incident_id, S.RECEIVED, S.INVESTIGATING, PRODUCER)
+        ctx.store.transition(incident_id, S.RECEIVED, S.INVESTIGATING, PRODUCER, current=incident)
     elif status != S.INVESTIGATING or incident.round != 1:
         log.info("already investigated", status=status.value)
         return

@@ -196,6 +196,27 @@ def test_legal_moves_happen_once_and_illegal_or_stale_ones_are_no_ops(
     ]
 
 
+def test_a_move_from_an_incident_read_before_others_wrote_still_happens_once(
+    store: IncidentStore, world: RunningWorld
+) -> None:
+    """A caller hands the move the incident it read; a note appended since then (a newer
+    version) loses that write, and the move is made again from a fresh read, not lost and
+    not made twice. One read before the status moved on is no move at all."""
+    incident = _open(store, world).incident_id
+    read = store.get(incident)
+    assert read is not None
+    store.append_audit(incident, "test", "a note in between", {})
+    assert store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test", current=read)
+    assert not store.transition(incident, S.RECEIVED, S.INVESTIGATING, "test", current=read)
+    item = store.get(incident)
+    assert item is not None and item.status == S.INVESTIGATING
+    assert [a["action"] for a in store.audit(incident)] == [
+        "incident.opened",
+        "a note in between",
+        "status RECEIVED -> INVESTIGATING",
+    ]
+
+
 def test_concurrent_audit_appends_do_not_lose_a_transition(
     store: IncidentStore, world: RunningWorld
 ) -> None:
