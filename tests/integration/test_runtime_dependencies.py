@@ -196,7 +196,11 @@ def test_moto_comes_with_the_embedded_extra_and_pulumi_with_infra(runtime_venv: 
         name: {d["name"] for d in deps} for name, deps in project["optional-dependencies"].items()
     }
     assert not runtime & {"moto", "pulumi", "pulumi-aws"}, runtime
-    assert extras == {"embedded": {"moto", "setproctitle"}, "infra": {"pulumi", "pulumi-aws"}}
+    # The embedded extra: moto, the preloader's titles, and the emulator's HTTP server.
+    assert extras == {
+        "embedded": {"moto", "setproctitle", "waitress"},
+        "infra": {"pulumi", "pulumi-aws"},
+    }
 
 
 def test_the_image_copies_every_package_of_the_wheel() -> None:
