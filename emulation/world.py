@@ -527,7 +527,14 @@ class World:
         return 0
 
     def stop(self) -> None:
-        terminate(list(reversed(self.processes.values())), STOP_GRACE_S)
+        """Everything that talks to AWS first, then AWS itself: a worker finishing its
+        in-flight work, handing back what it holds and flushing its metrics needs the
+        emulator there (as AWS would be). Stopped together, the emulator went in a second
+        and each worker spent its grace retrying a dead endpoint."""
+        last = {"emulator", "preloader"}
+        clients = [p for name, p in self.processes.items() if name not in last]
+        terminate(list(reversed(clients)), STOP_GRACE_S)
+        terminate([p for name, p in self.processes.items() if name in last], STOP_GRACE_S)
         for path in (
             self.settings.world_file,
             self.settings.mcp_api_key_file,
