@@ -85,11 +85,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_start_order)
 
 
+# The longest tests that are not in a shared world's group, 2-4 minutes each (a series of
+# game days on one world; the random game day; the quota burst, its module's world): next,
+# longest first, so that none of them starts when the other workers are nearly done and
+# leaves the run waiting on it. The fault-survival cases (about a minute each) and the other
+# tests of their own worlds follow.
+LONGEST = (
+    "integration/test_gameday.py::test_scenarios_pass",
+    "integration/test_random_gameday.py",
+    "integration/test_model_quota.py",
+)
+
+
 def _start_order(item: pytest.Item) -> int:
     group = item.get_closest_marker("xdist_group")
     if group and str(group.args[0]).startswith(SHARED_WORLDS):
         return 0
-    return 2 if any(item.path.is_relative_to(d) for d in WORLD_FREE) else 1
+    if item.nodeid.removeprefix("tests/").startswith(LONGEST):
+        return 1
+    return 3 if any(item.path.is_relative_to(d) for d in WORLD_FREE) else 2
 
 
 class _GroupedNodeIds:
