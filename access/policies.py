@@ -203,7 +203,8 @@ ROLE_READ = (
 )
 NETWORK_READ = ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")
 LOG_READ = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams")
-# Listing and metric reads name no resource on AWS.
+# Listing and metric reads name no resource on AWS (DescribeAlarms names alarms: "*" is
+# every alarm it may be asked for).
 LIST_AND_METRICS_READ = (
     "lambda:ListFunctions",
     "logs:DescribeLogGroups",

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from core.service_process import stop_when_orphaned
+from emulation.iam_requests import set_source_ip
 
 ADMIN_POLICY = {
     "Version": "2012-10-17",
@@ -97,6 +98,20 @@ def _write_private(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
+def source_ip(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """`app`, with each request's client address kept for its authorization
+    (aws:SourceIp): the request's own, as AWS sees the caller's."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        set_source_ip(environ.get("REMOTE_ADDR"))
+        try:
+            return app(environ, start_response)
+        finally:
+            set_source_ip(None)
+
+    return wsgi
+
+
 def serve(
     host: str, port: int, admin_credentials: Path, admin_user: str, launcher_pid: int | None
 ) -> None:
@@ -112,22 +127,30 @@ def serve(
     from emulation import (
         cloudwatch_dimensions,
         ec2_rule_descriptions,
+        iam_sessions,
         lambda_packages,
+        lambda_roles,
         moto_patches,
         request_costs,
+        s3_access,
         sqs_costs,
     )
 
     moto_patches.apply()
+    iam_sessions.apply()
+    s3_access.apply()
     lambda_packages.apply()
+    lambda_roles.apply()  # after lambda_packages: it wraps UpdateFunctionConfiguration
     cloudwatch_dimensions.apply()
     ec2_rule_descriptions.apply()
     sqs_costs.apply()
     request_costs.apply()
     # GetFunction's Code.Location links are served beside moto (emulation/lambda_packages).
-    app = raw_uri(
-        closed_control_api(
-            lambda_packages.serve_packages(DomainDispatcherApplication(create_backend_app))
+    app = source_ip(
+        raw_uri(
+            closed_control_api(
+                lambda_packages.serve_packages(DomainDispatcherApplication(create_backend_app))
+            )
         )
     )
     try:

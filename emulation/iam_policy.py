@@ -13,8 +13,12 @@ documents them, and as implemented here:
   not grant", not "deny". An operator this evaluator does not know evaluates to false, so
   it never grants.
 - A key missing from the request: false for positive operators, true for negated ones
-  (StringNotEquals, ArnNotLike, ...) and for ...IfExists; ``Null`` tests presence.
-  ForAnyValue/ForAllValues compare sets.
+  (StringNotEquals, ArnNotLike, ...) and for ...IfExists, with a set operator or without;
+  ``Null`` tests presence. ForAnyValue/ForAllValues compare sets; a key with several
+  values compared without one matches nothing.
+- Dates are epoch seconds or ISO 8601 (a date alone included), compared as instants;
+  IpAddress/NotIpAddress take addresses and CIDR ranges, IPv4 and IPv6; BinaryEquals
+  compares base-64 values byte for byte.
 
 No published Python library evaluates IAM policies (the maintained evaluators are
 TypeScript and Rust); this covers the policy grammar the fleet and its workload use, and
@@ -23,12 +27,14 @@ tests pin each rule (tests/unit/test_iam_policy.py).
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 Context = Mapping[str, Sequence[str]]
@@ -83,12 +89,32 @@ def _number(s: str) -> float | None:
 
 
 def _date(s: str) -> datetime | None:
+    """A date as IAM reads one: epoch seconds, or a W3C form of ISO 8601 (a date alone, or a
+    date and time, "Z" or an offset; a time without a zone is UTC). Always zone-aware, so
+    any two compare."""
     try:
         if s.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(s))
-        return datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
+            return datetime.fromtimestamp(float(s), UTC)
+        parsed = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
         return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ip_in(value: str, wanted: str) -> bool:
+    """Whether an address is in a range (CIDR; a bare address is its own /32 or /128)."""
+    try:
+        return ip_address(value.strip()) in ip_network(wanted.strip(), strict=False)
+    except ValueError:
+        return False
+
+
+def _binary_equals(value: str, wanted: str) -> bool:
+    """Byte for byte, both sides base-64 (as IAM carries binary values)."""
+    try:
+        return base64.b64decode(value, validate=True) == base64.b64decode(wanted, validate=True)
+    except ValueError:
+        return False
 
 
 def _compare(parse: Callable[[str], Any], test: Callable[[Any, Any], bool]) -> Match:
@@ -131,6 +157,9 @@ OPERATORS: dict[str, tuple[Match, bool]] = {
     "DateGreaterThan": (_compare(_date, lambda a, b: a > b), False),
     "DateGreaterThanEquals": (_compare(_date, lambda a, b: a >= b), False),
     "Bool": (lambda v, w: v.lower() == w.lower(), False),
+    "BinaryEquals": (_binary_equals, False),
+    "IpAddress": (_ip_in, False),
+    "NotIpAddress": (_ip_in, True),
     "ArnEquals": (_arn_like, False),
     "ArnLike": (_arn_like, False),
     "ArnNotEquals": (_arn_like, True),
@@ -156,13 +185,17 @@ def _condition_holds(operator: str, key: str, wanted: Any, request: AccessReques
         hit = any(match(value, w) for w in wanted_values)
         return not hit if negated else hit
 
+    if not values and if_exists:
+        return True  # "If the key is not present, evaluate the condition element as true"
     if qualifier == "ForAllValues":
         return all(one(v) for v in values or [])
     if qualifier == "ForAnyValue":
         return bool(values) and any(one(v) for v in values or [])
     if not values:
-        return if_exists or negated
-    return one(values[0])
+        return negated
+    # A key with several values needs a set operator; AWS documents no answer without one,
+    # and it is taken as no match either way (as the independent evaluator takes it).
+    return len(values) == 1 and one(values[0])
 
 
 def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], request: AccessRequest) -> bool:
@@ -193,7 +226,14 @@ def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] 
     if wanted == "*":
         return True
     kind, ident = principal
-    return any(v in ("*", ident) for v in _as_list(wanted.get(kind, [])))
+    return any(_principal_name(kind, v) in ("*", ident) for v in _as_list(wanted.get(kind, [])))
+
+
+def _principal_name(kind: str, value: str) -> str:
+    """An account named by its bare id is its root ARN (the account as a principal)."""
+    if kind == "AWS" and len(value) == 12 and value.isdigit():
+        return f"arn:aws:iam::{value}:root"
+    return value
 
 
 def statement_applies(statement: Mapping[str, Any], request: AccessRequest) -> bool:
@@ -219,3 +259,71 @@ def evaluate(policies: Iterable[Mapping[str, Any]], request: AccessRequest) -> D
             if statement.get("Effect") == "Allow":
                 allowed = True
     return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
+
+
+@dataclass(frozen=True)
+class CallerPolicies:
+    """One caller as IAM sees it: the ARNs that name it directly (a user; or a role
+    session's own STS ARN), the role a session is of, its account, and every policy that
+    bounds it: its identity policies; the permissions boundary of its user or role, if
+    any; and, for a role session made with session policies (AssumeRole's Policy and
+    PolicyArns), those."""
+
+    arns: tuple[str, ...]
+    account: str
+    identity: tuple[Mapping[str, Any], ...]
+    boundary: Mapping[str, Any] | None = None
+    session: tuple[Mapping[str, Any], ...] | None = None
+    role_arn: str | None = None
+
+
+def decide(
+    caller: CallerPolicies,
+    request: AccessRequest,
+    resource_policy: Mapping[str, Any] | None = None,
+    resource_account: str | None = None,
+) -> Decision:
+    """AWS's decision for one request, from every policy type the embedded world has:
+
+    - an explicit Deny in any of them refuses;
+    - the identity policies must allow, and so must the permissions boundary and the
+      session policies where there are any (their intersection);
+    - within one account, the resource's policy also grants on its own when it names the
+      caller directly (a user, a role session's ARN), and with the boundary and session
+      policies when it names a session's role; naming the account (its root) delegates to
+      the identity side. Across accounts both sides must allow.
+
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-denyallow.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html#access_policies_boundaries-eval-logic
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session
+    """
+    as_identity = AccessRequest(request.action, request.resource, request.context)
+    bounds = []
+    if caller.boundary is not None:
+        bounds.append(evaluate([caller.boundary], as_identity))
+    if caller.session is not None:
+        bounds.append(evaluate(caller.session, as_identity))
+    identity = evaluate(caller.identity, as_identity)
+
+    def named(arn: str) -> Decision:
+        if resource_policy is None:
+            return Decision.IMPLICIT_DENY
+        return evaluate(
+            [resource_policy],
+            AccessRequest(request.action, request.resource, request.context, ("AWS", arn)),
+        )
+
+    direct = [named(arn) for arn in caller.arns]
+    via_role = named(caller.role_arn) if caller.role_arn else Decision.IMPLICIT_DENY
+    via_account = named(f"arn:aws:iam::{caller.account}:root")
+    resource = (*direct, via_role, via_account)
+    if Decision.EXPLICIT_DENY in (identity, *bounds, *resource):
+        return Decision.EXPLICIT_DENY
+    bounded = all(d == Decision.ALLOW for d in bounds)
+    identity_allows = identity == Decision.ALLOW and bounded
+    resource_allows = Decision.ALLOW in resource
+    if resource_account in (None, caller.account):
+        if Decision.ALLOW in direct or (via_role == Decision.ALLOW and bounded):
+            return Decision.ALLOW
+        return Decision.ALLOW if identity_allows else Decision.IMPLICIT_DENY
+    return Decision.ALLOW if identity_allows and resource_allows else Decision.IMPLICIT_DENY

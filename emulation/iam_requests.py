@@ -13,22 +13,24 @@ request moto parsed (S3 and STS keep moto's resource):
 - SNS: the topic. Lambda: the function, qualified by version or alias where the call
   names one; creating or reconfiguring a function with a role also needs ``iam:PassRole``
   on that role. CloudWatch Logs: the log group (``log-group:NAME:*``, as AWS evaluates it)
-  or stream. CloudWatch: the alarm; PutMetricData names no resource and carries
+  or stream. CloudWatch: the alarm (DescribeAlarms: each alarm it names, or the ones its
+  prefix or no filter covers); PutMetricData names no resource and carries
   ``cloudwatch:namespace``. EC2: the security group, with its tags as
   ``aws:ResourceTag/*`` and ``ec2:ResourceTag/*``. SQS: the queue, by URL or by name
   (GetQueueUrl), or a message move task's source queue. IAM: the role, user or policy.
 - Calls AWS authorizes only against ``*`` (List*, Describe* of many, metric reads) keep
   ``*``, so only a statement on ``*`` grants them - as on AWS.
 
-Every request also carries the global keys aws:PrincipalArn, aws:PrincipalAccount,
-aws:RequestedRegion, aws:SecureTransport (false: the emulator speaks plain HTTP),
-aws:CurrentTime and aws:EpochTime.
+Every request also carries the global keys aws:PrincipalArn (a role session's is its
+role's ARN), aws:PrincipalAccount, aws:RequestedRegion, aws:SecureTransport (false: the
+emulator speaks plain HTTP), aws:SourceIp, aws:CurrentTime and aws:EpochTime.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -204,6 +206,13 @@ def cloudwatch(scope: RequestScope, operation: str, p: Params) -> list[tuple[str
         names = p.get("AlarmNames") or ([p["AlarmName"]] if "AlarmName" in p else [])
         if names:
             return [(action, scope.arn("cloudwatch", f"alarm:{name}")) for name in names]
+    if operation == "DescribeAlarms":
+        # The alarm resource type: each alarm named, or every alarm a prefix or no filter
+        # can return (a literal "*", which only a statement on all alarms matches).
+        names = p.get("AlarmNames") or []
+        if names:
+            return [(action, scope.arn("cloudwatch", f"alarm:{name}")) for name in names]
+        return [(action, scope.arn("cloudwatch", f"alarm:{p.get('AlarmNamePrefix', '')}*"))]
     return [(action, "*")]
 
 
@@ -252,9 +261,23 @@ DERIVERS: dict[str, Deriver] = {
 }
 
 
+# The address the request being served came from (aws:SourceIp), set by the emulator's HTTP
+# front for each request (emulation/emulator.py): the thread that serves a request is the
+# one that authorizes it.
+_origin = threading.local()
+
+
+def set_source_ip(address: str | None) -> None:
+    _origin.address = address
+
+
 def global_context(principal_arn: str, account: str, region: str) -> dict[str, list[str]]:
+    """The keys AWS puts in every request's context. `principal_arn` is the IAM identity's
+    ARN: for a role session, the role's (aws:PrincipalArn never names the session)."""
     now = datetime.now(UTC)
+    address = getattr(_origin, "address", None)
     return {
+        **({"aws:SourceIp": [address]} if address else {}),
         "aws:PrincipalArn": [principal_arn],
         "aws:PrincipalAccount": [account],
         "aws:RequestedRegion": [region],

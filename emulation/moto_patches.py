@@ -1,4 +1,4 @@
-"""Seven fixes to moto 5.2.5 (its IAM enforcement first), applied only in the emulator process.
+"""Eight fixes to moto 5.2.5 (its IAM enforcement first), applied only in the emulator process.
 
 1. SignatureDoesNotMatch on bodiless requests. For a request with neither query string
    nor body (every Lambda GET: get_function_configuration, get_function_concurrency,
@@ -44,6 +44,11 @@
    and on cancellation puts back exactly those (absent ones removed). The outcome is the
    same: a cancelled transaction leaves every item as it was.
 
+8. An identity policy names no principal. moto stores a user's, role's or managed policy
+   with a ``Principal`` (or ``NotPrincipal``) and then ignores its statements; AWS refuses
+   it when it is written (MalformedPolicyDocument, "Policy document should not specify a
+   principal."). Trust and resource policies keep theirs.
+
 All patches check the moto version, so an upgrade fails loudly instead of silently.
 """
 
@@ -67,10 +72,16 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.ec2.models import ec2_backends
 from moto.iam import access_control
+from moto.iam.access_control import AssumedRoleAccessKey
+from moto.iam.exceptions import MalformedPolicyDocument
+from moto.iam.models import iam_backends
+from moto.iam.policy_validation import IAMPolicyDocumentValidator
 from moto.sns.models import Subscription
 from moto.sqs.models import Queue, sqs_backends
 
-from emulation.iam_policy import AccessRequest, Decision, evaluate
+from emulation import s3_access
+from emulation.iam_callers import caller_policies, principal_arn
+from emulation.iam_policy import AccessRequest, Decision, decide, evaluate
 from emulation.iam_requests import (
     DERIVERS,
     RequestScope,
@@ -78,7 +89,9 @@ from emulation.iam_requests import (
     global_context,
     json_params,
 )
+from emulation.lambda_roles import is_lambda_service
 from emulation.moto_version import require_patched_moto
+from emulation.role_trust import ASSUME_ROLE, LAMBDA_SERVICE, Caller, may_assume, role_account
 
 log = logging.getLogger("emulation")
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
@@ -111,45 +124,68 @@ def _create_aws_request(self: Any) -> AWSRequest:
 
 class ResourceAccessDenied(AccessDeniedError):
     def __init__(self, principal_arn: str, request: AccessRequest, decision: Decision):
-        why = (
-            "with an explicit deny in an identity-based policy"
-            if decision == Decision.EXPLICIT_DENY
-            else f"because no identity-based policy allows the {request.action} action"
-        )
+        if request.action == ASSUME_ROLE:  # the trust and the caller's policies together
+            why = ""
+        elif decision == Decision.EXPLICIT_DENY:
+            why = " with an explicit deny in an identity-based policy"
+        else:
+            why = f" because no identity-based policy allows the {request.action} action"
         _RESTError.__init__(
             self,
             "AccessDenied",
             f"User: {principal_arn} is not authorized to perform: {request.action} on "
-            f"resource: {request.resource} {why}",
+            f"resource: {request.resource}{why}",
         )
 
 
-def _policy_documents(access_key: Any) -> list[dict[str, Any]]:
-    return [access_control.IAMPolicy(p)._policy_json for p in access_key.collect_policies()]
-
-
 def _check_access(self: Any, requests: list[AccessRequest]) -> None:
-    """Every authorization the request needs must be allowed; then, for AssumeRole, the
-    role's trust policy (moto's check)."""
+    """Every authorization the request needs must be allowed, by every policy that bounds
+    the caller (emulation/iam_callers.py); S3 with the bucket's policy
+    (emulation/s3_access.py); AssumeRole by the role's trust as well
+    (emulation/role_trust.py)."""
     if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
         return
-    policies = _policy_documents(self._access_key)
+    caller = caller_policies(self._access_key)
     for request in requests:
-        decision = evaluate(policies, request)
+        if request.action.lower().startswith("s3:"):  # with the bucket's own policy
+            decision = s3_access.authorize(caller, request)
+        else:
+            decision = decide(caller, request)
+        if request.action == ASSUME_ROLE:
+            decision = _assume_role_decision(self, decision, request)
         if decision != Decision.ALLOW:
             if isinstance(self, access_control.IAMRequest):
                 raise ResourceAccessDenied(self._access_key.arn, request, decision)
             self._raise_access_denied()
-    for request in requests:
-        if self._is_assuming_role_operation(
-            request.resource
-        ) and not self._check_role_trust_relationship(request.resource):
-            self._raise_access_denied()
+
+
+def _assume_role_decision(self: Any, identity: Decision, request: AccessRequest) -> Decision:
+    """The role, looked up in its own account (none: refused, as AWS refuses a role that
+    does not exist), trusted as AWS decides it."""
+    arn = request.resource
+    try:
+        role = iam_backends[role_account(arn)]["aws"].get_role_by_arn(arn)
+    except Exception:
+        return Decision.IMPLICIT_DENY
+    trust = json.loads(role.assume_role_policy_document)
+    key = self._access_key
+    arns = (principal_arn(key), key.arn) if isinstance(key, AssumedRoleAccessKey) else (key.arn,)
+    service = LAMBDA_SERVICE if is_lambda_service(key) else None
+    data = self._data if isinstance(self._data, Mapping) else {}
+    context = dict(request.context)
+    for name, key_name in (
+        ("ExternalId", "sts:ExternalId"),
+        ("RoleSessionName", "sts:RoleSessionName"),
+    ):
+        value = data.get(name)
+        if value:
+            context[key_name] = [str(value[0] if isinstance(value, list) else value)]
+    return may_assume(trust, identity, Caller(arns, key.account_id, service), arn, context)
 
 
 def _check_action_permitted(self: Any, resource: str) -> None:
     """moto's single-resource entry point (S3 calls it): one request, global keys only."""
-    context = global_context(self._access_key.arn, self.account_id, self._region)
+    context = global_context(principal_arn(self._access_key), self.account_id, self._region)
     _check_access(self, [AccessRequest(self._action, resource, context)])
 
 
@@ -208,7 +244,7 @@ def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") ->
         self._get_action(),
         params,
         RequestScope(account, region),
-        global_context(iam_request._access_key.arn, account, region),
+        global_context(principal_arn(iam_request._access_key), account, region),
         _tags_of(account, region),
         moto_resource=resource,
     )
@@ -357,6 +393,16 @@ def _item_level_rollback(method: Any) -> Any:
     return transact_write_items
 
 
+_original_identity_validate = IAMPolicyDocumentValidator.validate
+
+
+def _identity_validate(self: Any) -> None:
+    _original_identity_validate(self)
+    for statement in self._statements:
+        if isinstance(statement, dict) and ({"Principal", "NotPrincipal"} & statement.keys()):
+            raise MalformedPolicyDocument("Policy document should not specify a principal.")
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -379,4 +425,5 @@ def apply() -> None:
     DynamoDBBackend.transact_write_items = _item_level_rollback(  # type: ignore[method-assign]
         DynamoDBBackend.transact_write_items
     )
+    IAMPolicyDocumentValidator.validate = _identity_validate  # type: ignore[method-assign]
     _applied = True

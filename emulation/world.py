@@ -37,7 +37,7 @@ from core.principals import Principal
 from core.provisioning import ProvisionReport
 from core.settings import Settings
 from core.shared_bucket import RATE_LIMITS
-from emulation.identities import provision_identities, user_arn
+from emulation.identities import provision_identities
 from emulation.preloader_client import Preloader, PreloaderError, become_subreaper
 from emulation.readiness import ChildProcess, NotReadyError, Watched, wait_ready
 from incidents.baselines import capture
@@ -206,9 +206,9 @@ def provisioning(
     yield "messaging"
     provision_tables(admin("dynamodb"), (*TABLES, RATE_LIMITS), report)
     yield "tables"
-    WorkloadDeployer(
-        admin, report, settings.alarm_period_s, [user_arn(Principal.LAMBDA_RUNTIME, settings)]
-    ).deploy(function_specs(settings, targets))
+    WorkloadDeployer(admin, report, settings.alarm_period_s).deploy(
+        function_specs(settings, targets)
+    )
     yield "workload"
 
 

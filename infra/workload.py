@@ -105,7 +105,7 @@ class DemoWorkload(pulumi.ComponentResource):
         role = aws.iam.Role(
             "execution",
             name=spec.role_name,
-            assume_role_policy=json.dumps(spec.trust_policy([])),
+            assume_role_policy=json.dumps(spec.trust_policy()),
             opts=child,
         )
         # The baseline, inline and alone: what `fleet chaos restore` and the resolver put back.

@@ -62,6 +62,7 @@ def _process(function_name: str) -> dict[str, Any]:
         Bucket=bucket, Key=f"{prefix}output/latest.json", Body=json.dumps(result).encode()
     )
     cloudwatch.put_metric_data(
+        # The only namespace its role lets it write to (workload/spec.py, METRICS_NAMESPACE).
         Namespace="DataProcessor",
         MetricData=[
             {

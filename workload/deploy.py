@@ -51,12 +51,10 @@ class WorkloadDeployer:
         clients: Clients,
         report: ProvisionReport,
         alarm_period_s: int,
-        runtime_principal_arns: list[str],
     ):
         self.c = clients
         self.report = report
         self.alarm_period_s = alarm_period_s
-        self.runtime_principal_arns = runtime_principal_arns
 
     def deploy(self, specs: list[FunctionSpec]) -> None:
         for spec in specs:
@@ -87,7 +85,7 @@ class WorkloadDeployer:
 
     def _role(self, spec: FunctionSpec) -> None:
         iam = self.c("iam")
-        trust = spec.trust_policy(self.runtime_principal_arns)
+        trust = spec.trust_policy()
         try:
             iam.get_role(RoleName=spec.role_name)
             created = False

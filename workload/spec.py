@@ -43,6 +43,8 @@ STATEMENT_IDS: dict[PermissionTarget, str] = {
     PermissionTarget.METRICS: "PutCustomMetrics",
     PermissionTarget.SNS: "ReportFailures",
 }
+# The namespace the handler puts its own metrics in (workload/data_processor.py).
+METRICS_NAMESPACE = "DataProcessor"
 VPC_ACCESS_SID = "AttachToVpc"
 VPC_ACCESS_ACTIONS = (
     "ec2:CreateNetworkInterface",
@@ -105,9 +107,13 @@ class FunctionSpec(BaseModel, frozen=True):
             PermissionTarget.LOGS: [
                 f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{self.log_group}:*"
             ],
-            # PutMetricData has no resource-level permissions on AWS.
+            # PutMetricData names no resource on AWS ("*" is the only one it takes): the
+            # namespace condition below is what narrows it, to the handler's own.
             PermissionTarget.METRICS: ["*"],
             PermissionTarget.SNS: [self.alerts_topic_arn],
+        }
+        conditions = {
+            PermissionTarget.METRICS: {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
         }
         statements = [
             {
@@ -115,6 +121,7 @@ class FunctionSpec(BaseModel, frozen=True):
                 "Effect": "Allow",
                 "Action": list(PERMISSION_ACTIONS[t]),
                 "Resource": resources[t],
+                **({"Condition": conditions[t]} if t in conditions else {}),
             }
             for t in PermissionTarget
         ]
@@ -130,11 +137,10 @@ class FunctionSpec(BaseModel, frozen=True):
         )
         return {"Version": "2012-10-17", "Statement": statements}
 
-    def trust_policy(self, extra_principal_arns: list[str]) -> dict[str, Any]:
-        """Lambda may assume the role; in the embedded world, so may the local runtime."""
-        principal: dict[str, Any] = {"Service": "lambda.amazonaws.com"}
-        if extra_principal_arns:
-            principal["AWS"] = extra_principal_arns
+    def trust_policy(self) -> dict[str, Any]:
+        """Lambda, and nothing else, may assume the role (the embedded world's runtime
+        assumes it as the Lambda service: emulation/lambda_roles.py)."""
+        principal = {"Service": "lambda.amazonaws.com"}
         return {
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],

@@ -59,7 +59,7 @@ def healthy(**changes: Any) -> FunctionState:
     state = FunctionState(
         function=SPEC.name,
         role_name=SPEC.role_name,
-        trust_policy=SPEC.trust_policy([]),
+        trust_policy=SPEC.trust_policy(),
         inline_policies={"data-processor-baseline": SPEC.baseline_policy()},
         attached_policy_arns=[],
         reserved_concurrency=None,
@@ -132,7 +132,10 @@ def test_an_attached_policy_a_new_trust_or_a_deny_taken_away_is_wider() -> None:
         "role data-processor-role has managed policy "
         "arn:aws:iam::aws:policy/AdministratorAccess attached (not before)"
     ]
-    trusting = healthy(trust_policy=SPEC.trust_policy(["arn:aws:iam::999999999999:root"]))
+    another_account = {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}}
+    widened = SPEC.trust_policy()
+    widened["Statement"].append({**another_account, "Action": "sts:AssumeRole"})
+    trusting = healthy(trust_policy=widened)
     assert any("trusts" in w for w in wider_grants(healthy(), trusting))
     deny = {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": "*"}
     assert any(

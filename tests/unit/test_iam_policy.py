@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emulation.iam_policy import AccessRequest, Decision, evaluate
 from emulation.iam_requests import RequestScope, access_requests
+from workload.spec import METRICS_NAMESPACE, FunctionSpec
 
 TABLE = "arn:aws:dynamodb:ca-central-1:123456789012:table/incident-state"
 AUDIT = "arn:aws:dynamodb:ca-central-1:123456789012:table/incident-audit"
@@ -287,3 +290,145 @@ def test_a_resource_policy_grants_only_the_principal_it_names() -> None:
     assert send(sns, topic.replace("alerts", "events")) == Decision.IMPLICIT_DENY
     assert send(("Service", "events.amazonaws.com"), topic) == Decision.IMPLICIT_DENY
     assert send(None, topic) == Decision.IMPLICIT_DENY  # not an identity-policy statement
+
+
+def _holds(condition: dict[str, Any], context: dict[str, list[str]]) -> bool:
+    request = AccessRequest("ec2:CreateTags", "*", context)
+    return evaluate([policy(allow("ec2:*", "*", Condition=condition))], request) == Decision.ALLOW
+
+
+def test_if_exists_with_a_set_operator_holds_when_the_key_is_missing() -> None:
+    """`...IfExists`: "If the key is not present, evaluate the condition element as true",
+    with or without a set operator; so a Deny on it applies to a request without the key.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IfExists
+    """
+    key = "aws:TagKeys"
+    for operator in ("ForAnyValue:StringLikeIfExists", "ForAllValues:StringEqualsIfExists"):
+        assert _holds({operator: {key: "team"}}, {})
+    assert not _holds({"ForAnyValue:StringLikeIfExists": {key: "team"}}, {key: ["cost"]})
+    deny = {
+        "Effect": "Deny",
+        "Action": "ec2:*",
+        "Resource": "*",
+        "Condition": {"ForAnyValue:StringLikeIfExists": {key: "secret*"}},
+    }
+    request = AccessRequest("ec2:CreateTags", "*", {})
+    assert evaluate([policy(allow("ec2:*", "*"), deny)], request) == Decision.EXPLICIT_DENY
+
+
+def test_dates_in_every_documented_form_compare() -> None:
+    """Date condition values are "one of the W3C implementations of the ISO 8601 date
+    formats, or in epoch (UNIX) time", and compare as instants.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_Date
+    """
+    now = {"aws:CurrentTime": ["2026-12-08T10:00:00Z"]}
+    for value in ("2026-12-01", "2026-12-08T09:59:59Z", "2026-12-08T11:00:00+02:00", "1765000000"):
+        assert _holds({"DateGreaterThan": {"aws:CurrentTime": value}}, now), value
+    for value in ("2027-01-01", "2026-12-08T10:00:01Z", "1900000000"):
+        assert not _holds({"DateGreaterThan": {"aws:CurrentTime": value}}, now), value
+    epoch = {"aws:EpochTime": ["1765188000"]}  # 2025-12-08T10:00:00Z
+    assert _holds({"DateLessThan": {"aws:EpochTime": "2026-01-01"}}, epoch)
+    assert not _holds({"DateGreaterThan": {"aws:CurrentTime": "not a date"}}, now)
+
+
+def test_ip_address_operators_match_ranges_and_single_addresses() -> None:
+    """IpAddress / NotIpAddress: an IPv4 or IPv6 address or CIDR range; a bare address is
+    its own range.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IPAddress
+    """
+    here = {"aws:SourceIp": ["127.0.0.1"]}
+    assert _holds({"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}, here)
+    assert _holds({"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "127.0.0.1"]}}, here)
+    assert not _holds({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, here)
+    assert _holds({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, here)
+    assert not _holds({"NotIpAddress": {"aws:SourceIp": "127.0.0.0/8"}}, here)
+    assert _holds(
+        {"IpAddress": {"aws:SourceIp": "2001:db8::/32"}}, {"aws:SourceIp": ["2001:db8::1"]}
+    )
+    # A Deny for calls from outside the office applies to a caller from anywhere else.
+    deny = {
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {"NotIpAddress": {"aws:SourceIp": "203.0.113.0/24"}},
+    }
+    request = AccessRequest("ec2:CreateTags", "*", here)
+    assert evaluate([policy(allow("ec2:*", "*"), deny)], request) == Decision.EXPLICIT_DENY
+
+
+def test_binary_equals_compares_the_decoded_bytes() -> None:
+    """BinaryEquals compares "byte for byte against a base-64 encoded representation of
+    the binary value in the policy".
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_BinaryEquals
+    """
+    key = "aws:Custom"
+    assert _holds({"BinaryEquals": {key: "QmluYXJ5VmFsdWU="}}, {key: ["QmluYXJ5VmFsdWU="]})
+    assert not _holds({"BinaryEquals": {key: "QmluYXJ5VmFsdWU="}}, {key: ["T3RoZXI="]})
+    assert not _holds({"BinaryEquals": {key: "not base64!"}}, {key: ["not base64!"]})
+
+
+def test_a_key_with_several_values_needs_a_set_operator() -> None:
+    """ "Multivalued context keys require a condition set operator"; without one, the key is
+    not compared on its first value (it was, here), it matches nothing.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html
+    """
+    tags = {"aws:TagKeys": ["team", "secret"]}
+    assert not _holds({"StringEquals": {"aws:TagKeys": "team"}}, tags)
+    assert not _holds({"StringNotEquals": {"aws:TagKeys": "secret"}}, tags)
+    assert _holds({"ForAnyValue:StringEquals": {"aws:TagKeys": "secret"}}, tags)
+    assert _holds({"StringEquals": {"aws:TagKeys": "team"}}, {"aws:TagKeys": ["team"]})
+
+
+def test_the_workloads_role_puts_metrics_only_in_the_handlers_namespace() -> None:
+    """PutMetricData takes no resource but "*" on AWS; its cloudwatch:namespace condition
+    key is how a role is narrowed to a namespace.
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/iam-cw-condition-keys-namespace.html
+    """
+    spec = FunctionSpec(
+        name="data-processor",
+        account_id="123456789012",
+        bucket="data-processor-data-123456789012",
+        prefix="data-processor/",
+        region="eu-west-1",
+        alerts_topic_arn="arn:aws:sns:eu-west-1:123456789012:incident-alerts",
+        work_seconds=1.2,
+        timeout_s=10,
+    )
+
+    def put(namespace: str) -> Decision:
+        context = {"cloudwatch:namespace": [namespace]}
+        request = AccessRequest("cloudwatch:PutMetricData", "*", context)
+        return evaluate([spec.baseline_policy()], request)
+
+    handler = find_spec("workload.data_processor")  # its source, not run (it makes clients)
+    assert handler and handler.origin
+    assert f'Namespace="{METRICS_NAMESPACE}"' in Path(handler.origin).read_text()
+    assert put(METRICS_NAMESPACE) == Decision.ALLOW
+    assert put("AWS/Lambda") == Decision.IMPLICIT_DENY
+
+
+def test_describe_alarms_is_authorized_against_the_alarms_it_may_return() -> None:
+    """DescribeAlarms has the `alarm` resource type: a Deny on one alarm refuses naming it;
+    listing them all is allowed only by a statement on every alarm.
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html
+    """
+    alarms = "arn:aws:cloudwatch:ca-central-1:123456789012:alarm"
+    assert requests("cloudwatch:DescribeAlarms", {"AlarmNames": ["a", "b"]}) == [
+        ("cloudwatch:DescribeAlarms", f"{alarms}:a"),
+        ("cloudwatch:DescribeAlarms", f"{alarms}:b"),
+    ]
+    assert requests("cloudwatch:DescribeAlarms", {"AlarmNamePrefix": "data-"}) == [
+        ("cloudwatch:DescribeAlarms", f"{alarms}:data-*")
+    ]
+    everything = requests("cloudwatch:DescribeAlarms", {})
+    assert everything == [("cloudwatch:DescribeAlarms", f"{alarms}:*")]
+    statements = [
+        allow("cloudwatch:DescribeAlarms", "*"),
+        {"Effect": "Deny", "Action": "cloudwatch:*", "Resource": f"{alarms}:secret-*"},
+    ]
+    assert decide(statements, "cloudwatch:DescribeAlarms", f"{alarms}:secret-1") == (
+        Decision.EXPLICIT_DENY
+    )
+    assert decide(statements, *everything[0]) == Decision.ALLOW
+    only_some = [allow("cloudwatch:DescribeAlarms", f"{alarms}:data-*")]
+    assert decide(only_some, *everything[0]) == Decision.IMPLICIT_DENY
