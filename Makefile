@@ -13,7 +13,7 @@ STAMP := $(VENV)/.synced
 .PHONY: help demo test test-unit test-integration test-faults lint typecheck up down provision \
         chaos-revoke chaos-deny chaos-throttle chaos-network-block chaos-env-drift \
         chaos-timeout chaos-bad-deploy chaos-restore chaos-status tail-queues console bench gameday \
-        gameday-random clean
+        gameday-random clean deps-oracle iam-differential
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -43,6 +43,21 @@ SEED ?= 1
 gameday-random: $(STAMP) ## random game-day rounds, each on a fresh world, judged from the account (ROUNDS=N SEED=S)
 	$(FLEET) gameday --random $(ROUNDS) --seed $(SEED)
 
+# The independent IAM evaluator the world's decisions are compared with (tests/differential):
+# an npm package, run by Node, for tests only.
+ORACLE := tests/iam_oracle
+ORACLE_STAMP := $(ORACLE)/node_modules/.installed
+
+$(ORACLE_STAMP): $(ORACLE)/package.json $(ORACLE)/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --prefix $(ORACLE) --no-audit --no-fund --silent
+	@touch $@
+
+deps-oracle: $(ORACLE_STAMP) ## install the independent IAM evaluator (Node) the tests compare with
+
+iam-differential: $(STAMP) $(ORACLE_STAMP) ## every IAM case against the independent evaluator: the README's figures
+	$(VENV)/bin/python -m tests.differential.run
+
 CHROMIUM := /usr/bin/chromium
 
 $(CHROMIUM):
@@ -53,7 +68,7 @@ $(CHROMIUM):
 # loadgroup`; tests/conftest.py sets how many and what stays on one worker). tests/unit or
 # tests/infra alone run in one process. PYTEST_XDIST_AUTO_NUM_WORKERS=N sets the number of
 # workers; PYTEST_ADDOPTS=-n0 runs serially.
-test: $(STAMP) $(CHROMIUM) lint typecheck ## lint, type-check, and run every test (starts its own emulator, installs Chromium if missing)
+test: $(STAMP) $(CHROMIUM) $(ORACLE_STAMP) lint typecheck ## lint, type-check, and run every test (starts its own emulator, installs Chromium if missing)
 	$(VENV)/bin/pytest
 
 test-unit: $(STAMP) ## unit tests only (no emulator)
