@@ -37,6 +37,10 @@ NEEDS_MOTO = {
     "emulation.sqs_costs",
     "emulation.request_costs",
     "emulation.moto_version",
+    "emulation.iam_callers",
+    "emulation.iam_sessions",
+    "emulation.lambda_roles",
+    "emulation.s3_access",
 }
 # The embedded world's preloader, whose forked services take their titles with setproctitle
 # (the embedded extra's too): it is only ever run by `fleet up`.
