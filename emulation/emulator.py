@@ -113,7 +113,12 @@ def source_ip(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[byt
 
 
 def serve(
-    host: str, port: int, admin_credentials: Path, admin_user: str, launcher_pid: int | None
+    host: str,
+    port: int,
+    admin_credentials: Path,
+    admin_user: str,
+    launcher_pid: int | None,
+    clock_file: Path | None = None,
 ) -> None:
     # Enforce IAM from the very first request (moto's default lets everything through).
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
@@ -134,8 +139,10 @@ def serve(
         request_costs,
         s3_access,
         sqs_costs,
+        world_clock,
     )
 
+    world_clock.install(clock_file)
     moto_patches.apply()
     iam_sessions.apply()
     s3_access.apply()
@@ -194,8 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--admin-credentials", type=Path, required=True)
     parser.add_argument("--admin-user", default="fleet-admin")
     parser.add_argument("--launcher-pid", type=int, help="stop when this process is gone")
+    parser.add_argument(
+        "--clock-file", type=Path, help="the offset its owner moves the clock by (world_clock)"
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.admin_credentials, args.admin_user, args.launcher_pid)
+    serve(
+        args.host,
+        args.port,
+        args.admin_credentials,
+        args.admin_user,
+        args.launcher_pid,
+        args.clock_file,
+    )
 
 
 if __name__ == "__main__":

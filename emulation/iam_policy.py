@@ -217,16 +217,26 @@ def _element_matches(
     return None
 
 
-def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] | None) -> bool:
-    if "NotPrincipal" in statement:
-        return False  # not used by the fleet's policies: never grants here
-    wanted = statement.get("Principal")
-    if wanted is None or principal is None:
-        return wanted is None and principal is None
+def _names(wanted: Any, principal: tuple[str, str]) -> bool:
+    """Whether a Principal (or NotPrincipal) element names `principal`."""
     if wanted == "*":
         return True
     kind, ident = principal
     return any(_principal_name(kind, v) in ("*", ident) for v in _as_list(wanted.get(kind, [])))
+
+
+def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] | None) -> bool:
+    """Principal: the caller is named. NotPrincipal: it is not. A caller answers to several
+    names (a session, its role, its account) and each is evaluated on its own, so a Deny
+    with NotPrincipal spares a session only if it names every one of them, as AWS documents.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
+    """
+    if "NotPrincipal" in statement:
+        return principal is not None and not _names(statement["NotPrincipal"], principal)
+    wanted = statement.get("Principal")
+    if wanted is None or principal is None:
+        return wanted is None and principal is None
+    return _names(wanted, principal)
 
 
 def _principal_name(kind: str, value: str) -> str:

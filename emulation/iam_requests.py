@@ -32,9 +32,9 @@ import base64
 import json
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from emulation import world_clock
 from emulation.iam_policy import AccessRequest
 
 Params = Mapping[str, Any]
@@ -274,7 +274,7 @@ def set_source_ip(address: str | None) -> None:
 def global_context(principal_arn: str, account: str, region: str) -> dict[str, list[str]]:
     """The keys AWS puts in every request's context. `principal_arn` is the IAM identity's
     ARN: for a role session, the role's (aws:PrincipalArn never names the session)."""
-    now = datetime.now(UTC)
+    now = world_clock.now()
     address = getattr(_origin, "address", None)
     return {
         **({"aws:SourceIp": [address]} if address else {}),
@@ -285,6 +285,54 @@ def global_context(principal_arn: str, account: str, region: str) -> dict[str, l
         "aws:CurrentTime": [now.strftime("%Y-%m-%dT%H:%M:%SZ")],
         "aws:EpochTime": [str(int(now.timestamp()))],
     }
+
+
+# The IAM calls that carry iam:PolicyARN, the managed policy they attach or detach.
+POLICY_ARN_ACTIONS = frozenset(
+    f"iam:{verb}{entity}Policy"
+    for verb in ("Attach", "Detach")
+    for entity in ("Group", "Role", "User")
+)
+LAMBDA_CONFIGURATION_ACTIONS = frozenset(
+    {"lambda:CreateFunction", "lambda:UpdateFunctionConfiguration"}
+)
+
+
+def action_keys(action: str, p: Params) -> dict[str, list[str]]:
+    """The service-specific condition keys an authorization carries, from the request, as
+    the Service Authorization Reference lists them for the action:
+
+    - cloudwatch:PutMetricData: ``cloudwatch:namespace``;
+    - iam:PassRole (here only Lambda passes roles): ``iam:PassedToService``;
+    - iam:Attach/Detach{Group,Role,User}Policy: ``iam:PolicyARN``;
+    - lambda:CreateFunction / UpdateFunctionConfiguration: ``lambda:SecurityGroupIds`` and
+      ``lambda:SubnetIds`` (from VpcConfig) and ``lambda:Layer`` (the layer version ARNs),
+      multi-valued keys, present when the request sets them.
+
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html
+    https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
+    https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html
+    """
+    if action == "cloudwatch:PutMetricData" and "Namespace" in p:
+        return {"cloudwatch:namespace": [str(p["Namespace"])]}
+    if action == "iam:PassRole":
+        return {"iam:PassedToService": ["lambda.amazonaws.com"]}
+    if action in POLICY_ARN_ACTIONS and "PolicyArn" in p:
+        return {"iam:PolicyARN": [str(p["PolicyArn"])]}
+    if action not in LAMBDA_CONFIGURATION_ACTIONS:
+        return {}
+    keys: dict[str, list[str]] = {}
+    given = p.get("VpcConfig")
+    vpc: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+    for field, key in (
+        ("SecurityGroupIds", "lambda:SecurityGroupIds"),
+        ("SubnetIds", "lambda:SubnetIds"),
+    ):
+        if vpc.get(field):
+            keys[key] = [str(v) for v in vpc[field]]
+    if p.get("Layers"):
+        keys["lambda:Layer"] = [str(v) for v in p["Layers"]]
+    return keys
 
 
 def resource_tag_context(tags: Mapping[str, str], service: str) -> dict[str, list[str]]:
@@ -314,10 +362,7 @@ def access_requests(
         # batch call is authorized as its single-message action); the rest as derived.
         name = action if derived == f"{prefix}:{operation}" else derived
         context: dict[str, list[str]] = dict(base_context)
-        if name == "cloudwatch:PutMetricData" and "Namespace" in params:
-            context["cloudwatch:namespace"] = [str(params["Namespace"])]
-        if name == "iam:PassRole":
-            context["iam:PassedToService"] = ["lambda.amazonaws.com"]
+        context.update(action_keys(name, params))
         if resource != "*":
             context.update(resource_tag_context(tags_of(resource), name.split(":")[0]))
         requests.append(AccessRequest(name, resource, context))

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,14 @@ from core.principals import Principal
 from core.protection import protected_functions
 from core.service_process import run_service
 from core.settings import Settings, get_settings
+from emulation import world_clock
 from emulation.lambda_metrics import Dimensions, PeriodMetrics, publish
 from emulation.lambda_task import TaskCache, bootstrap_command, python_path
 
 log = structlog.get_logger()
-ROLE_CREDENTIALS_TTL_S = 45 * 60
+# Lambda renews a function's role keys well before they expire: this long before, by the
+# world's clock (which tests may move on, emulation/world_clock.py).
+RENEW_BEFORE_EXPIRY = timedelta(minutes=15)
 # How often the publisher looks for a period that has ended (the lag after its end).
 PUBLISH_CHECK_S = 0.5
 
@@ -74,6 +77,8 @@ class ExecutionEnvironment:
         bootstrap: Path,
     ):
         self.fingerprint = config_fingerprint(config)
+        # The role keys it was started with: renewed keys start a new environment.
+        self.access_key_id = keys["AccessKeyId"]
         self.version = str(config.get("Version", "$LATEST"))
         self.id = uuid.uuid4().hex
         self.max_memory_mb = 0
@@ -169,12 +174,14 @@ class FunctionRunner:
         self.env: ExecutionEnvironment | None = None
         self._role_keys: dict[str, str] | None = None
         self._role_keys_for: str | None = None
-        self._role_keys_at = 0.0
+        self._role_keys_expire: datetime | None = None
+        self.clock = world_clock.of_state_dir(settings.state_dir)
         self._log_clients: dict[str, Any] = {}
         self.tasks = TaskCache(settings.state_dir / "lambda")
 
     def _assume(self, role_arn: str) -> dict[str, str]:
-        fresh = time.monotonic() - self._role_keys_at < ROLE_CREDENTIALS_TTL_S
+        expires = self._role_keys_expire
+        fresh = expires is not None and self.clock.now() < expires - RENEW_BEFORE_EXPIRY
         if self._role_keys is None or self._role_keys_for != role_arn or not fresh:
             creds = self.clients("sts").assume_role(
                 RoleArn=role_arn, RoleSessionName=self.name[:64]
@@ -183,7 +190,7 @@ class FunctionRunner:
                 k: creds[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")
             }
             self._role_keys_for = role_arn
-            self._role_keys_at = time.monotonic()
+            self._role_keys_expire = creds["Expiration"]
             self._log_clients.clear()
         return self._role_keys
 
@@ -204,6 +211,7 @@ class FunctionRunner:
             self.env is None
             or not self.env.alive
             or self.env.fingerprint != config_fingerprint(config)
+            or self.env.access_key_id != keys["AccessKeyId"]
         ):
             if self.env is not None:
                 self.env.stop()

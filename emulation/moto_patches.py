@@ -79,9 +79,9 @@ from moto.iam.policy_validation import IAMPolicyDocumentValidator
 from moto.sns.models import Subscription
 from moto.sqs.models import Queue, sqs_backends
 
-from emulation import s3_access
+from emulation import iam_sessions, resource_policies, s3_access
 from emulation.iam_callers import caller_policies, principal_arn
-from emulation.iam_policy import AccessRequest, Decision, decide, evaluate
+from emulation.iam_policy import AccessRequest, Decision, evaluate
 from emulation.iam_requests import (
     DERIVERS,
     RequestScope,
@@ -122,6 +122,12 @@ def _create_aws_request(self: Any) -> AWSRequest:
     return request
 
 
+# Services that spell an IAM refusal their own way. SNS: "AuthorizationError: Indicates that
+# the user has been denied access to the requested resource" (HTTP 403).
+# https://docs.aws.amazon.com/sns/latest/api/API_Publish.html#API_Publish_Errors
+ERROR_CODE_BY_SERVICE = {"sns": "AuthorizationError"}
+
+
 class ResourceAccessDenied(AccessDeniedError):
     def __init__(self, principal_arn: str, request: AccessRequest, decision: Decision):
         if request.action == ASSUME_ROLE:  # the trust and the caller's policies together
@@ -132,7 +138,7 @@ class ResourceAccessDenied(AccessDeniedError):
             why = f" because no identity-based policy allows the {request.action} action"
         _RESTError.__init__(
             self,
-            "AccessDenied",
+            ERROR_CODE_BY_SERVICE.get(request.action.partition(":")[0], "AccessDenied"),
             f"User: {principal_arn} is not authorized to perform: {request.action} on "
             f"resource: {request.resource}{why}",
         )
@@ -140,17 +146,18 @@ class ResourceAccessDenied(AccessDeniedError):
 
 def _check_access(self: Any, requests: list[AccessRequest]) -> None:
     """Every authorization the request needs must be allowed, by every policy that bounds
-    the caller (emulation/iam_callers.py); S3 with the bucket's policy
-    (emulation/s3_access.py); AssumeRole by the role's trust as well
+    the caller (emulation/iam_callers.py), with the resource's own policy where it has one
+    (emulation/resource_policies.py: a bucket's, a topic's); AssumeRole by the role's trust as well
     (emulation/role_trust.py)."""
+    iam_sessions.refuse_expired(self._access_key, self._action)
     if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
         return
     caller = caller_policies(self._access_key)
     for request in requests:
-        if request.action.lower().startswith("s3:"):  # with the bucket's own policy
+        if request.action.lower().startswith("s3:"):  # kept to answer a missing key
             decision = s3_access.authorize(caller, request)
-        else:
-            decision = decide(caller, request)
+        else:  # with the resource's own policy where it has one (an SNS topic's)
+            decision = resource_policies.authorize(caller, request)
         if request.action == ASSUME_ROLE:
             decision = _assume_role_decision(self, decision, request)
         if decision != Decision.ALLOW:

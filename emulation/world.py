@@ -37,6 +37,7 @@ from core.principals import Principal
 from core.provisioning import ProvisionReport
 from core.settings import Settings
 from core.shared_bucket import RATE_LIMITS
+from emulation import world_clock
 from emulation.identities import provision_identities
 from emulation.preloader_client import Preloader, PreloaderError, become_subreaper
 from emulation.readiness import ChildProcess, NotReadyError, Watched, wait_ready
@@ -354,6 +355,8 @@ class World:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         admin_file = s.state_dir / "admin-credentials.json"
         admin_file.unlink(missing_ok=True)
+        # A new emulator's sessions start at real time: a clock moved for the last is gone.
+        (s.state_dir / world_clock.FILE_NAME).unlink(missing_ok=True)
         t0 = time.monotonic()
         self._spawn(
             ServiceProcess(
@@ -370,6 +373,8 @@ class World:
                     str(admin_file),
                     "--launcher-pid",
                     str(os.getpid()),
+                    "--clock-file",
+                    str(s.state_dir / world_clock.FILE_NAME),
                 ],
                 principal=None,
             )

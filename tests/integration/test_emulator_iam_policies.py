@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from botocore.exceptions import ClientError
 from core.aws import Clients, client, session_from_keys
 from core.aws_errors import error_code
 from core.principals import Principal
+from emulation import world_clock
 from emulation.identities import user_arn
+from emulation.world import wait_for
 from tests.integration.conftest import RunningWorld
 from workload.spec import spec_for
 
@@ -64,13 +67,14 @@ def make_role(world: RunningWorld, admin: Clients) -> Iterator[Callable[..., str
 def role_session(
     world: RunningWorld, admin: Clients, make_role: Callable[..., str]
 ) -> Callable[..., Any]:
-    """An SQS client signed by a session of a new role with these statements."""
+    """A client (SQS unless `service` says) signed by a session of a new role with these
+    statements."""
 
-    def session(*statements: Statement) -> Any:
+    def session(*statements: Statement, service: str = "sqs") -> Any:
         arn = make_role(*statements)
         keys = admin("sts").assume_role(RoleArn=arn, RoleSessionName="probe")["Credentials"]
         signed = {k: str(keys[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
-        return client(session_from_keys(signed, world.settings), "sqs", world.settings)
+        return client(session_from_keys(signed, world.settings), service, world.settings)
 
     return session
 
@@ -275,3 +279,119 @@ def test_only_lambda_assumes_a_functions_role_and_only_a_role_it_trusts_is_taken
     assert error_code(refused.value) == "InvalidParameterValueException"
     assert "cannot be assumed by Lambda" in str(refused.value)
     assert lam.get_function_configuration(FunctionName=FUNCTION)["Role"] == spec.role_arn
+
+
+@pytest.fixture
+def probe_topic(admin: Clients) -> Iterator[str]:
+    """A topic of the test's own (AWS's default topic policy), deleted after."""
+    sns = admin("sns")
+    arn = str(sns.create_topic(Name=f"policy-probe-{uuid.uuid4().hex[:8]}")["TopicArn"])
+    yield arn
+    sns.delete_topic(TopicArn=arn)
+
+
+def test_a_topics_policy_is_read_with_the_callers_own(
+    world: RunningWorld,
+    admin: Clients,
+    make_role: Callable[..., str],
+    role_session: Callable[..., Any],
+    probe_topic: str,
+) -> None:
+    """A topic's policy is a resource-based policy: its explicit Deny refuses a Publish the
+    caller's own policy allows, and in the topic's account its Allow of a role lets that
+    role's sessions publish with no identity policy of their own. AWS's default topic policy
+    grants on AWS:SourceOwner, a key a principal calling with its own keys never carries:
+    it grants nobody anything.
+    https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-denyallow.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-sourceaccount
+    """
+    sns = admin("sns")
+    publishes = {"Effect": "Allow", "Action": "sns:Publish", "Resource": probe_topic}
+    allowed = role_session(publishes, service="sns")
+    allowed.publish(TopicArn=probe_topic, Message="{}")
+    nothing_of_its_own = role_session(LIST_QUEUES, service="sns")
+    refused = _refused(lambda: nothing_of_its_own.publish(TopicArn=probe_topic, Message="{}"))
+    assert refused == "AuthorizationError"  # SNS's spelling of AccessDenied
+
+    def topic_policy(*statements: Statement) -> None:
+        sns.set_topic_attributes(
+            TopicArn=probe_topic, AttributeName="Policy", AttributeValue=_document(*statements)
+        )
+
+    topic_policy(
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": probe_topic,
+            "Condition": {"StringLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/policy-probe-*"}},
+        }
+    )
+    assert _refused(lambda: allowed.publish(TopicArn=probe_topic, Message="{}"))
+    granted = make_role(LIST_QUEUES)
+    topic_policy(
+        {"Effect": "Allow", "Principal": {"AWS": granted}, "Action": "sns:Publish", "Resource": "*"}
+    )
+    keys = admin("sts").assume_role(RoleArn=granted, RoleSessionName="probe")["Credentials"]
+    signed = {k: str(keys[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+    by_grant = client(session_from_keys(signed, world.settings), "sns", world.settings)
+    by_grant.publish(TopicArn=probe_topic, Message="{}")
+    assert _refused(lambda: nothing_of_its_own.publish(TopicArn=probe_topic, Message="{}"))
+
+
+def test_a_session_ends_when_its_time_is_up_and_lambda_renews_its_own(
+    world: RunningWorld, admin: Clients, make_role: Callable[..., str]
+) -> None:
+    """A role session lasts its DurationSeconds (900 s at least, the role's
+    MaxSessionDuration at most, one hour when a session assumes another role); then its
+    keys are refused with ExpiredToken. Lambda renews a function's role keys before they
+    expire, so the function runs on across the expiry. The world's clock is moved on rather
+    than waited for.
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html#id_roles_use_view-role-max-session
+    https://docs.aws.amazon.com/awsconsolehelpdocs/latest/gsg/common-errors.html
+    """
+    sts, account = admin("sts"), world.settings.account_id
+    chains = {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}
+    arn = make_role(LIST_QUEUES, chains)
+    long_role = make_role(trust=_trust({"AWS": f"arn:aws:iam::{account}:root"}))
+    admin("iam").update_role(RoleName=long_role.rsplit("/", 1)[1], MaxSessionDuration=7200)
+
+    def signed(keys: Mapping[str, Any], service: str) -> Any:
+        creds = {k: str(keys[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        return client(session_from_keys(creds, world.settings), service, world.settings)
+
+    def assume(role: str, seconds: int, by: Any = sts) -> Any:
+        return by.assume_role(RoleArn=role, RoleSessionName="probe", DurationSeconds=seconds)
+
+    # (Under 900 s botocore refuses before sending.)
+    assert _refused(lambda: assume(arn, 3601)) == "ValidationError"  # MaxSessionDuration
+    assert assume(long_role, 7200)["Credentials"]
+    keys = assume(arn, 900)["Credentials"]
+    sqs, own_sts = signed(keys, "sqs"), signed(keys, "sts")
+    sqs.list_queues()
+    refused = _refused(lambda: assume(long_role, 3601, by=own_sts))  # role chaining
+    assert refused == "ValidationError"
+    assert assume(long_role, 3600, by=own_sts)["Credentials"]
+
+    logs = admin("logs")
+    world.wait_healthy(FUNCTION)
+    since = int(datetime.now(UTC).timestamp() * 1000)
+    # Past this session's end, and past the Lambda runtime's own (an hour at most).
+    world_clock.of_state_dir(world.settings.state_dir).advance(3601)
+    assert _refused(sqs.list_queues) == "ExpiredTokenException"
+    assert _refused(own_sts.get_caller_identity) == "ExpiredToken"
+    fresh = signed(assume(arn, 900)["Credentials"], "sqs")  # from the moved clock
+    fresh.list_queues()
+
+    def a_new_environment_ran() -> bool:
+        events = logs.filter_log_events(
+            logGroupName=f"/aws/lambda/{FUNCTION}", startTime=since, filterPattern="REPORT"
+        )["events"]
+        return any("Init Duration" in e["message"] for e in events)
+
+    wait_for(a_new_environment_ran, 60, "the function's environment started on renewed keys")
+    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{FUNCTION}", startTime=since)
+    assert not [e for e in events["events"] if "ExpiredToken" in e["message"]]
+    world.wait_healthy(FUNCTION)

@@ -41,6 +41,7 @@ NEEDS_MOTO = {
     "emulation.iam_sessions",
     "emulation.lambda_roles",
     "emulation.s3_access",
+    "emulation.resource_policies",
 }
 # The embedded world's preloader, whose forked services take their titles with setproctitle
 # (the embedded extra's too): it is only ever run by `fleet up`.

@@ -86,3 +86,21 @@ def test_across_accounts_both_sides_must_allow() -> None:
     assert decide(session(identity=()), GET, bucket, OTHER) == Decision.IMPLICIT_DENY
     assert decide(session(), GET, None, OTHER) == Decision.IMPLICIT_DENY
     assert decide(session(), GET, bucket, OTHER) == Decision.ALLOW
+
+
+def test_a_deny_with_not_principal_spares_only_a_caller_named_by_every_name() -> None:
+    """Deny with NotPrincipal refuses every principal it does not name. A role session
+    answers to its session ARN, its role and its account, each evaluated: naming only the
+    role does not spare the session; naming all three does.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
+    """
+
+    def bucket_denying_all_but(*names: str) -> dict[str, Any]:
+        return doc(deny(NotPrincipal={"AWS": list(names)}))
+
+    root = f"arn:aws:iam::{ACCOUNT}:root"
+    assert decide(session(), GET, bucket_denying_all_but(ROLE), ACCOUNT) == Decision.EXPLICIT_DENY
+    spared = bucket_denying_all_but(SESSION, ROLE, root)
+    assert decide(session(), GET, spared, ACCOUNT) == Decision.ALLOW
+    other = CallerPolicies((f"arn:aws:iam::{ACCOUNT}:user/ops",), ACCOUNT, (doc(allow()),))
+    assert decide(other, GET, spared, ACCOUNT) == Decision.EXPLICIT_DENY
