@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from core.principals import Principal
 from queues.provision import queue_policy
 from queues.runtime_metrics import NAMESPACE as RUNTIME_NAMESPACE
 from queues.topology import Stage, Topic, build_topology, topic_arn
+from tests.integration import policy_layer_probes
 from tests.integration.conftest import RunningWorld
 from tests.integration.test_worker_identities import TRUST
 
@@ -45,10 +46,15 @@ Call = Callable[[Clients], Any]
 
 @dataclass(frozen=True)
 class Probe:
-    principal: Principal
+    principal: Principal | str  # a fleet principal, or a policy-layer subject's name
     what: str
     call: Call
     allowed: bool
+    clients: Clients | None = None  # the subject's own (a fleet principal's: its keys)
+
+    @property
+    def subject(self) -> str:
+        return self.principal.value if isinstance(self.principal, Principal) else self.principal
 
 
 @dataclass
@@ -457,10 +463,21 @@ def probes(fx: Fixtures) -> list[Probe]:
     return out
 
 
+@pytest.fixture(scope="module")
+def layers(world: RunningWorld, admin: Any) -> Iterator[list[Probe]]:
+    """Rows for a permissions boundary, a session policy and a bucket policy."""
+    for staged in policy_layer_probes.stage(world, admin):
+        yield [Probe(p.subject, p.what, p.call, p.allowed, p.clients) for p in staged]
+
+
 def verdict(probe: Probe, world: RunningWorld) -> tuple[bool, str]:
     """(allowed, AWS's answer) for one probe under the principal's own keys."""
+    clients = probe.clients
+    if clients is None:
+        assert isinstance(probe.principal, Principal)
+        clients = world.clients(probe.principal)
     try:
-        probe.call(world.clients(probe.principal))
+        probe.call(clients)
     except ClientError as exc:
         code = error_code(exc)
         return code not in ACCESS_DENIED, code
@@ -468,21 +485,24 @@ def verdict(probe: Probe, world: RunningWorld) -> tuple[bool, str]:
 
 
 def test_every_principal_is_allowed_what_it_needs_and_refused_its_neighbours(
-    world: RunningWorld, fx: Fixtures, capsys: pytest.CaptureFixture[str]
+    world: RunningWorld,
+    fx: Fixtures,
+    layers: list[Probe],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     rows, wrong = [], []
-    for probe in probes(fx):
+    for probe in [*probes(fx), *layers]:
         allowed, answer = verdict(probe, world)
         mark = "ok" if allowed == probe.allowed else "WRONG"
         expected = "allow" if probe.allowed else "refuse"
-        rows.append(f"{mark:5}  {probe.principal.value:16} {expected:6}  {probe.what:64} {answer}")
+        rows.append(f"{mark:5}  {probe.subject:27} {expected:6}  {probe.what:64} {answer}")
         if allowed != probe.allowed:
             wrong.append(rows[-1])
     table = "\n".join(["authorization matrix (expected, probe, AWS's answer):", *rows])
     with capsys.disabled():
         print("\n" + table)
     assert not wrong, "\n".join(["these probes were decided wrongly:", *wrong, "", table])
-    covered = {p.principal for p in probes(fx)}
+    covered = {p.principal for p in probes(fx) if isinstance(p.principal, Principal)}
     assert covered == set(Principal) - {Principal.ADMIN}, set(Principal) - covered
 
 
