@@ -13,9 +13,11 @@ from typing import Any
 
 from moto.iam import access_control
 from moto.iam.access_control import AssumedRoleAccessKey
+from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
 from emulation.iam_policy import CallerPolicies
+from emulation.role_trust import role_account
 
 
 def principal_arn(access_key: Any) -> str:
@@ -26,6 +28,15 @@ def principal_arn(access_key: Any) -> str:
     if isinstance(access_key, AssumedRoleAccessKey):
         return role_arn(access_key)
     return str(access_key.arn)
+
+
+def role_named(arn: str) -> Any | None:
+    """The role `arn` names, looked up in its own account (moto looks in the caller's);
+    None if there is no such role."""
+    try:
+        return iam_backends[role_account(arn)]["aws"].get_role_by_arn(arn)
+    except Exception:
+        return None
 
 
 def role_arn(key: AssumedRoleAccessKey) -> str:

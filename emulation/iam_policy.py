@@ -287,6 +287,27 @@ class CallerPolicies:
     role_arn: str | None = None
 
 
+def _denies_the_bounded(policy: Mapping[str, Any] | None, request: AccessRequest) -> bool:
+    """A resource policy's Deny with NotPrincipal applies to every principal with a
+    permissions boundary, whatever it names: "The NotPrincipal element with a Deny effect
+    will always deny any IAM principal that has a permissions boundary policy attached,
+    regardless of the values specified in the NotPrincipal element."
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
+    """
+    if policy is None:
+        return False
+    anyone = AccessRequest(request.action, request.resource, request.context, ("AWS", "*"))
+    return any(
+        statement.get("Effect") == "Deny"
+        and "NotPrincipal" in statement
+        and statement_applies(
+            {**{k: v for k, v in statement.items() if k != "NotPrincipal"}, "Principal": "*"},
+            anyone,
+        )
+        for statement in _as_list(policy.get("Statement", []))
+    )
+
+
 def decide(
     caller: CallerPolicies,
     request: AccessRequest,
@@ -295,7 +316,8 @@ def decide(
 ) -> Decision:
     """AWS's decision for one request, from every policy type the embedded world has:
 
-    - an explicit Deny in any of them refuses;
+    - an explicit Deny in any of them refuses (a resource policy's Deny with NotPrincipal
+      refuses any caller with a permissions boundary);
     - the identity policies must allow, and so must the permissions boundary and the
       session policies where there are any (their intersection);
     - within one account, the resource's policy also grants on its own when it names the
@@ -323,6 +345,8 @@ def decide(
             AccessRequest(request.action, request.resource, request.context, ("AWS", arn)),
         )
 
+    if caller.boundary is not None and _denies_the_bounded(resource_policy, request):
+        return Decision.EXPLICIT_DENY
     direct = [named(arn) for arn in caller.arns]
     via_role = named(caller.role_arn) if caller.role_arn else Decision.IMPLICIT_DENY
     via_account = named(f"arn:aws:iam::{caller.account}:root")

@@ -25,14 +25,13 @@ from typing import Any
 
 from moto.core.exceptions import _RESTError
 from moto.iam.access_control import AssumedRoleAccessKey
-from moto.iam.models import iam_backends
 from moto.iam.policy_validation import IAMPolicyDocumentValidator
 from moto.sts.exceptions import STSValidationError
 from moto.sts.models import sts_backends
 from moto.sts.responses import TokenResponse
 
 from emulation import world_clock
-from emulation.role_trust import role_account
+from emulation.iam_callers import role_named
 
 MAX_INLINE_CHARS = 2048
 MAX_POLICY_ARNS = 10
@@ -110,10 +109,8 @@ def _duration(response: Any) -> int:
             "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed "
             "by role chaining."
         )
-    role_arn = str(response._get_param("RoleArn") or "")
-    try:
-        role = iam_backends[role_account(role_arn)]["aws"].get_role_by_arn(role_arn)
-    except Exception:  # no such role: the trust check refuses it
+    role = role_named(str(response._get_param("RoleArn") or ""))
+    if role is None:  # no such role: the trust check refuses it
         return int(duration)
     if duration > int(role.max_session_duration or DEFAULT_DURATION_S):
         raise STSValidationError(

@@ -21,11 +21,11 @@ from typing import Any
 
 from moto.awslambda.exceptions import InvalidParameterValueException
 from moto.awslambda.models import LambdaBackend
-from moto.iam.models import iam_backends
 
 from core.principals import Principal
+from emulation.iam_callers import role_named
 from emulation.iam_policy import Decision
-from emulation.role_trust import LAMBDA_SERVICE, role_account, trusted_service
+from emulation.role_trust import LAMBDA_SERVICE, trusted_service
 
 # The IAM user of the world's Lambda runtime: the one caller that assumes roles as Lambda.
 RUNTIME_USER = Principal.LAMBDA_RUNTIME.user_name
@@ -40,9 +40,8 @@ def is_lambda_service(access_key: Any) -> bool:
 
 
 def lambda_may_assume(role_arn: str) -> bool:
-    try:
-        role = iam_backends[role_account(role_arn)]["aws"].get_role_by_arn(role_arn)
-    except Exception:
+    role = role_named(role_arn)
+    if role is None:
         return False
     trust = json.loads(role.assume_role_policy_document)
     return trusted_service(trust, LAMBDA_SERVICE, role_arn) == Decision.ALLOW

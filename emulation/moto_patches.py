@@ -74,13 +74,12 @@ from moto.ec2.models import ec2_backends
 from moto.iam import access_control
 from moto.iam.access_control import AssumedRoleAccessKey
 from moto.iam.exceptions import MalformedPolicyDocument
-from moto.iam.models import iam_backends
 from moto.iam.policy_validation import IAMPolicyDocumentValidator
 from moto.sns.models import Subscription
 from moto.sqs.models import Queue, sqs_backends
 
 from emulation import iam_sessions, resource_policies, s3_access
-from emulation.iam_callers import caller_policies, principal_arn
+from emulation.iam_callers import caller_policies, principal_arn, role_named
 from emulation.iam_policy import AccessRequest, Decision, evaluate
 from emulation.iam_requests import (
     DERIVERS,
@@ -91,7 +90,7 @@ from emulation.iam_requests import (
 )
 from emulation.lambda_roles import is_lambda_service
 from emulation.moto_version import require_patched_moto
-from emulation.role_trust import ASSUME_ROLE, LAMBDA_SERVICE, Caller, may_assume, role_account
+from emulation.role_trust import ASSUME_ROLE, LAMBDA_SERVICE, Caller, may_assume
 
 log = logging.getLogger("emulation")
 BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE"})
@@ -170,9 +169,8 @@ def _assume_role_decision(self: Any, identity: Decision, request: AccessRequest)
     """The role, looked up in its own account (none: refused, as AWS refuses a role that
     does not exist), trusted as AWS decides it."""
     arn = request.resource
-    try:
-        role = iam_backends[role_account(arn)]["aws"].get_role_by_arn(arn)
-    except Exception:
+    role = role_named(arn)
+    if role is None:
         return Decision.IMPLICIT_DENY
     trust = json.loads(role.assume_role_policy_document)
     key = self._access_key

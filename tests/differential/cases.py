@@ -5,8 +5,9 @@ dimensions, so what is covered is a fact, not a sample.
   ForAllValues) x IfExists or not x the key matching, not matching, missing or
   multi-valued x Allow or Deny.
 - wildcards: Action / NotAction and Resource / NotResource patterns x Allow or Deny.
-- layers: identity x resource (bucket) policy x permissions boundary x session policy, for
-  a role session reading an object.
+- layers: identity x resource (bucket) policy (with NotPrincipal and a conditioned Deny) x
+  permissions boundary x session policy x the bucket in the caller's account or another,
+  for a role session reading an object.
 - trust: who a role's trust names x the caller's own allow x same account or not.
 
 Each case is a plain dict that both evaluators read: the world's (emulation.iam_policy,
@@ -225,6 +226,15 @@ BUCKET_POLICIES: dict[str, dict[str, Any] | None] = {
     "allow-role": document(_s3("Allow", Principal={"AWS": ROLE})),
     "allow-account": document(_s3("Allow", Principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"})),
     "deny-everyone": document(_s3("Deny", Principal="*")),
+    # NotPrincipal: a session is spared only if every name it answers to is listed.
+    "deny-all-but-role": document(_s3("Deny", NotPrincipal={"AWS": ROLE})),
+    "deny-all-but-every-name": document(
+        _s3("Deny", NotPrincipal={"AWS": [SESSION, ROLE, f"arn:aws:iam::{ACCOUNT}:root"]})
+    ),
+    # A Deny on a condition (the key is missing: the negated operator holds).
+    "deny-untagged": document(
+        _s3("Deny", Principal="*", Condition={"StringNotEquals": {"aws:PrincipalTag/team": "sre"}})
+    ),
 }
 LIMITS: dict[str, dict[str, Any] | None] = {
     "none": None,
@@ -236,10 +246,15 @@ LIMITS: dict[str, dict[str, Any] | None] = {
 
 def layer_cases() -> Iterator[Case]:
     for (i, identity), (b, bucket), (p, boundary), (s, session), account in itertools.product(
-        IDENTITIES.items(), BUCKET_POLICIES.items(), LIMITS.items(), LIMITS.items(), (ACCOUNT,)
+        IDENTITIES.items(),
+        BUCKET_POLICIES.items(),
+        LIMITS.items(),
+        LIMITS.items(),
+        (ACCOUNT, OTHER),
     ):
+        side = "same" if account == ACCOUNT else "other"
         yield {
-            "id": f"layers/identity-{i}/bucket-{b}/boundary-{p}/session-{s}",
+            "id": f"layers/identity-{i}/bucket-{b}/boundary-{p}/session-{s}/bucket-account-{side}",
             "category": "layers",
             "unvalidated": False,
             "principal": SESSION,

@@ -103,6 +103,22 @@ DECIDED += (
 )
 
 
+DECIDED += (
+    Decided(
+        covers=lambda c: c["category"] == "layers" and "bucket-deny-all-but-role" in c["id"],
+        documented=lambda c: "explicit deny",
+        why=(
+            "A Deny with NotPrincipal spares a role session only if it names the session "
+            "itself (with its role and account): 'When you specify an assumed-role session in "
+            "a NotPrincipal element, you cannot use a wildcard (*) to mean all sessions. "
+            "Principals must always name a specific session.' Naming only the role spares "
+            "none of its sessions; the oracle spares them."
+        ),
+        page="https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html",
+    ),
+)
+
+
 def verdict(case: Case) -> Decided | None:
     found = [rule for rule in DECIDED if rule.covers(case)]
     return found[0] if found else None

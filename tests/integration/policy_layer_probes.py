@@ -89,6 +89,12 @@ def stage(world: RunningWorld, admin: Clients) -> Iterator[list[LayerProbe]]:
                 "Resource": f"arn:aws:s3:::{bucket}/*",
             },
             {
+                "Effect": "Allow",
+                "Principal": {"AWS": list(roles.values())},
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{bucket}",
+            },
+            {
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:GetObject",
@@ -149,6 +155,22 @@ def stage(world: RunningWorld, admin: Clients) -> Iterator[list[LayerProbe]]:
             "GetObject, denied by a bucket policy",
             get(bucket, "secret/probe.json"),
             False,
+            plain,
+        ),
+        # A key that does not exist: AccessDenied without s3:ListBucket, NoSuchKey with it.
+        # https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html
+        LayerProbe(
+            name,
+            "GetObject a missing key, no s3:ListBucket",
+            get(spec.bucket, f"{spec.prefix}no-such-key-{tag}"),
+            False,
+            plain,
+        ),
+        LayerProbe(
+            name,
+            "GetObject a missing key, ListBucket from the bucket policy",
+            get(bucket, "shared/no-such-key.json"),
+            True,
             plain,
         ),
         LayerProbe(

@@ -91,7 +91,8 @@ def test_across_accounts_both_sides_must_allow() -> None:
 def test_a_deny_with_not_principal_spares_only_a_caller_named_by_every_name() -> None:
     """Deny with NotPrincipal refuses every principal it does not name. A role session
     answers to its session ARN, its role and its account, each evaluated: naming only the
-    role does not spare the session; naming all three does.
+    role does not spare the session; naming all three does, unless the role has a
+    permissions boundary: then it never does.
     https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html
     """
 
@@ -104,3 +105,9 @@ def test_a_deny_with_not_principal_spares_only_a_caller_named_by_every_name() ->
     assert decide(session(), GET, spared, ACCOUNT) == Decision.ALLOW
     other = CallerPolicies((f"arn:aws:iam::{ACCOUNT}:user/ops",), ACCOUNT, (doc(allow()),))
     assert decide(other, GET, spared, ACCOUNT) == Decision.EXPLICIT_DENY
+    # "...will always deny any IAM principal that has a permissions boundary policy
+    # attached, regardless of the values specified in the NotPrincipal element."
+    bounded = session(boundary=doc(allow()))
+    assert decide(bounded, GET, spared, ACCOUNT) == Decision.EXPLICIT_DENY
+    not_this_action = doc(deny("s3:PutObject", NotPrincipal={"AWS": [SESSION]}))
+    assert decide(bounded, GET, not_this_action, ACCOUNT) == Decision.ALLOW
