@@ -201,6 +201,7 @@ ROLE_READ = (
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
 )
+# EC2's Describe calls name no resource on AWS: "*" is the only one they take.
 NETWORK_READ = ("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules")
 LOG_READ = ("logs:FilterLogEvents", "logs:GetLogEvents", "logs:DescribeLogStreams")
 # Listing and metric reads name no resource on AWS (DescribeAlarms names alarms: "*" is
@@ -328,7 +329,8 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 allow(["sns:Publish"], [events, a.topic(Topic.APPROVALS)], "PublishDecisions"),
                 # The approvals page shows each pending fix against the live function.
                 *_diagnostic_reads(a),
-                # The runtime's per-stage counters, shown beside the queues.
+                # The runtime's per-stage counters, shown beside the queues (metric reads
+                # name no resource on AWS).
                 allow(
                     ["cloudwatch:GetMetricStatistics", "cloudwatch:GetMetricData"],
                     "*",
@@ -347,7 +349,7 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     a.all_queues(),
                     "InspectQueues",
                 ),
-                allow(("sqs:ListQueues",), "*", "ListQueues"),
+                allow(("sqs:ListQueues",), "*", "ListQueues"),  # names no queue on AWS
                 # `fleet dlq peek|redrive|purge`: a dead letter is handed back, moved to its
                 # stage's queue, or deleted once copied.
                 allow(
@@ -375,6 +377,8 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             ]
         case Principal.LAMBDA_RUNTIME:
             return [
+                # The world's Lambda service runs every function there is, protected or not
+                # (ListFunctions names no resource on AWS).
                 allow((*FUNCTION_READ, "lambda:ListFunctions"), "*", "ReadFunctions"),
                 allow(NETWORK_READ, "*", "ReadSecurityGroups"),
                 allow(["sts:AssumeRole"], a.roles(), "AssumeExecutionRoles"),
@@ -385,6 +389,8 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
             return [allow(["sqs:SendMessage", "sqs:GetQueueUrl"], [watchdog], "TickWatchdog")]
         case Principal.ALARM_EVALUATOR:
             return [
+                # The world's CloudWatch evaluates every alarm there is; GetMetricStatistics
+                # names no resource on AWS.
                 allow(
                     [
                         "cloudwatch:DescribeAlarms",
