@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     alarm_period_s: int = Field(default=10, ge=10)
     alarm_poll_s: float = Field(default=1.0, gt=0)
 
+    # CloudTrail's event history in the embedded world: how long after a call its event
+    # appears (AWS: "an average of about 5 minutes", never at once). Shorter here so a
+    # test's or a game day's changes are in the trail within its own minute; 300 is AWS's.
+    trail_delivery_delay_s: float = Field(default=30.0, gt=0)
+
     # Queues.
     queue_max_receive_count: int = Field(default=5, ge=2)
     queue_visibility_timeout_s: int = Field(default=60, ge=1)

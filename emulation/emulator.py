@@ -119,6 +119,7 @@ def serve(
     admin_user: str,
     launcher_pid: int | None,
     clock_file: Path | None = None,
+    trail_delivery_delay_s: float = 30.0,
 ) -> None:
     # Enforce IAM from the very first request (moto's default lets everything through).
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
@@ -130,6 +131,7 @@ def serve(
     from waitress.server import create_server
 
     from emulation import (
+        cloudtrail,
         cloudwatch_dimensions,
         ec2_rule_descriptions,
         iam_sessions,
@@ -144,6 +146,7 @@ def serve(
 
     world_clock.install(clock_file)
     moto_patches.apply()
+    cloudtrail.apply(trail_delivery_delay_s)  # records what the patched calls answer
     iam_sessions.apply()
     s3_access.apply()
     lambda_packages.apply()
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--clock-file", type=Path, help="the offset its owner moves the clock by (world_clock)"
     )
+    parser.add_argument(
+        "--trail-delivery-delay-s", type=float, default=30.0, help="CloudTrail's delivery delay"
+    )
     args = parser.parse_args(argv)
     serve(
         args.host,
@@ -212,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         args.admin_user,
         args.launcher_pid,
         args.clock_file,
+        args.trail_delivery_delay_s,
     )
 
 

@@ -271,11 +271,16 @@ def set_source_ip(address: str | None) -> None:
     _origin.address = address
 
 
+def source_ip() -> str | None:
+    """The address the request being served came from."""
+    return getattr(_origin, "address", None)
+
+
 def global_context(principal_arn: str, account: str, region: str) -> dict[str, list[str]]:
     """The keys AWS puts in every request's context. `principal_arn` is the IAM identity's
     ARN: for a role session, the role's (aws:PrincipalArn never names the session)."""
     now = world_clock.now()
-    address = getattr(_origin, "address", None)
+    address = source_ip()
     return {
         **({"aws:SourceIp": [address]} if address else {}),
         "aws:PrincipalArn": [principal_arn],

@@ -194,7 +194,7 @@ def _check_action_permitted(self: Any, resource: str) -> None:
     _check_access(self, [AccessRequest(self._action, resource, context)])
 
 
-def _request_params(response: Any) -> Mapping[str, Any]:
+def request_params(response: Any) -> Mapping[str, Any]:
     params = getattr(response, "params", None)
     if isinstance(params, Mapping) and params:
         return params
@@ -242,7 +242,7 @@ def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") ->
     )
     iam_request.check_signature()
     action = iam_request._action
-    params = _request_params(self) if action.partition(":")[0] in DERIVERS else {}
+    params = request_params(self) if action.partition(":")[0] in DERIVERS else {}
     account, region = self.current_account, self.region
     requests = access_requests(
         action,

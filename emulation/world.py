@@ -375,6 +375,8 @@ class World:
                     str(os.getpid()),
                     "--clock-file",
                     str(s.state_dir / world_clock.FILE_NAME),
+                    "--trail-delivery-delay-s",
+                    str(s.trail_delivery_delay_s),
                 ],
                 principal=None,
             )

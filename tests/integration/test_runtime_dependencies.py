@@ -42,6 +42,7 @@ NEEDS_MOTO = {
     "emulation.lambda_roles",
     "emulation.s3_access",
     "emulation.resource_policies",
+    "emulation.cloudtrail",
 }
 # The embedded world's preloader, whose forked services take their titles with setproctitle
 # (the embedded extra's too): it is only ever run by `fleet up`.
