@@ -350,6 +350,9 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                     "InspectQueues",
                 ),
                 allow(("sqs:ListQueues",), "*", "ListQueues"),  # names no queue on AWS
+                # `fleet incidents show|postmortem`: who changed what (CloudTrail's event
+                # history names no resource on AWS).
+                allow(("cloudtrail:LookupEvents",), "*", "ReadWhoChangedWhat"),
                 # `fleet dlq peek|redrive|purge`: a dead letter is handed back, moved to its
                 # stage's queue, or deleted once copied.
                 allow(

@@ -11,7 +11,9 @@ resources it named. As on AWS:
 - data events are not in the event history: item reads and writes (DynamoDB), message calls
   (SQS, SNS Publish), log events and metric data (CloudWatch Logs, CloudWatch), Invoke;
 - an event appears only after a delivery delay (AWS: "an average of about 5 minutes", never
-  at once; here ``Settings.trail_delivery_delay_s``, never zero);
+  at once; here ``Settings.trail_delivery_delay_s``, never zero), judged by the world's
+  clock (emulation/world_clock.py), so a test moves the clock on instead of waiting; the
+  event's own time is the call's, by real time, as every other record of the world;
 - LookupEvents takes at most one lookup attribute, a time range, MaxResults up to 50 and a
   NextToken, returns the newest first, and is limited to 2 requests a second per account
   and Region (ThrottlingException);
@@ -39,7 +41,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -382,7 +384,9 @@ def record_call(response: BaseResponse, status: int, body: Any) -> None:
     ]
     if prefix == "sts" and params.get("RoleArn"):  # the role assumed
         named.append(str(params["RoleArn"]))
-    now = world_clock.now()
+    # Stamped by real time, as the rest of the world's records are (alarms, logs, the
+    # fleet's own); delivery is judged by the world's clock, which tests move on.
+    now = datetime.now(UTC)
     code, message = _error(status, body)
     event_id = str(uuid.uuid4())
     source = f"{EVENT_SOURCE_NAMES.get(service, service)}.amazonaws.com"
@@ -412,7 +416,7 @@ def record_call(response: BaseResponse, status: int, body: Any) -> None:
         name=name,
         source=source,
         time=now,
-        delivered=datetime.fromtimestamp(now.timestamp() + _history.delivery_delay_s, UTC),
+        delivered=world_clock.now() + timedelta(seconds=_history.delivery_delay_s),
         read_only=bool(record["readOnly"]),
         access_key_id=access_key_id,
         username=username,

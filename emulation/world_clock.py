@@ -6,9 +6,11 @@ to wait for. Whoever owns the world - who can write its state directory, as only
 read its administrator's keys - moves this clock forward by writing the offset file; the
 emulator reads it at each request that needs the time (a stat; the file is re-read when it
 changes), and so does the Lambda runtime when it asks whether its role's keys are still
-fresh. It governs what a session's lifetime is judged by: when sessions expire and the
-request-time keys aws:CurrentTime and aws:EpochTime. Everything else in the world (alarm
-periods, the watch window, message timers) keeps real time. It only moves forward.
+fresh. It governs what waits on time in the world's IAM and CloudTrail: when sessions
+expire, the request-time keys aws:CurrentTime and aws:EpochTime, and when a CloudTrail event
+is delivered (emulation/cloudtrail.py). Everything else in the world (alarm periods, the
+watch window, message timers, the time each event is stamped with) keeps real time. It only
+moves forward.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, computed_field
 
+from core.change_history import ChangeHistory
 from incidents.context_items import ContextItem, ContextKey, archived, transcript
 from incidents.diagnosis import Diagnosis, Evidence
 from incidents.incident import Incident
@@ -25,10 +26,11 @@ S = IncidentStatus
 # The fleet will not act any further: a person takes over.
 STOPPED: frozenset[str] = frozenset({S.ESCALATED, S.FAILED, S.ROLLED_BACK, S.REJECTED})
 AGENT_STAGES = ("diagnosis", "proposal", "review")
-# Drift means someone (or something) changed the account; who did is in CloudTrail, which
-# the embedded world does not have and no fleet tool reads.
+# Drift means someone (or something) changed the account; who did is in CloudTrail's event
+# history, which a report reads only where it was given it (`change_history`).
 WHO_CHANGED_UNSEEN = (
-    "not visible (no CloudTrail in the embedded world, and no fleet tool reads CloudTrail)"
+    "not looked up here: `fleet incidents show` and `fleet incidents postmortem` read "
+    "CloudTrail's event history for it"
 )
 
 
@@ -127,6 +129,9 @@ class IncidentReport(BaseModel):
     symptoms: list[str] = []  # every alert symptom seen (errors, throttles...)
     round: int = 1  # the round the incident is in
     rounds: list[Round] = []  # each round, the current one last
+    # Who changed the function, its role and its network around the incident, from
+    # CloudTrail (core/change_history.py); None where nobody looked.
+    change_history: ChangeHistory | None = None
 
     def _entered(self, status: str) -> list[TimelineEntry]:
         return [e for e in self.timeline if e.action.endswith(f"-> {status}")]
@@ -179,6 +184,12 @@ class IncidentReport(BaseModel):
         return _handover(self)
 
 
+def who_changed(report: IncidentReport) -> str:
+    """Who made the changes, as the trail tells it, or why it was not read."""
+    history = report.change_history
+    return history.who_changed() if history is not None else WHO_CHANGED_UNSEEN
+
+
 def _handover(report: IncidentReport) -> Handover:
     needs = report.status in STOPPED
     stopped = [e for e in report.timeline if any(e.action.endswith(f"-> {s}") for s in STOPPED)]
@@ -201,7 +212,7 @@ def _handover(report: IncidentReport) -> Handover:
         unexplained=d.unexplained,
         unseen=d.unseen,
         next_step=d.next_step,
-        who_changed=WHO_CHANGED_UNSEEN if d.drifts else None,
+        who_changed=who_changed(report) if d.drifts else None,
     )
 
 

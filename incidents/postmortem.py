@@ -11,11 +11,11 @@ from typing import Any
 
 from incidents.diagnosis import Evidence
 from incidents.incident_report import (
-    WHO_CHANGED_UNSEEN,
     Handover,
     IncidentReport,
     Round,
     starts_round,
+    who_changed,
 )
 from incidents.report_text import plain
 
@@ -116,11 +116,11 @@ def _handover(h: Handover) -> list[str]:
     out += _items("No drift explains", h.unexplained)
     out += _items("Could not see", h.unseen)
     if h.who_changed:
-        out += [f"**Who made the change:** {h.who_changed}", ""]
+        out += [f"**Who made the change:** {_text(h.who_changed)}", ""]
     return out
 
 
-def _diagnosis(d: dict[str, Any]) -> list[str]:
+def _diagnosis(d: dict[str, Any], who: str) -> list[str]:
     out = [
         f"**Accepted:** {_text(d.get('root_cause'))} (confidence {d.get('confidence')}, "
         f"severity {d.get('severity')})",
@@ -137,16 +137,16 @@ def _diagnosis(d: dict[str, Any]) -> list[str]:
     out += _items("No drift explains", d.get("unexplained", []))
     out += _items("Could not see", d.get("unseen", []))
     if d.get("drifts"):
-        out += [f"**Who made the change:** {WHO_CHANGED_UNSEEN}", ""]
+        out += [f"**Who made the change:** {_text(who)}", ""]
     if d.get("escalate"):
         out += [f"Escalated instead of acting: {_text(d.get('escalation_reason'))}", ""]
     return out
 
 
-def _round_sections(r: Round, level: str) -> list[str]:
+def _round_sections(r: Round, level: str, who: str) -> list[str]:
     """A round's hypotheses, actions, review and verification, as sections at `level`."""
     out = [f"{level} Hypotheses and evidence", ""]
-    out += _diagnosis(r.diagnosis) if r.diagnosis else ["No diagnosis was recorded.", ""]
+    out += _diagnosis(r.diagnosis, who) if r.diagnosis else ["No diagnosis was recorded.", ""]
     out += [f"{level} Actions", ""]
     p = r.proposal or {}
     if p:
@@ -244,7 +244,7 @@ def postmortem_markdown(report: IncidentReport, detect_s: float | None = None) -
         out.append(f"| {e.at} | {e.round} | {_cell(_text(e.actor))} | {_cell(what)} |")
     out.append("")
     if report.round == 1:
-        out += _round_sections(report.rounds[0], "##")
+        out += _round_sections(report.rounds[0], "##", who_changed(report))
     else:
         for r in report.rounds:
             why = _text(r.ended_because or "not recorded")
@@ -254,7 +254,7 @@ def postmortem_markdown(report: IncidentReport, detect_s: float | None = None) -
                 else f"the current round ({report.status})"
             )
             out += [f"## Round {r.number}", "", f"Started {r.started_at}; {ended}.", ""]
-            out += _round_sections(r, "###")
+            out += _round_sections(r, "###", who_changed(report))
     out += ["## What to change", ""]
     out += [f"- {WHAT_TO_CHANGE[f]}" for f in faults if f in WHAT_TO_CHANGE] or [
         "- Nothing was found broken; review the alarm's threshold if this was a false alarm."

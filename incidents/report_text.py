@@ -62,7 +62,7 @@ def _handover_text(h: Handover) -> list[str]:
     lines += _listed("no drift explains", h.unexplained)
     lines += _listed("could not see", h.unseen)
     if h.who_changed:
-        lines.append(f"  who made the change: {h.who_changed}")
+        lines.append(f"  who made the change: {plain(h.who_changed)}")
     return lines
 
 
@@ -78,7 +78,7 @@ def _compact(h: Handover) -> list[str]:
         if items:
             lines.append(f"  {title}: " + "; ".join(plain(i) for i in items))
     if h.who_changed:
-        lines.append(f"  who made the change: {h.who_changed}")
+        lines.append(f"  who made the change: {plain(h.who_changed)}")
     return lines
 
 

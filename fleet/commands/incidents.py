@@ -7,11 +7,13 @@ import getpass
 import json
 import os
 import sys
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from core.aws import Clients
+from core.change_history import changes_to, resources_of
 from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
@@ -38,11 +40,27 @@ def _operator_store(settings: Settings) -> IncidentStore:
     return IncidentStore(Clients(Principal.OPERATOR, settings)("dynamodb"))
 
 
+# How far before an incident opened a change may have caused it.
+CHANGES_BEFORE = timedelta(hours=1)
+
+
 def _report(settings: Settings, incident_id: str) -> IncidentReport:
     report = load_report(_operator_store(settings), incident_id)
     if report is None:
         raise UsageError(f"no incident {incident_id!r}: `fleet incidents list` shows them")
-    return report
+    if not report.handover.drifts:
+        return report
+    # Drift: someone changed the account. Who, and when, is in CloudTrail's event history.
+    clients = Clients(Principal.OPERATOR, settings)
+    opened = datetime.fromisoformat(report.opened_at)
+    closed = datetime.fromisoformat(report.closed_at) if report.closed_at else None
+    history = changes_to(
+        clients("cloudtrail"),
+        resources_of(clients("lambda"), report.resource),
+        opened - CHANGES_BEFORE,
+        closed,
+    )
+    return report.model_copy(update={"change_history": history})
 
 
 def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:

@@ -247,7 +247,7 @@ def test_an_escalation_says_what_a_person_needs_and_its_quotes_stay_text(
     expect(page.locator("#hypothesis")).to_contain_text("code_bug, config_drift, confidence 0.45")
     expect(page.locator("#ruled-out li")).to_have_count(2)
     expect(page.locator("#unseen")).to_contain_text("logs before 10:02")
-    expect(page.locator("#who-changed")).to_contain_text("no CloudTrail in the embedded world")
+    expect(page.locator("#who-changed")).to_contain_text("not looked up here")
     # The quoted log line is shown as the text it is; nothing in it ran.
     expect(handover.locator("pre.quote")).to_contain_text(
         "KeyError: 'records' <script>window.__owned = 1</script><img src=x"

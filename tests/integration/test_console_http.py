@@ -247,7 +247,7 @@ def test_an_escalated_incident_says_what_a_person_needs_in_its_rounds(
         "Read the failing batch in s3://data/input/batch.json",
         "iam: at baseline (restored in round 1)",
         "logs before 10:02: the log group has none",
-        "Who made the change:</b> not visible (no CloudTrail in the embedded world",
+        "Who made the change:</b> not looked up here: `fleet incidents show`",
     ):
         assert shown in handover, shown
     # The log line quoted in the evidence is text on the page, never markup.

@@ -10,6 +10,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt  # comes with rich (a runtime dependency)
 
+from core.change_history import Change, ChangeHistory
 from incidents.context_items import ContextItem, ContextKey, archived, transcript
 from incidents.diagnosis import Diagnosis, FaultType
 from incidents.incident import Incident
@@ -193,8 +194,25 @@ def test_the_terminal_puts_the_account_first_and_sends_no_escape_sequence() -> N
     assert "    PutRolePolicy" not in text and "    iam:PutRolePolicy(" in text
 
 
+# A person's change, as CloudTrail's event history tells it; the session name is theirs to
+# choose, so it is data like any log line.
+BY_HAND = Change(
+    at=datetime(2026, 12, 8, 5, 2, 11, tzinfo=UTC),
+    event="UpdateFunctionConfiguration20150331v2",
+    source="lambda.amazonaws.com",
+    resource="data-processor",
+    who="AssumedRole ops/<img src=x onerror=alert(1)>",
+    who_arn=None,
+    by_fleet=False,
+)
+
+
 def test_the_postmortem_has_the_account_a_section_per_round_and_escapes_the_record() -> None:
-    md = postmortem_markdown(_report(_two_rounds_then_escalated()))
+    history = ChangeHistory(
+        looked_up=["data-processor"], start=BY_HAND.at, end=None, changes=[BY_HAND]
+    )
+    report = _report(_two_rounds_then_escalated()).model_copy(update={"change_history": history})
+    md = postmortem_markdown(report)
     headings = [line for line in md.splitlines() if line.startswith("#")]
     assert headings[:3] == [
         "# Postmortem: data-processor (errors, throttles), inc-test",
@@ -207,7 +225,10 @@ def test_the_postmortem_has_the_account_a_section_per_round_and_escapes_the_reco
     # The model's prose is escaped as Markdown: DATA_PREFIX does not turn italic.
     assert "**Next step for a person:** Read the failing batch in s3://data/input/" in account
     assert "restore DATA\\_PREFIX if unintended" in account
-    assert "**Who made the change:** not visible (no CloudTrail in the embedded world" in account
+    assert (
+        "**Who made the change:** UpdateFunctionConfiguration20150331v2 on data-processor by "
+        "AssumedRole ops/\\<img src=x onerror=alert(1)> at 2026-12-08T05:02:11Z"
+    ) in account
     assert "**Why the fleet stopped:** confidence 0.45 \\< 0.6" in account
     # The log line is quoted as code: rendered, its tags are text, never elements.
     assert "`KeyError: 'records' <script>window.__owned = 1</script>" in account
