@@ -307,7 +307,14 @@ def policy_statements(principal: Principal, a: Arns) -> list[Statement]:
                 # A rollback's target checked against the versions as they are now.
                 statements.append(allow(VERSION_READ, a.functions(), "CheckRollbackTargets"))
             return statements
-        case Principal.MCP_SUPERVISOR | Principal.MCP_RESOLVER:
+        case Principal.MCP_SUPERVISOR:
+            return [
+                *_diagnostic_reads(a),
+                allow(STATE_RO, a.tables(), "ReadBaselines"),
+                # `recent_changes`: who changed what (names no resource on AWS).
+                allow(("cloudtrail:LookupEvents",), "*", "ReadWhoChangedWhat"),
+            ]
+        case Principal.MCP_RESOLVER:
             return [*_diagnostic_reads(a), allow(STATE_RO, a.tables(), "ReadBaselines")]
         case Principal.CONSOLE:
             return [

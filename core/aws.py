@@ -61,10 +61,14 @@ def session_from_keys(keys: dict[str, str], settings: Settings) -> boto3.Session
     )
 
 
-def client(session: boto3.Session, service: str, settings: Settings) -> Any:
+def client(
+    session: boto3.Session, service: str, settings: Settings, config: Config | None = None
+) -> Any:
+    """A client of `service`; `config` is merged over CLIENT_CONFIG (e.g. other retries)."""
+    merged = CLIENT_CONFIG.merge(config) if config is not None else CLIENT_CONFIG
     # The service is named at run time, so the stubs' per-service overloads cannot apply.
     made = session.client(  # type: ignore[call-overload]
-        service, endpoint_url=settings.endpoint_url, config=CLIENT_CONFIG
+        service, endpoint_url=settings.endpoint_url, config=merged
     )
     return count_requests(made)
 

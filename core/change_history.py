@@ -5,21 +5,24 @@ A drift says what differs from the baseline; the trail says who made it. Each re
 looked up by name (the function, its execution role, its security groups) over a window,
 read-only events left out, and each change is told as made by a person (or anything else)
 or by the fleet itself (its workers and servers, under their own identities). LookupEvents
-answers 2 requests a second per account and Region, so the lookups are paced to that;
-events appear minutes after a call on AWS, so an empty answer says when it was asked.
+answers 2 requests a second per account and Region, so its client is paced to that
+(:func:`trail_client`); events appear minutes after a call on AWS, so an empty answer says
+when it was asked.
 https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
+from core.aws import Clients, client
 from core.aws_errors import error_code
 from core.principals import Principal
 
@@ -35,8 +38,16 @@ FLEET_USERS = frozenset(
         Principal.MCP_RESOLVER,
     )
 )
-LOOKUP_INTERVAL_S = 0.5  # AWS's limit: 2 LookupEvents a second per account and Region
+# AWS answers 2 LookupEvents a second per account and Region, whoever asks: botocore's
+# adaptive retries pace this client to what it is allowed (a client-side token bucket that
+# learns from each ThrottlingException), with room to wait out other readers.
+TRAIL_RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 10})
 MAX_PAGES = 10  # per resource: 500 events, newest first
+
+
+def trail_client(clients: Clients) -> Any:
+    """A CloudTrail client of `clients`' principal, paced to LookupEvents' limit."""
+    return client(clients.session, "cloudtrail", clients.settings, TRAIL_RETRIES)
 
 
 class Change(BaseModel, frozen=True):
@@ -64,6 +75,12 @@ class ChangeHistory(BaseModel):
     changes: list[Change]  # oldest first
     unseen: str | None = None  # why the trail could not be read, if it could not
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def told(self) -> list[str]:
+        """Each change in a line, as a report and a diagnosis quote it."""
+        return [c.line() for c in self.changes]
+
     def by_others(self) -> list[Change]:
         """Changes that took effect, made by anyone but the fleet."""
         return [c for c in self.changes if not c.by_fleet and c.error is None]
@@ -87,16 +104,20 @@ class ChangeHistory(BaseModel):
         return f"{shown}{more}{own}"
 
 
-def resources_of(lam: Any, function_name: str) -> list[str]:
-    """The names a function's changes are filed under: the function, its execution role and
-    its security groups (just the function's name if it cannot be read)."""
-    try:
-        config = lam.get_function_configuration(FunctionName=function_name)
-    except ClientError:
-        return [function_name]
-    names = [function_name, str(config["Role"]).rsplit("/", 1)[-1]]
+def names_in(config: Mapping[str, Any]) -> list[str]:
+    """The names a function's changes are filed under, from its configuration: the function,
+    its execution role and its security groups."""
+    names = [str(config["FunctionName"]), str(config["Role"]).rsplit("/", 1)[-1]]
     names += list(config.get("VpcConfig", {}).get("SecurityGroupIds", []))
     return names
+
+
+def resources_of(lam: Any, function_name: str) -> list[str]:
+    """:func:`names_in` of a function (just its name if it cannot be read)."""
+    try:
+        return names_in(lam.get_function_configuration(FunctionName=function_name))
+    except ClientError:
+        return [function_name]
 
 
 def _who(identity: dict[str, Any]) -> tuple[str, str | None, bool]:
@@ -116,14 +137,11 @@ def changes_to(
 ) -> ChangeHistory:
     """Every write to the named resources between `start` and `end` (None: now)."""
     found: dict[str, Change] = {}
-    last = 0.0
     history = ChangeHistory(looked_up=names, start=start, end=end, changes=[])
     try:
         for name in names:
             token: dict[str, str] = {}
             for _ in range(MAX_PAGES):
-                time.sleep(max(0.0, last + LOOKUP_INTERVAL_S - time.monotonic()))
-                last = time.monotonic()
                 window = {"StartTime": start, **({"EndTime": end} if end else {})}
                 page = trail.lookup_events(
                     LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": name}],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.aws import Clients
-from core.change_history import changes_to, resources_of
+from core.change_history import changes_to, resources_of, trail_client
 from core.errors import UsageError
 from core.principals import Principal
 from core.settings import Settings
@@ -55,7 +55,7 @@ def _report(settings: Settings, incident_id: str) -> IncidentReport:
     opened = datetime.fromisoformat(report.opened_at)
     closed = datetime.fromisoformat(report.closed_at) if report.closed_at else None
     history = changes_to(
-        clients("cloudtrail"),
+        trail_client(clients),
         resources_of(clients("lambda"), report.resource),
         opened - CHANGES_BEFORE,
         closed,

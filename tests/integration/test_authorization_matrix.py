@@ -443,10 +443,12 @@ def probes(fx: Fixtures) -> list[Probe]:
     )
     add(P.ALARM_EVALUATOR, True, "Publish incident-alerts", publish(fx, Topic.ALERTS))
     add(P.ALARM_EVALUATOR, False, "Publish incident-events", publish(fx, Topic.EVENTS))
-    # Who changed what: the person's reports read CloudTrail; no worker or server does yet.
+    # Who changed what: the person's reports and the supervisor's `recent_changes` read
+    # CloudTrail; nothing else does.
     trail: Call = lambda c: c("cloudtrail").lookup_events(MaxResults=1)  # noqa: E731
-    add(P.OPERATOR, True, "LookupEvents (CloudTrail)", trail)
-    for p in (P.SUPERVISOR, P.RESOLVER, P.MCP_SUPERVISOR, P.CONSOLE):
+    for p in (P.OPERATOR, P.MCP_SUPERVISOR):
+        add(p, True, "LookupEvents (CloudTrail)", trail)
+    for p in (P.SUPERVISOR, P.RESOLVER, P.MCP_RESOLVER, P.CONSOLE):
         add(p, False, "LookupEvents (CloudTrail)", trail)
     add(P.ALARM_EVALUATOR, False, "PutMetricData AWS/Lambda", metric("AWS/Lambda"))
     add(

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from emulation import world_clock
 from tests.integration.conftest import RunningWorld
 from tests.integration.mcp_client import base_url, session_calls
 from tests.integration.mcp_client import call as mcp_call
@@ -23,6 +24,7 @@ TOOLS = {
     "role_statements",
     "security_group_rules",
     "compare_with_baseline",
+    "recent_changes",
 }
 
 
@@ -181,6 +183,42 @@ def test_requests_without_the_right_key_or_from_elsewhere_are_refused(world: Run
     assert _status(world, "/mcp", {"X-API-Key": "wrong-key-wrong-key-wrong"}) == 401
     assert _status(world, "/sse", {**good, "Origin": "http://evil.example"}) == 403
     assert _status(world, "/sse", {**good, "Host": "evil.example"}) == 421
+
+
+def test_recent_changes_names_who_changed_the_function_from_the_trail(
+    world: RunningWorld, admin: Any
+) -> None:
+    """A person's change to a protected function, read back through the tool from
+    CloudTrail's event history once it is delivered: the call, the function, who, when.
+    https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html
+    """
+    lam = admin("lambda")
+    before = lam.get_function_configuration(FunctionName=FUNCTION).get("Description", "")
+    lam.update_function_configuration(FunctionName=FUNCTION, Description="noted by hand")
+    try:
+        world_clock.of_state_dir(world.settings.state_dir).advance(
+            world.settings.trail_delivery_delay_s + 1
+        )
+        result = call(world, "recent_changes", function_name=FUNCTION, minutes=10)
+    finally:
+        lam.update_function_configuration(FunctionName=FUNCTION, Description=before)
+    assert not result.isError, result.content
+    history = result.structuredContent
+    assert FUNCTION in history["looked_up"] and len(history["looked_up"]) >= 3  # role, groups
+    mine = [
+        c
+        for c in history["changes"]
+        if c["event"] == "UpdateFunctionConfiguration20150331v2" and c["resource"] == FUNCTION
+    ]
+    assert mine and mine[-1]["who"] == "IAMUser fleet-admin" and not mine[-1]["by_fleet"]
+    assert any(
+        line.startswith(
+            f"UpdateFunctionConfiguration20150331v2 on {FUNCTION} by IAMUser fleet-admin"
+        )
+        for line in history["told"]
+    )
+    refused = call(world, "recent_changes", function_name="no-such-function")
+    assert refused.isError and "not a protected function" in refused.content[0].text
 
 
 def test_errors_come_back_as_tool_errors(world: RunningWorld, admin: Any) -> None:

@@ -9,10 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 
-from core import change_history
 from core.change_history import changes_to
 
 START = datetime(2026, 12, 8, 5, 0, tzinfo=UTC)
@@ -59,11 +57,6 @@ class Trail:
         if at + 2 < len(found):
             page["NextToken"] = str(at + 2)
         return page
-
-
-@pytest.fixture(autouse=True)
-def unpaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(change_history, "LOOKUP_INTERVAL_S", 0.0)
 
 
 def test_writes_by_others_are_named_and_the_fleets_own_counted() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
+from core.change_history import Change, ChangeHistory
 from core.settings import Settings
 from core.shared_bucket import SharedTokenBucket
 from incidents.baseline_diff import (
@@ -84,7 +85,12 @@ INJECTION = (
 
 
 def tools(**outputs: Any) -> list[BaseTool]:
-    """Stand-ins for the supervisor server's tools: each answers as the server would."""
+    """Stand-ins for the supervisor server's tools: each answers as the server would (the
+    trail, unless a test says otherwise, with nothing in it yet)."""
+    outputs.setdefault(
+        "recent_changes",
+        ChangeHistory(looked_up=[FN], start=datetime.now(UTC), end=None, changes=[]),
+    )
 
     def make(name: str, value: Any) -> BaseTool:
         def answer(**_: Any) -> str:
@@ -441,3 +447,49 @@ def test_a_drift_no_symptom_explains_is_reported_and_the_rest_left_open() -> Non
     assert diagnosis is not None
     assert [f.value for f in diagnosis.fault_types] == ["network_blocked"]
     assert len(diagnosis.unexplained) == 2  # the throttles, and the access denial
+
+
+def _change(minutes_ago: int, event: str, who: str, by_fleet: bool = False) -> Change:
+    return Change(
+        at=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+        event=event,
+        source="lambda.amazonaws.com",
+        resource=FN,
+        who=who,
+        who_arn=None,
+        by_fleet=by_fleet,
+    )
+
+
+def test_each_drift_cites_who_made_it_when_the_trail_has_it() -> None:
+    # The environment drifted; the trail has a person's configuration change, an older one
+    # of theirs, and the fleet's own: the newest change by others is cited beside the drift.
+    changes = [
+        _change(50, "UpdateFunctionConfiguration20150331v2", "IAMUser ops-bob"),
+        _change(9, "UpdateFunctionConfiguration20150331v2", "AssumedRole ops/alice"),
+        _change(2, "UpdateFunctionConfiguration20150331v2", "IAMUser fleet-mcp-resolver", True),
+    ]
+    history = ChangeHistory(
+        looked_up=[FN], start=datetime.now(UTC) - timedelta(hours=1), end=None, changes=changes
+    )
+    outputs = {
+        "lambda_metrics": metrics(errors=5),
+        "recent_log_events": logs(ACCESS_DENIED),
+        "compare_with_baseline": compared(env=("DATA_BUCKET",)),
+        "recent_changes": history,
+    }
+    _, diagnosis = diagnose(tools(**outputs))
+    assert diagnosis is not None and not diagnosis.dropped_evidence
+    cited = [e for e in diagnosis.evidence if "was changed by" in e.claim]
+    assert [e.claim.split(" at ")[0] for e in cited] == [
+        "configuration was changed by AssumedRole ops/alice"
+    ]
+    assert cited[0].quote == changes[1].line()
+    assert "who made the drift" not in " ".join(diagnosis.unseen)
+
+    # Nothing in the trail yet: said, not guessed.
+    del outputs["recent_changes"]
+    _, diagnosis = diagnose(tools(**outputs))
+    assert diagnosis is not None
+    assert not [e for e in diagnosis.evidence if "was changed by" in e.claim]
+    assert any(u.startswith("who made the drift: nothing in CloudTrail") for u in diagnosis.unseen)

@@ -26,8 +26,10 @@ SYSTEM_PROMPT = """\
 You are the supervisor of an incident-response fleet for AWS Lambda. An alarm fired for a
 protected function. Find every cause with the diagnostic tools: the metrics, the comparison
 of every concern with the recorded known-good baseline (compare_with_baseline: anything
-that differs is drift, whoever made it), and the logs; then read further what the evidence
-points at. Report every drift that can explain a symptom: there may be several faults at
+that differs is drift, whoever made it), and the logs; where something drifted, who
+changed it and when (recent_changes, from CloudTrail: cite the change beside its drift; the
+trail lags calls by minutes, so an empty one proves nothing); then read further what the
+evidence points at. Report every drift that can explain a symptom: there may be several faults at
 once, and a fault may silence the function's own logs. Evidence from before
 `symptom_since` belongs to an earlier incident or round. You have at most 12 tool calls.
 

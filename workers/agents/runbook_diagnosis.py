@@ -16,15 +16,17 @@ signatures only: whatever else they say is never acted on.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from incidents.diagnosis import FaultType
 from workers.agents.offline_model import Step, ToolResult, Transcript
+from workers.agents.runbook_changes import cite_who_changed
+from workers.agents.runbook_findings import Account, Finding, cite
 
 METRICS_MINUTES = 5
 LOG_MINUTES = 5
+CHANGES_MINUTES = 60  # how far back a change may have caused the incident
 
 ACCESS_DENIED = ("accessdenied", "not authorized to perform", "access denied")
 NETWORK = ("connecttimeout", "connect timeout", "endpointconnectionerror", "could not connect")
@@ -45,38 +47,6 @@ EXPLAINS: dict[tuple[str, ...], tuple[str, ...]] = {
     CODE: ("configuration", "deployment"),
 }
 CONCERNS = ("iam", "concurrency", "network", "configuration", "deployment")
-
-
-@dataclass
-class Finding:
-    fault: FaultType
-    claim: str
-    confidence: float
-    evidence: list[dict[str, str]] = field(default_factory=list)
-    concern: str | None = None  # the drift behind it, if any
-
-
-@dataclass
-class Account:
-    """What the investigation saw, in the words a person reads."""
-
-    symptoms: list[str] = field(default_factory=list)
-    drifts: list[str] = field(default_factory=list)
-    ruled_out: list[str] = field(default_factory=list)
-    unexplained: list[str] = field(default_factory=list)
-    unseen: list[str] = field(default_factory=list)
-    next_step: str = ""
-
-
-def _quote(result: ToolResult, pattern: str) -> str | None:
-    """An exact excerpt of the tool's output matching `pattern`, to cite."""
-    match = re.search(pattern, result.text, re.I)
-    return match.group(0) if match else None
-
-
-def _cite(result: ToolResult, claim: str, pattern: str) -> list[dict[str, str]]:
-    quote = _quote(result, pattern)
-    return [{"claim": claim, "tool_call_id": result.call_id, "quote": quote}] if quote else []
 
 
 def _since(alert: dict[str, Any]) -> str:
@@ -151,7 +121,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                     f"the execution role carries an explicit Deny its baseline does not have "
                     f"({sources})",
                     0.9,
-                    _cite(
+                    cite(
                         compared,
                         "a Deny the baseline does not have",
                         r'"explicit_denies":\s*\[\s*\{',
@@ -168,7 +138,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                     FaultType.IAM_PERMISSION_MISSING,
                     f"the execution role lost permissions its baseline grants ({', '.join(lost)})",
                     0.9,
-                    _cite(
+                    cite(
                         compared,
                         "policies or statements of the baseline are missing",
                         r'"missing_(?:policies|statements)":\s*\[\s*[\{"]',
@@ -192,7 +162,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                     f"reserved concurrency is {now}, below its baseline ({was}), so runs are "
                     "throttled",
                     0.9,
-                    _cite(
+                    cite(
                         compared,
                         "reserved concurrency differs from the baseline",
                         r'"current":\s*-?\d+',
@@ -212,7 +182,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                         f"{name} lost egress rules its baseline has, so the function's AWS "
                         "calls cannot get out",
                         0.9,
-                        _cite(
+                        cite(
                             compared,
                             "egress rules of the baseline are missing",
                             r'"egress_missing":\s*\[\s*\{\s*"IpProtocol":\s*"[^"]*"',
@@ -241,7 +211,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                         f"the timeout was changed from the baseline's {timeout[0]}s to "
                         f"{timeout[1]}s",
                         0.9,
-                        _cite(
+                        cite(
                             compared,
                             "the timeout differs from the baseline",
                             r'"timeout_s":\s*\[\s*\d+,\s*\d+\s*\]',
@@ -258,7 +228,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                     FaultType.CONFIG_DRIFT,
                     f"the configuration drifted from its baseline ({'; '.join(what)})",
                     0.9,
-                    _cite(
+                    cite(
                         compared,
                         "the configuration differs from the baseline",
                         r'"environment_changed":\s*\[\s*"[^"]+"'
@@ -279,7 +249,7 @@ def _drift_findings(compared: ToolResult, data: dict[str, Any], account: Account
                 FaultType.BAD_DEPLOY,
                 f"a deploy changed what runs: {runs}",
                 0.9,
-                _cite(
+                cite(
                     compared,
                     "what runs differs from the baseline",
                     r'"(?:live_target|code_sha256)":\s*\[\s*"[^"]*"',
@@ -336,6 +306,14 @@ def diagnose(t: Transcript) -> Step:
             "recent_log_events",
             {"function_name": fn, "minutes": LOG_MINUTES, "pattern": "error", "limit": 20},
         )
+    drifted = (compared.data() or {}).get("drifted") if compared.ok else None
+    changes = t.last("recent_changes")
+    if drifted and changes is None:
+        return Step(
+            "Something changed: who changed it, and when?",
+            "recent_changes",
+            {"function_name": fn, "minutes": CHANGES_MINUTES},
+        )
     since = _since(alert)
     m = metrics.data() if metrics.ok else None
     errors, throttles = _total(m, "Errors", since), _total(m, "Throttles", since)
@@ -350,7 +328,7 @@ def diagnose(t: Transcript) -> Step:
             )
         if timed.ok and (found := _classifiable(_error_lines(timed, since))):
             logs, lines = timed, found
-    return _conclude(fn, alert, metrics, m, compared, logs, lines, errors, throttles)
+    return _conclude(fn, alert, metrics, m, compared, logs, lines, errors, throttles, changes)
 
 
 def _conclude(
@@ -363,6 +341,7 @@ def _conclude(
     lines: list[str],
     errors: float,
     throttles: float,
+    changes: ToolResult | None = None,
 ) -> Step:
     account = Account()
     invocations = _total(m, "Invocations", _since(alert))
@@ -387,14 +366,15 @@ def _conclude(
     if not compared.ok:
         account.unseen.append(f"the baseline comparison failed: {compared.text[:200]}")
     findings = _drift_findings(compared, data, account) if data else []
-    failing = _cite(metrics, "invocations are failing", _metric_pattern("Errors"))
-    throttled = _cite(metrics, "invocations are being throttled", _metric_pattern("Throttles"))
+    failing = cite(metrics, "invocations are failing", _metric_pattern("Errors"))
+    throttled = cite(metrics, "invocations are being throttled", _metric_pattern("Throttles"))
     error_cite = (
-        _cite(logs, "the function's runs fail with this error", re.escape(_line_excerpt(newest)))
+        cite(logs, "the function's runs fail with this error", re.escape(_line_excerpt(newest)))
         if newest
         else []
     )
     fixable = {f.concern for f in findings}
+    cite_who_changed(changes, findings, account)
     if findings:
         for f in findings:  # each drift, with the symptom it explains
             if f.fault == FaultType.CONCURRENCY_THROTTLED:
@@ -455,8 +435,8 @@ def _unexplained(
                     "no errors or throttles since the symptom began, no error in the logs, "
                     "and the function matches its baseline",
                     0.8,
-                    _cite(metrics, "no invocation failed", _metric_pattern("Errors"))
-                    + _cite(
+                    cite(metrics, "no invocation failed", _metric_pattern("Errors"))
+                    + cite(
                         logs,
                         "the logs were read: no error line since the symptom began",
                         r'"matched":\s*\d+',
