@@ -1,10 +1,10 @@
 """Who changed a function, its role or its network, and when: read from CloudTrail's event
 history (``LookupEvents``), on AWS and in the embedded world alike.
 
-A drift says what differs from the baseline; the trail says who made it. Each resource is
-looked up by name (the function, its execution role, its security groups) over a window,
-read-only events left out, and each change is told as made by a person (or anything else)
-or by the fleet itself (its workers and servers, under their own identities). LookupEvents
+A drift says what differs from the baseline; the trail says who made it. The account's
+writes over a window are read, and those naming the function, its execution role or its
+security groups kept; each change is told as made by a person (or anything else) or by the
+fleet itself (its workers and servers, under their own identities). LookupEvents
 answers 2 requests a second per account and Region, so its client is paced to that
 (:func:`trail_client`); events appear minutes after a call on AWS, so an empty answer says
 when it was asked.
@@ -42,7 +42,7 @@ FLEET_USERS = frozenset(
 # adaptive retries pace this client to what it is allowed (a client-side token bucket that
 # learns from each ThrottlingException), with room to wait out other readers.
 TRAIL_RETRIES = Config(retries={"mode": "adaptive", "max_attempts": 10})
-MAX_PAGES = 10  # per resource: 500 events, newest first
+MAX_PAGES = 10  # 500 writes of the account, newest first
 
 
 def trail_client(clients: Clients) -> Any:
@@ -135,37 +135,45 @@ def _who(identity: dict[str, Any]) -> tuple[str, str | None, bool]:
 def changes_to(
     trail: Any, names: list[str], start: datetime, end: datetime | None = None
 ) -> ChangeHistory:
-    """Every write to the named resources between `start` and `end` (None: now)."""
+    """Every write to the named resources between `start` and `end` (None: now).
+
+    LookupEvents takes one attribute: asking for the account's writes (ReadOnly=false) and
+    keeping those that name one of the resources costs one lookup a page, where asking by
+    each resource would page through every read of it too (the fleet reads a function it
+    watches many times a minute)."""
+    wanted = set(names)
     found: dict[str, Change] = {}
     history = ChangeHistory(looked_up=names, start=start, end=end, changes=[])
+    token: dict[str, str] = {}
     try:
-        for name in names:
-            token: dict[str, str] = {}
-            for _ in range(MAX_PAGES):
-                window = {"StartTime": start, **({"EndTime": end} if end else {})}
-                page = trail.lookup_events(
-                    LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": name}],
-                    **window,
-                    **token,
+        for _ in range(MAX_PAGES):
+            window = {"StartTime": start, **({"EndTime": end} if end else {})}
+            page = trail.lookup_events(
+                LookupAttributes=[{"AttributeKey": "ReadOnly", "AttributeValue": "false"}],
+                MaxResults=50,
+                **window,
+                **token,
+            )
+            for event in page.get("Events", []):
+                named = [r.get("ResourceName") for r in event.get("Resources", [])]
+                resource = next((n for n in named if n in wanted), None)
+                if resource is None or event["EventId"] in found:
+                    continue
+                record = json.loads(event.get("CloudTrailEvent") or "{}")
+                who, arn, by_fleet = _who(record.get("userIdentity", {}))
+                found[event["EventId"]] = Change(
+                    at=event["EventTime"],
+                    event=event["EventName"],
+                    source=event.get("EventSource", ""),
+                    resource=str(resource),
+                    who=who,
+                    who_arn=arn,
+                    by_fleet=by_fleet,
+                    error=record.get("errorCode"),
                 )
-                for event in page.get("Events", []):
-                    if event.get("ReadOnly") == "true" or event["EventId"] in found:
-                        continue
-                    record = json.loads(event.get("CloudTrailEvent") or "{}")
-                    who, arn, by_fleet = _who(record.get("userIdentity", {}))
-                    found[event["EventId"]] = Change(
-                        at=event["EventTime"],
-                        event=event["EventName"],
-                        source=event.get("EventSource", ""),
-                        resource=name,
-                        who=who,
-                        who_arn=arn,
-                        by_fleet=by_fleet,
-                        error=record.get("errorCode"),
-                    )
-                if "NextToken" not in page:
-                    break
-                token = {"NextToken": page["NextToken"]}
+            if "NextToken" not in page:
+                break
+            token = {"NextToken": page["NextToken"]}
     except ClientError as exc:
         history.unseen = f"CloudTrail's LookupEvents refused ({error_code(exc)})"
     history.changes = sorted(found.values(), key=lambda c: c.at)

@@ -22,8 +22,9 @@ SERVICE = "aws:ecs/service:Service"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 
-# Actions that only read (by IAM's own naming); everything else changes something.
-READ_VERBS = ("Get", "List", "Describe", "Filter", "BatchGet", "Query", "Scan", "Head")
+# Actions that only read (by IAM's own naming; CloudTrail's LookupEvents is "Read" in the
+# Service Authorization Reference); everything else changes something.
+READ_VERBS = ("Get", "List", "Describe", "Filter", "BatchGet", "Query", "Scan", "Head", "Lookup")
 # A resource that names every resource of its kind: "*", or "…:security-group/*".
 UNSCOPED = re.compile(r"^\*$|^arn:aws:[a-z0-9-]+:[^:]*:[^:]*:[a-z-]+[/:]\*$")
 SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)

@@ -17,9 +17,10 @@ START = datetime(2026, 12, 8, 5, 0, tzinfo=UTC)
 
 
 def event(
-    i: int, name: str, identity: dict[str, Any], read_only: bool = False, **more: Any
+    i: int, name: str, on: str, identity: dict[str, Any], read_only: bool = False, **more: Any
 ) -> dict[str, Any]:
     return {
+        "Resources": [{"ResourceType": "AWS::Lambda::Function", "ResourceName": on}],
         "EventId": f"e{i}",
         "EventName": name,
         "ReadOnly": "true" if read_only else "false",
@@ -39,9 +40,9 @@ SESSION = {
 
 
 class Trail:
-    """LookupEvents' answers, newest first, two to a page."""
+    """LookupEvents' answers to ReadOnly=false, newest first, two to a page."""
 
-    def __init__(self, events: dict[str, list[dict[str, Any]]], refuse: bool = False):
+    def __init__(self, events: list[dict[str, Any]], refuse: bool = False):
         self.events, self.refuse, self.asked = events, refuse, []
 
     def lookup_events(
@@ -49,9 +50,13 @@ class Trail:
     ) -> dict[str, Any]:
         if self.refuse:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "LookupEvents")
-        name = LookupAttributes[0]["AttributeValue"]
-        self.asked.append((name, params.get("NextToken")))
-        found = sorted(self.events.get(name, []), key=lambda e: e["EventTime"], reverse=True)
+        assert LookupAttributes == [{"AttributeKey": "ReadOnly", "AttributeValue": "false"}]
+        self.asked.append(params.get("NextToken"))
+        found = sorted(
+            (e for e in self.events if e["ReadOnly"] == "false"),
+            key=lambda e: e["EventTime"],
+            reverse=True,
+        )
         at = int(params.get("NextToken", 0))
         page: dict[str, Any] = {"Events": found[at : at + 2]}
         if at + 2 < len(found):
@@ -61,17 +66,14 @@ class Trail:
 
 def test_writes_by_others_are_named_and_the_fleets_own_counted() -> None:
     trail = Trail(
-        {
-            "fn": [
-                event(1, "UpdateFunctionConfiguration20150331v2", PERSON),
-                event(2, "GetFunction20150331v2", PERSON, read_only=True),
-                event(4, "UpdateFunctionConfiguration20150331v2", FLEET),
-            ],
-            "fn-role": [
-                event(3, "PutRolePolicy", SESSION),
-                event(5, "DeleteRolePolicy", PERSON, errorCode="AccessDenied"),
-            ],
-        }
+        [
+            event(1, "UpdateFunctionConfiguration20150331v2", "fn", PERSON),
+            event(2, "GetFunction20150331v2", "fn", PERSON, read_only=True),
+            event(3, "PutRolePolicy", "fn-role", SESSION),
+            event(4, "UpdateFunctionConfiguration20150331v2", "fn", FLEET),
+            event(5, "DeleteRolePolicy", "fn-role", PERSON, errorCode="AccessDenied"),
+            event(6, "UpdateFunctionConfiguration20150331v2", "another-fn", PERSON),
+        ]
     )
     history = changes_to(trail, ["fn", "fn-role"], START)
     assert [c.event for c in history.changes] == [
@@ -79,8 +81,8 @@ def test_writes_by_others_are_named_and_the_fleets_own_counted() -> None:
         "PutRolePolicy",
         "UpdateFunctionConfiguration20150331v2",
         "DeleteRolePolicy",
-    ]  # oldest first; the read left out
-    assert ("fn", "2") in trail.asked  # paged
+    ]  # oldest first; the read and another function's change left out
+    assert trail.asked == [None, "2", "4"]  # paged
     text = history.who_changed()
     assert text.startswith(
         "UpdateFunctionConfiguration20150331v2 on fn by IAMUser ops-alice at 2026-12-08T05:01:00Z; "
@@ -91,9 +93,9 @@ def test_writes_by_others_are_named_and_the_fleets_own_counted() -> None:
 
 
 def test_nothing_found_and_a_refused_lookup_say_so() -> None:
-    empty = changes_to(Trail({}), ["fn"], START, START + timedelta(hours=1))
+    empty = changes_to(Trail([]), ["fn"], START, START + timedelta(hours=1))
     assert empty.who_changed().startswith(
         "nobody in CloudTrail's event history for fn from 2026-12-08T05:00:00Z to 06:00:00Z"
     )
-    refused = changes_to(Trail({}, refuse=True), ["fn"], START)
+    refused = changes_to(Trail([], refuse=True), ["fn"], START)
     assert refused.who_changed() == "not visible: CloudTrail's LookupEvents refused (AccessDenied)"
