@@ -21,6 +21,7 @@ from emulation import world_clock
 from incidents.store import IncidentStore
 from tests.incident_records import record_two_rounds_then_escalated
 from tests.integration.conftest import RunningWorld
+from tests.integration.test_worker_identities import TRUST
 
 
 def _zip() -> bytes:
@@ -35,17 +36,7 @@ def function(admin: Clients) -> Iterator[str]:
     """A function of the test's own (and its role); its name. Deleted after."""
     iam, lam = admin("iam"), admin("lambda")
     name = f"who-changed-{uuid.uuid4().hex[:8]}"
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))[
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(TRUST))[
         "Role"
     ]
     lam.create_function(
